@@ -1,0 +1,801 @@
+//! The hoist-proxy command line: every command and flag, declared with clap derive, where the doc
+//! comments are the help text. Names, defaults and syntax follow kamal-proxy's (cobra/pflag) so
+//! Kamal can drive hoist-proxy unchanged: `--flag value` and `--flag=value`, lists repeated or
+//! comma-separated, Go durations, and Go booleans (`--tls`, `--tls=false`). What each command does
+//! lives with that command; validation that needs the running proxy happens there too.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand};
+
+use crate::duration::parse_duration;
+
+/// How values are written, shown below the help of every command that takes flags.
+const FLAG_SYNTAX: &str = "Durations use Go syntax: 30s, 1m30s, 500ms, 1h. Boolean flags take an \
+                           optional value after `=`: --tls, --tls=true, --tls=false. Lists take \
+                           repeated flags or commas: --host a.example --host b.example, or \
+                           --host a.example,b.example.";
+
+/// Zero-downtime reverse proxy for hoist deploys.
+///
+/// `hoist-proxy run` starts the proxy; every other command talks to the running proxy over its
+/// control socket. The command line is compatible with kamal-proxy's.
+#[derive(Debug, Parser)]
+#[command(name = "hoist-proxy", version, args_override_self = true)]
+#[command(after_help = FLAG_SYNTAX)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts, before or after its name.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Control socket of the running proxy [env: HOIST_PROXY_SOCKET] [default: hoist-proxy.sock
+    /// in the state directory]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
+    pub socket: Option<PathBuf>,
+
+    /// Directory for routing state and certificates [env: HOIST_PROXY_STATE_DIR] [default:
+    /// ~/.config/hoist-proxy, or /var/lib/hoist-proxy without HOME]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        alias = "state-path",
+        help_heading = "Global options"
+    )]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy server
+    #[command(after_help = FLAG_SYNTAX)]
+    Run(RunArgs),
+
+    /// Deploy a service: health-check the new targets, switch traffic to them, drain the old ones
+    #[command(after_help = FLAG_SYNTAX)]
+    Deploy(Box<DeployArgs>),
+
+    /// Remove a service
+    #[command(visible_alias = "rm")]
+    Remove(ServiceArgs),
+
+    /// Pause a service: hold new requests until it is resumed
+    #[command(after_help = FLAG_SYNTAX)]
+    Pause(PauseArgs),
+
+    /// Stop a service: answer its requests with 503 and a maintenance page
+    #[command(after_help = FLAG_SYNTAX)]
+    Stop(StopArgs),
+
+    /// Resume a paused or stopped service
+    Resume(ServiceArgs),
+
+    /// List the services
+    #[command(visible_alias = "ls")]
+    List,
+
+    /// Send part of a service's traffic to a second set of targets (canary)
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+
+    /// Print the hoist-proxy version
+    Version,
+}
+
+impl Command {
+    /// The command as typed after `hoist-proxy`, for messages: `deploy`, `rollout set`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Run(_) => "run",
+            Command::Deploy(_) => "deploy",
+            Command::Remove(_) => "remove",
+            Command::Pause(_) => "pause",
+            Command::Stop(_) => "stop",
+            Command::Resume(_) => "resume",
+            Command::List => "list",
+            Command::Rollout(RolloutCommand::Deploy(_)) => "rollout deploy",
+            Command::Rollout(RolloutCommand::Set(_)) => "rollout set",
+            Command::Rollout(RolloutCommand::Stop(_)) => "rollout stop",
+            Command::Version => "version",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Port to serve HTTP on
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 80,
+        env = "HOIST_PROXY_HTTP_PORT"
+    )]
+    pub http_port: u16,
+
+    /// Port to serve HTTPS on
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 443,
+        env = "HOIST_PROXY_HTTPS_PORT"
+    )]
+    pub https_port: u16,
+
+    /// Port to serve Prometheus metrics on; 0 turns metrics off
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 0,
+        env = "HOIST_PROXY_METRICS_PORT"
+    )]
+    pub metrics_port: u16,
+
+    /// Address to listen on [default: all interfaces]
+    #[arg(long, value_name = "ADDR", env = "HOIST_PROXY_BIND")]
+    pub bind: Option<IpAddr>,
+
+    /// Also serve HTTP/3 over UDP on the HTTPS port
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub http3: bool,
+
+    /// Include debug logs
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool,
+        env = "HOIST_PROXY_DEBUG"
+    )]
+    pub debug: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Name of the service to create or update
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// Target(s) to send traffic to, host[:port]; repeat the flag or separate with commas
+    #[arg(long, value_name = "HOST:PORT", required = true, value_delimiter = ',')]
+    pub target: Vec<String>,
+
+    /// Read-only target(s) for GET and HEAD requests, host[:port]
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    pub read_target: Vec<String>,
+
+    /// Host name(s) to route to this service; none means any host (`*.example.com` allowed)
+    #[arg(long, value_name = "HOST", value_delimiter = ',')]
+    pub host: Vec<String>,
+
+    /// Serve the service below these path prefix(es)
+    #[arg(long, value_name = "PATH", value_delimiter = ',', default_value = "/")]
+    pub path_prefix: Vec<String>,
+
+    /// With --path-prefix, strip the prefix from the request before forwarding it
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub strip_path_prefix: bool,
+
+    /// Serve the service over HTTPS with automatic certificates (requires --host)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub tls: bool,
+
+    /// Use the Let's Encrypt staging environment for certificates
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool,
+        conflicts_with = "tls_acme_directory"
+    )]
+    pub tls_staging: bool,
+
+    /// Custom TLS certificate (PEM) instead of an automatic one; needs --tls-private-key-path
+    #[arg(long, value_name = "PATH", requires = "tls_private_key_path")]
+    pub tls_certificate_path: Option<PathBuf>,
+
+    /// Private key (PEM) of the custom TLS certificate; needs --tls-certificate-path
+    #[arg(long, value_name = "PATH", requires = "tls_certificate_path")]
+    pub tls_private_key_path: Option<PathBuf>,
+
+    /// Redirect HTTP requests to HTTPS (with --tls)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub tls_redirect: bool,
+
+    /// Where to keep ACME accounts and certificates [default: certs in the state directory]
+    #[arg(long, value_name = "DIR")]
+    pub tls_acme_cache_path: Option<PathBuf>,
+
+    /// ACME directory to get certificates from, e.g. ZeroSSL's [default: Let's Encrypt]
+    #[arg(long, value_name = "URL")]
+    pub tls_acme_directory: Option<String>,
+
+    /// External account binding key id, for ACME servers that require one
+    #[arg(long, value_name = "KID", requires = "tls_acme_eab_hmac_key")]
+    pub tls_acme_eab_kid: Option<String>,
+
+    /// External account binding HMAC key (base64url); prefer the environment variable, since
+    /// command lines are visible to other processes
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY",
+        hide_env_values = true,
+        requires = "tls_acme_eab_kid"
+    )]
+    pub tls_acme_eab_hmac_key: Option<String>,
+
+    /// CA certificate (PEM) to trust for a private ACME server, e.g. step-ca or Pebble
+    #[arg(long, value_name = "PATH")]
+    pub tls_acme_ca_root: Option<PathBuf>,
+
+    /// Get certificates for any host this endpoint approves (a 200 to `?host=<name>`); a path
+    /// is asked through the service itself
+    #[arg(long, value_name = "URL")]
+    pub tls_on_demand_url: Option<String>,
+
+    /// Redirect every other host to this one (must be one of --host)
+    #[arg(long, value_name = "HOST")]
+    pub canonical_host: Option<String>,
+
+    /// How long the new targets have to become healthy
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub deploy_timeout: Duration,
+
+    /// How long requests in flight on the old targets get to finish
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Switch to the new targets without waiting for them to become healthy; they get no
+    /// traffic until a health check passes
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub force: bool,
+
+    /// Path to probe for health; a 2xx answer means healthy
+    #[arg(long, value_name = "PATH", default_value = "/up")]
+    pub health_check_path: String,
+
+    /// Time between health checks
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Time each health check has to answer
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub health_check_timeout: Duration,
+
+    /// Port to probe for health; 0 means the target's port
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub health_check_port: u16,
+
+    /// Host header to send with health checks
+    #[arg(long, value_name = "HOST")]
+    pub health_check_host: Option<String>,
+
+    /// How long a target has to start its response before the client gets a 504
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub target_timeout: Duration,
+
+    /// Read whole request bodies before forwarding them
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub buffer_requests: bool,
+
+    /// Read whole responses before sending them to the client
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub buffer_responses: bool,
+
+    /// Bytes of each buffer kept in memory before the rest spills to a temporary file
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub buffer_memory: u64,
+
+    /// Largest request body in bytes, answered with 413 above it; 0 means unlimited (needs
+    /// --buffer-requests)
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 0,
+        requires = "buffer_requests"
+    )]
+    pub max_request_body: u64,
+
+    /// Largest response body in bytes; 0 means unlimited (needs --buffer-responses)
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 0,
+        requires = "buffer_responses"
+    )]
+    pub max_response_body: u64,
+
+    /// Trust and extend incoming X-Forwarded-* headers [default: true, false with --tls]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub forward_headers: Option<bool>,
+
+    /// Header carrying the client's address (e.g. True-Client-IP), copied into X-Forwarded-For
+    #[arg(long, value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Request header(s) to add to the request log as `req_<name>`
+    #[arg(long, value_name = "HEADER", value_delimiter = ',')]
+    pub log_request_header: Vec<String>,
+
+    /// Response header(s) to add to the request log as `resp_<name>`
+    #[arg(long, value_name = "HEADER", value_delimiter = ',')]
+    pub log_response_header: Vec<String>,
+
+    /// Path(s) left out of the Prometheus metrics (still logged)
+    #[arg(long, value_name = "PATH", value_delimiter = ',')]
+    pub exclude_metrics_path: Vec<String>,
+
+    /// Directory of custom error pages named `<status>.html`
+    #[arg(long, value_name = "DIR")]
+    pub error_pages: Option<PathBuf>,
+
+    /// With --path-prefix, move the Path of cookies the service sets below the prefix
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub scope_cookie_paths: bool,
+
+    /// How long after a write a client's reads keep going to the writer targets
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub writer_affinity_timeout: Duration,
+
+    /// Let WebSocket upgrades go to read targets
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub read_target_websockets: bool,
+}
+
+/// A command whose only argument is the service.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Name of the service
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Name of the service
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// How long requests in flight get to finish
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// How long a new request waits for the service to resume before it gets a 504
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub max_pause: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Name of the service
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// How long requests in flight get to finish
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Message to show on the maintenance page
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Deploy the rollout targets, with the service's current options
+    #[command(after_help = FLAG_SYNTAX)]
+    Deploy(RolloutDeployArgs),
+
+    /// Choose which requests go to the rollout targets, by the `kamal-rollout` cookie
+    #[command(after_help = FLAG_SYNTAX)]
+    Set(RolloutSetArgs),
+
+    /// Send all traffic back to the service's main targets
+    Stop(ServiceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutDeployArgs {
+    /// Name of the service
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// Rollout target(s), host[:port]; repeat the flag or separate with commas
+    #[arg(long, value_name = "HOST:PORT", required = true, value_delimiter = ',')]
+    pub target: Vec<String>,
+
+    /// Read-only rollout target(s) for GET and HEAD requests, host[:port]
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    pub read_target: Vec<String>,
+
+    /// How long the rollout targets have to become healthy
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub deploy_timeout: Duration,
+
+    /// How long requests in flight on replaced rollout targets get to finish
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+#[command(group = ArgGroup::new("split").args(["percent", "list"]).required(true).multiple(true))]
+pub struct RolloutSetArgs {
+    /// Name of the service
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// Percentage of cookie values sent to the rollout targets
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub percent: Option<u8>,
+
+    /// Cookie values always sent to the rollout targets
+    #[arg(long, value_name = "VALUE", value_delimiter = ',')]
+    pub list: Vec<String>,
+}
+
+/// Parses a boolean as Go's `strconv.ParseBool` does, which is what pflag accepts after `=`:
+/// `1 t T TRUE true True` and `0 f F FALSE false False`.
+pub fn parse_go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("Expected `true` or `false`, got `{value}`")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("hoist-proxy").chain(args.iter().copied()))
+    }
+
+    fn deploy(args: &[&str]) -> DeployArgs {
+        let args: Vec<&str> = ["deploy", "web"].iter().chain(args).copied().collect();
+        match parse(&args).unwrap().command {
+            Command::Deploy(deploy) => *deploy,
+            other => panic!("expected deploy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn go_bool_accepts_what_strconv_accepts() {
+        for value in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(value), Ok(true), "{value}");
+        }
+        for value in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(value), Ok(false), "{value}");
+        }
+        for value in ["", "yes", "no", "tRUE", "on", "2"] {
+            assert!(parse_go_bool(value).is_err(), "{value}");
+        }
+    }
+
+    #[test]
+    fn deploy_defaults_match_kamal_proxy() {
+        let args = deploy(&["--target", "web-1:3000"]);
+        assert_eq!(args.service, "web");
+        assert_eq!(args.target, ["web-1:3000"]);
+        assert_eq!(args.path_prefix, ["/"]);
+        assert!(args.strip_path_prefix);
+        assert!(!args.tls);
+        assert!(args.tls_redirect);
+        assert_eq!(args.deploy_timeout, Duration::from_secs(30));
+        assert_eq!(args.drain_timeout, Duration::from_secs(30));
+        assert_eq!(args.health_check_path, "/up");
+        assert_eq!(args.health_check_interval, Duration::from_secs(1));
+        assert_eq!(args.health_check_timeout, Duration::from_secs(5));
+        assert_eq!(args.health_check_port, 0);
+        assert_eq!(args.target_timeout, Duration::from_secs(30));
+        assert_eq!(args.buffer_memory, 1_048_576);
+        assert_eq!(args.max_request_body, 0);
+        assert_eq!(args.forward_headers, None);
+        assert_eq!(args.writer_affinity_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn deploy_takes_what_kamal_sends() {
+        let args = deploy(&[
+            "--target=web-1:3000",
+            "--host=a.example.com",
+            "--host=b.example.com",
+            "--tls",
+            "--deploy-timeout=30s",
+            "--drain-timeout=1m30s",
+            "--health-check-interval=500ms",
+            "--buffer-requests",
+            "--buffer-responses",
+            "--max-request-body=1000",
+            "--forward-headers=false",
+            "--tls-redirect=false",
+            "--log-request-header=Cache-Control,Last-Modified",
+            "--log-request-header=User-Agent",
+        ]);
+        assert_eq!(args.host, ["a.example.com", "b.example.com"]);
+        assert!(args.tls);
+        assert_eq!(args.drain_timeout, Duration::from_secs(90));
+        assert_eq!(args.health_check_interval, Duration::from_millis(500));
+        assert!(args.buffer_requests && args.buffer_responses);
+        assert_eq!(args.max_request_body, 1000);
+        assert_eq!(args.forward_headers, Some(false));
+        assert!(!args.tls_redirect);
+        assert_eq!(
+            args.log_request_header,
+            ["Cache-Control", "Last-Modified", "User-Agent"]
+        );
+    }
+
+    #[test]
+    fn lists_take_commas_and_repeats() {
+        let args = deploy(&[
+            "--target",
+            "a:1,b:2",
+            "--target",
+            "c:3",
+            "--read-target=r:4",
+        ]);
+        assert_eq!(args.target, ["a:1", "b:2", "c:3"]);
+        assert_eq!(args.read_target, ["r:4"]);
+    }
+
+    #[test]
+    fn boolean_value_must_follow_an_equals_sign() {
+        // pflag reads `--tls false` as `--tls` plus a second positional argument.
+        assert!(parse(&["deploy", "web", "--target", "a:1", "--tls", "false"]).is_err());
+        let args = deploy(&["--tls", "--target", "a:1"]);
+        assert!(args.tls);
+        assert!(!deploy(&["--target", "a:1", "--tls=0"]).tls);
+        assert!(parse(&["deploy", "web", "--target", "a:1", "--tls=maybe"]).is_err());
+    }
+
+    #[test]
+    fn last_occurrence_of_a_single_value_flag_wins() {
+        let args = deploy(&[
+            "--target",
+            "a:1",
+            "--tls",
+            "--tls=false",
+            "--drain-timeout=1s",
+            "--drain-timeout=2s",
+        ]);
+        assert!(!args.tls);
+        assert_eq!(args.drain_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn deploy_requires_a_target_and_a_service() {
+        assert!(parse(&["deploy", "web"]).is_err());
+        assert!(parse(&["deploy", "--target", "a:1"]).is_err());
+    }
+
+    #[test]
+    fn body_limits_need_buffering_like_kamal_proxy() {
+        assert!(parse(&["deploy", "web", "--target", "a:1", "--max-request-body=10"]).is_err());
+        assert!(parse(&["deploy", "web", "--target", "a:1", "--max-response-body=10"]).is_err());
+        assert!(
+            parse(&[
+                "deploy",
+                "web",
+                "--target",
+                "a:1",
+                "--buffer-responses",
+                "--max-response-body=10"
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn custom_certificate_needs_both_files() {
+        assert!(
+            parse(&[
+                "deploy",
+                "web",
+                "--target",
+                "a:1",
+                "--tls-certificate-path=c.pem"
+            ])
+            .is_err()
+        );
+        let args = deploy(&[
+            "--target",
+            "a:1",
+            "--tls-certificate-path=c.pem",
+            "--tls-private-key-path=k.pem",
+        ]);
+        assert_eq!(args.tls_private_key_path, Some(PathBuf::from("k.pem")));
+    }
+
+    #[test]
+    fn acme_flags_parse_and_staging_excludes_a_custom_directory() {
+        let args = deploy(&[
+            "--target=a:1",
+            "--tls-acme-directory=https://acme.zerossl.com/v2/DV90",
+            "--tls-acme-eab-kid=kid",
+            "--tls-acme-eab-hmac-key=key",
+            "--tls-acme-ca-root=/etc/ca.pem",
+        ]);
+        assert_eq!(args.tls_acme_eab_kid.as_deref(), Some("kid"));
+        assert!(parse(&["deploy", "web", "--target=a:1", "--tls-acme-eab-kid=kid"]).is_err());
+        assert!(
+            parse(&[
+                "deploy",
+                "web",
+                "--target=a:1",
+                "--tls-staging",
+                "--tls-acme-directory=https://x"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn run_defaults_match_kamal_proxy() {
+        let Command::Run(args) = parse(&["run"]).unwrap().command else {
+            panic!("expected run");
+        };
+        assert_eq!(
+            (args.http_port, args.https_port, args.metrics_port),
+            (80, 443, 0)
+        );
+        assert_eq!(args.bind, None);
+        assert!(!args.http3 && !args.debug);
+    }
+
+    #[test]
+    fn aliases_and_global_flags() {
+        assert!(matches!(
+            parse(&["rm", "web"]).unwrap().command,
+            Command::Remove(_)
+        ));
+        assert!(matches!(parse(&["ls"]).unwrap().command, Command::List));
+        let cli = parse(&["list", "--socket", "/s.sock", "--state-dir=/state"]).unwrap();
+        assert_eq!(cli.global.socket, Some(PathBuf::from("/s.sock")));
+        assert_eq!(cli.global.state_dir, Some(PathBuf::from("/state")));
+        let cli = parse(&["--socket=/t.sock", "ls"]).unwrap();
+        assert_eq!(cli.global.socket, Some(PathBuf::from("/t.sock")));
+    }
+
+    #[test]
+    fn rollout_set_needs_a_percent_or_a_list() {
+        assert!(parse(&["rollout", "set", "web"]).is_err());
+        assert!(parse(&["rollout", "set", "web", "--percent=101"]).is_err());
+        let Command::Rollout(RolloutCommand::Set(args)) =
+            parse(&["rollout", "set", "web", "--percent", "10", "--list", "a,b"])
+                .unwrap()
+                .command
+        else {
+            panic!("expected rollout set");
+        };
+        assert_eq!(
+            (args.percent, args.list.as_slice()),
+            (Some(10), ["a", "b"].map(String::from).as_slice())
+        );
+    }
+
+    #[test]
+    fn names_commands_as_typed() {
+        assert_eq!(
+            parse(&["rollout", "stop", "web"]).unwrap().command.name(),
+            "rollout stop"
+        );
+        assert_eq!(parse(&["rm", "web"]).unwrap().command.name(), "remove");
+    }
+}

@@ -1,0 +1,57 @@
+//! The `hoist-proxy` binary: parses the command line, dispatches to a command, and turns every
+//! failure into kamal-proxy's `Error: <message>` on stderr with exit status 1. Commands live in
+//! the library; this file owns only the process edge.
+
+use std::fmt::Display;
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use hoist_proxy::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return exit_for_parse_error(error),
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => report_error(format_args!("{error:#}")),
+    }
+}
+
+/// Runs one command.
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Version => {
+            println!("{}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        command => anyhow::bail!("hoist-proxy {} is not implemented yet", command.name()),
+    }
+}
+
+/// Prints `Error: <message>` to stderr and returns exit status 1, as kamal-proxy (cobra) does for
+/// every failure, bad flags included. Every error leaves the process through here.
+fn report_error(message: impl Display) -> ExitCode {
+    eprintln!("Error: {message}");
+    ExitCode::FAILURE
+}
+
+/// Help and `--version` go to stdout with status 0; a bare `hoist-proxy` or `hoist-proxy rollout`
+/// prints help the same way, as cobra does for a command that only groups others. Anything else
+/// is a usage error, reported through [`report_error`].
+fn exit_for_parse_error(error: clap::Error) -> ExitCode {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => error.exit(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            print!("{}", error.render());
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let rendered = error.render().to_string();
+            let message = rendered.trim_end();
+            report_error(message.strip_prefix("error: ").unwrap_or(message))
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The command line: every `hoist` command and flag, declared with clap derive. Doc comments are
+//! the help text. Parsing only; commands/ turns these into actions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Deploy containerized web apps to plain Linux servers with zero downtime.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hoist",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file [default: deploy.toml]
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Destination (deploy.<DESTINATION>.toml is merged over deploy.toml)
+    #[arg(
+        short = 'd',
+        long = "destination",
+        global = true,
+        value_name = "DESTINATION"
+    )]
+    pub destination: Option<String>,
+
+    /// Only these hosts (comma-separated)
+    #[arg(long, global = true, value_delimiter = ',', value_name = "HOSTS")]
+    pub hosts: Vec<String>,
+
+    /// Only these roles (comma-separated)
+    #[arg(long, global = true, value_delimiter = ',', value_name = "ROLES")]
+    pub roles: Vec<String>,
+
+    /// Show each remote step (-vv for debug logs)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only errors and warnings
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// A destination given positionally (`hoist deploy staging`), as an alternative to `-d`.
+#[derive(Debug, Args)]
+pub struct DestinationArg {
+    /// Destination, e.g. `staging` (same as -d)
+    #[arg(value_name = "DESTINATION")]
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented deploy.toml, .hoist/secrets and sample hooks
+    Init,
+    /// Prepare fresh servers (install Docker, boot the proxy and accessories), then deploy
+    Setup(DestinationArg),
+    /// Build, push and roll out a new version with zero downtime
+    Deploy(DestinationArg),
+    /// Deploy again without booting the proxy or pruning
+    Redeploy(DestinationArg),
+    /// Go back to a previous version (default: the one before the live one)
+    Rollback {
+        /// Version to roll back to
+        version: Option<String>,
+    },
+    /// List the retained versions on each server, marking the live one
+    Versions(DestinationArg),
+    /// Show servers, Docker, containers, versions and proxy status
+    Details(DestinationArg),
+    /// Show the app's container logs
+    Logs(DestinationArg),
+    /// Run a command in the app's container
+    Exec {
+        /// Command to run
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Control the running app
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Manage hoist-proxy on the servers
+    #[command(subcommand)]
+    Proxy(ProxyCommand),
+    /// Manage accessories (databases, caches) declared in deploy.toml
+    #[command(subcommand)]
+    Accessory(AccessoryCommand),
+    /// Inspect or release the deploy lock
+    #[command(subcommand)]
+    Lock(LockCommand),
+    /// Remove old containers and images beyond `retain_containers`
+    Prune(DestinationArg),
+    /// Show the audit log of each server
+    Audit(DestinationArg),
+    /// Print the merged configuration, secrets redacted
+    Config(DestinationArg),
+    /// Local throw-away servers and a registry to try a deploy on
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Stop the app's containers
+    Stop,
+    /// Start the app's containers
+    Start,
+    /// Answer with a maintenance page (503)
+    Maintenance {
+        /// Message shown on the maintenance page
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Leave maintenance mode
+    Live,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Start hoist-proxy on every server
+    Boot,
+    /// Replace hoist-proxy with the configured version
+    Reboot,
+    /// Show hoist-proxy logs
+    Logs,
+    /// Show hoist-proxy status and routes
+    Details,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessoryCommand {
+    /// Start an accessory
+    Boot { name: String },
+    /// Replace an accessory's container
+    Reboot { name: String },
+    /// Remove an accessory's container
+    Remove { name: String },
+    /// Show an accessory's logs
+    Logs { name: String },
+    /// Run a command in an accessory's container
+    Exec {
+        name: String,
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Show who holds the deploy lock
+    Status,
+    /// Release the deploy lock
+    Release,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Start local servers (containers with sshd and their own Docker engine) and a registry
+    Up(SandboxUpArgs),
+    /// Remove everything a sandbox created
+    Down(SandboxDownArgs),
+    /// Describe the sandboxes: servers, SSH keys, known_hosts lines, registry
+    List(SandboxListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxUpArgs {
+    /// How many servers
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub servers: u8,
+
+    /// Servers with sshd only, no Docker (to try `hoist setup`)
+    #[arg(long)]
+    pub bare: bool,
+
+    /// Sandbox name (several sandboxes can coexist)
+    #[arg(long, default_value = "hoist", value_name = "NAME")]
+    pub name: String,
+
+    /// Debian mirror for building the server image [default: the one in /etc/apt]
+    #[arg(long, env = "HOIST_SANDBOX_MIRROR", value_name = "URL")]
+    pub mirror: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxDownArgs {
+    /// Sandbox name
+    #[arg(long, default_value = "hoist", value_name = "NAME")]
+    pub name: String,
+
+    /// Also remove the cached server images (the next `up` rebuilds them, about a minute)
+    #[arg(long)]
+    pub images: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxListArgs {
+    /// Only this sandbox
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn destination_is_positional_or_flag() {
+        let cli = Cli::try_parse_from(["hoist", "deploy", "staging"]).expect("parses");
+        assert!(
+            matches!(cli.command, Command::Deploy(DestinationArg { destination: Some(ref d) }) if d == "staging")
+        );
+        let cli = Cli::try_parse_from(["hoist", "-d", "staging", "deploy"]).expect("parses");
+        assert_eq!(cli.global.destination.as_deref(), Some("staging"));
+    }
+}

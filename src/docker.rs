@@ -1,0 +1,220 @@
+//! The Docker Engine API, through bollard: connecting to an engine (with API version negotiation)
+//! and the few compound operations hoist needs everywhere: upload files into a container, run a
+//! command in one and collect its output, check an image exists. Engines on servers are reached the
+//! same way once an SSH transport is plugged in; what to do with them lives in the callers.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::UploadToContainerOptionsBuilder;
+use futures_util::StreamExt;
+
+use crate::report::HintExt;
+
+/// Connect to the engine on this machine (`DOCKER_HOST`, else the local unix socket) and agree
+/// on an API version.
+pub async fn connect_local() -> Result<Docker> {
+    let docker = Docker::connect_with_defaults()
+        .context("Failed to set up a connection to the local Docker engine")?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .context("Failed to reach the local Docker engine")
+        .hint("start it (`dockerd &`, `systemctl start docker`) or point DOCKER_HOST at one")?;
+    Ok(docker)
+}
+
+/// One file to place in a container.
+pub struct FileSpec {
+    /// Absolute path inside the container.
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
+impl FileSpec {
+    pub fn new(path: impl Into<String>, contents: impl Into<Vec<u8>>, mode: u32) -> Self {
+        Self {
+            path: path.into(),
+            contents: contents.into(),
+            mode,
+        }
+    }
+}
+
+/// A tar archive holding `files`, owned by root. Missing parent directories are created 0755 by
+/// the engine when it unpacks; `private_dirs` (absolute) are created 0700 instead.
+pub fn tar_files(files: &[FileSpec], private_dirs: &[&str]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for dir in private_dirs {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o700);
+        header.set_size(0);
+        builder
+            .append_data(
+                &mut header,
+                format!("{}/", dir.trim_start_matches('/')),
+                std::io::empty(),
+            )
+            .context("Failed to build a tar archive")?;
+    }
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(file.mode);
+        header.set_size(file.contents.len() as u64);
+        builder
+            .append_data(
+                &mut header,
+                file.path.trim_start_matches('/'),
+                file.contents.as_slice(),
+            )
+            .context("Failed to build a tar archive")?;
+    }
+    builder
+        .into_inner()
+        .context("Failed to build a tar archive")
+}
+
+/// Place files into a container (created or running) at their absolute paths.
+pub async fn upload_files(
+    docker: &Docker,
+    container: &str,
+    files: &[FileSpec],
+    private_dirs: &[&str],
+) -> Result<()> {
+    let archive = tar_files(files, private_dirs)?;
+    docker
+        .upload_to_container(
+            container,
+            Some(UploadToContainerOptionsBuilder::new().path("/").build()),
+            bollard::body_full(archive.into()),
+        )
+        .await
+        .with_context(|| format!("Failed to copy files into container `{container}`"))
+}
+
+/// What a command run with [`exec`] printed, and how it ended.
+#[derive(Debug)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run a command in a running container and collect its output.
+pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("Failed to run `{}` in `{container}`", cmd.join(" ")))?;
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let StartExecResults::Attached { mut output, .. } = docker
+        .start_exec(&created.id, None)
+        .await
+        .with_context(|| format!("Failed to run `{}` in `{container}`", cmd.join(" ")))?
+    {
+        while let Some(chunk) = output.next().await {
+            match chunk {
+                Ok(bollard::container::LogOutput::StdOut { message }) => {
+                    stdout.push_str(&String::from_utf8_lossy(&message))
+                }
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    stderr.push_str(&String::from_utf8_lossy(&message))
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    return Err(err).with_context(|| {
+                        format!("Lost the output of `{}` in `{container}`", cmd.join(" "))
+                    });
+                }
+            }
+        }
+    }
+    let inspected = docker
+        .inspect_exec(&created.id)
+        .await
+        .with_context(|| format!("Failed to inspect `{}` in `{container}`", cmd.join(" ")))?;
+    Ok(ExecOutput {
+        exit_code: inspected.exit_code.unwrap_or(-1),
+        stdout,
+        stderr,
+    })
+}
+
+/// Whether an image with this reference exists in the engine.
+pub async fn image_exists(docker: &Docker, reference: &str) -> Result<bool> {
+    match docker.inspect_image(reference).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(err) => Err(err).with_context(|| format!("Failed to inspect image `{reference}`")),
+    }
+}
+
+/// A `label=value` filter for list calls.
+pub fn label_filter(label: &str, value: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{label}={value}")])])
+}
+
+/// Treat "no such object" as success when removing things.
+pub fn ignore_not_found(
+    result: Result<(), bollard::errors::Error>,
+) -> Result<(), bollard::errors::Error> {
+    match result {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_holds_parents_and_modes() {
+        let archive = tar_files(
+            &[
+                FileSpec::new("/root/.ssh/authorized_keys", "key", 0o600),
+                FileSpec::new("/root/.ssh/other", "x", 0o644),
+            ],
+            &["/root/.ssh"],
+        )
+        .expect("tar");
+        let mut reader = tar::Archive::new(archive.as_slice());
+        let entries: Vec<(String, u32)> = reader
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                (
+                    e.path().expect("path").display().to_string(),
+                    e.header().mode().expect("mode"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("root/.ssh/".to_string(), 0o700),
+                ("root/.ssh/authorized_keys".to_string(), 0o600),
+                ("root/.ssh/other".to_string(), 0o644),
+            ]
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! `hoist`: the command-line entry point. Parses arguments, sets up logging and output, runs the
+//! chosen command and turns its outcome into an exit status and an `error:`/`Caused by:`/`hint:`
+//! report. Everything else lives in the modules below.
+
+mod cli;
+mod commands;
+mod docker;
+mod printer;
+mod report;
+mod sandbox;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::printer::Printer;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let printer = Printer::new(cli.global.quiet, cli.global.verbose, cli.global.json);
+    init_tracing(cli.global.verbose);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            report::print_error(
+                &anyhow::Error::new(err).context("Failed to start the async runtime"),
+            );
+            return report::ExitStatus::Error.into();
+        }
+    };
+    match runtime.block_on(commands::run(cli, &printer)) {
+        Ok(()) => report::ExitStatus::Success.into(),
+        Err(err) => {
+            report::print_error(&err);
+            report::exit_status_for(&err).into()
+        }
+    }
+}
+
+/// Logs are for `-v` and `RUST_LOG`; user-facing output goes through the [`Printer`].
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "hoist=debug,warn",
+        _ => "hoist=trace,debug",
+    };
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

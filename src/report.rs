@@ -1,0 +1,144 @@
+//! Error reports at the CLI edge: `error: <what>`, `  Caused by: <why>` lines, then `hint: <what to
+//! do>`, and the exit status that goes with them. Library code attaches hints with [`HintExt`];
+//! only `main` prints reports.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// How the process ends (uv-style): 0 success, 1 a failure caused by input or remote state,
+/// 2 bad arguments or an unexpected internal error. clap already exits 2 on usage errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    Failure,
+    Error,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        match status {
+            ExitStatus::Success => ExitCode::from(0),
+            ExitStatus::Failure => ExitCode::from(1),
+            ExitStatus::Error => ExitCode::from(2),
+        }
+    }
+}
+
+/// An error with advice for the user. Displays as the error it wraps, so a report never repeats
+/// a line; the hint is printed once, after the causes.
+#[derive(Debug)]
+pub struct Hinted {
+    inner: anyhow::Error,
+    hint: String,
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.inner, f)
+    }
+}
+
+impl std::error::Error for Hinted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let inner: &(dyn std::error::Error + Send + Sync + 'static) = self.inner.as_ref();
+        inner.source()
+    }
+}
+
+/// Attach a hint (what the user can do about it) to an error.
+pub trait HintExt<T> {
+    fn hint(self, hint: impl Into<String>) -> anyhow::Result<T>;
+    fn with_hint<F: FnOnce() -> String>(self, hint: F) -> anyhow::Result<T>;
+}
+
+impl<T, E> HintExt<T> for Result<T, E>
+where
+    E: Into<anyhow::Error>,
+{
+    fn hint(self, hint: impl Into<String>) -> anyhow::Result<T> {
+        self.map_err(|err| {
+            anyhow::Error::new(Hinted {
+                inner: err.into(),
+                hint: hint.into(),
+            })
+        })
+    }
+
+    fn with_hint<F: FnOnce() -> String>(self, hint: F) -> anyhow::Result<T> {
+        self.map_err(|err| {
+            anyhow::Error::new(Hinted {
+                inner: err.into(),
+                hint: hint(),
+            })
+        })
+    }
+}
+
+/// Build an error that carries a hint, for failures detected by hoist itself.
+pub fn hinted(message: impl fmt::Display, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Hinted {
+        inner: anyhow::anyhow!("{message}"),
+        hint: hint.into(),
+    })
+}
+
+/// Render a report the way the user reads it.
+pub fn render(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut hints = Vec::new();
+    for (index, cause) in err.chain().enumerate() {
+        if let Some(hinted) = cause.downcast_ref::<Hinted>() {
+            hints.push(hinted.hint.clone());
+        }
+        let text = cause.to_string();
+        if index == 0 {
+            out.push_str(&format!("error: {text}\n"));
+        } else {
+            out.push_str(&format!("  Caused by: {text}\n"));
+        }
+    }
+    for hint in hints {
+        out.push_str(&format!("\nhint: {hint}\n"));
+    }
+    out
+}
+
+pub fn print_error(err: &anyhow::Error) {
+    eprint!("{}", render(err));
+}
+
+/// Internal bugs exit 2; everything else (bad config, unreachable server, failed deploy) exits 1.
+pub fn exit_status_for(_err: &anyhow::Error) -> ExitStatus {
+    ExitStatus::Failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn report_lists_causes_then_hint() {
+        let err: anyhow::Result<()> = Err(std::io::Error::other("connection refused"));
+        let err = err
+            .hint("start dockerd")
+            .context("Failed to reach the local Docker engine")
+            .unwrap_err();
+        assert_eq!(
+            render(&err),
+            "error: Failed to reach the local Docker engine\n  Caused by: connection refused\n\nhint: start dockerd\n"
+        );
+    }
+
+    #[test]
+    fn hinted_error_is_not_printed_twice() {
+        let err = hinted(
+            "Sandbox `x` does not exist",
+            "run `hoist sandbox up --name x`",
+        );
+        assert_eq!(
+            render(&err),
+            "error: Sandbox `x` does not exist\n\nhint: run `hoist sandbox up --name x`\n"
+        );
+    }
+}
