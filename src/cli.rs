@@ -78,7 +78,8 @@ pub enum Command {
     /// Go back to a previous version (default: the one before the live one)
     Rollback {
         /// Version to roll back to
-        version: Option<String>,
+        #[arg(value_name = "VERSION")]
+        to_version: Option<String>,
     },
     /// List the retained versions on each server, marking the live one
     Versions(DestinationArg),

@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn report_lists_causes_then_hint() {
-        let err: anyhow::Result<()> = Err(std::io::Error::other("connection refused"));
+        let err: Result<(), std::io::Error> = Err(std::io::Error::other("connection refused"));
         let err = err
             .hint("start dockerd")
             .context("Failed to reach the local Docker engine")

@@ -72,10 +72,9 @@ pub fn recipe_hash() -> String {
 }
 
 /// Make sure both images exist, building what is missing. Serialised across processes by a lock
-/// file in `work_root`, so parallel `up`s build once.
+/// file in the machine's hoist cache directory, so parallel `up`s build once.
 pub async fn ensure(
     docker: &Docker,
-    work_root: &Path,
     mirror: Option<&str>,
     printer: &Printer,
 ) -> Result<ServerImages> {
@@ -91,6 +90,7 @@ pub async fn ensure(
         return Ok(images);
     }
 
+    let work_root = &cache_dir()?;
     std::fs::create_dir_all(work_root)
         .with_context(|| format!("Failed to create `{}`", work_root.display()))?;
     let lock_path = work_root.join(".image-build.lock");
@@ -130,6 +130,25 @@ pub async fn ensure(
         ),
     );
     Ok(images)
+}
+
+/// Where image builds happen: `$HOIST_CACHE_DIR`, else `$XDG_CACHE_HOME/hoist`, else
+/// `~/.cache/hoist`. Shared by every sandbox on the machine, like the images themselves.
+fn cache_dir() -> Result<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("HOIST_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|dir| dir.join("hoist")))
+        .or_else(|| var("HOME").map(|dir| dir.join(".cache/hoist")))
+        .ok_or_else(|| {
+            hinted(
+                "Cannot tell where to build the sandbox image: HOME is not set",
+                "set HOIST_CACHE_DIR to a directory",
+            )
+        })
 }
 
 /// The Debian mirror this machine's apt uses (deb822 `.sources` files or `sources.list`).

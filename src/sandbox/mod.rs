@@ -69,7 +69,7 @@ pub async fn up(options: UpOptions<'_>, printer: &Printer) -> Result<UpOutcome> 
         ));
     }
 
-    let images = image::ensure(&docker, &root, options.mirror, printer).await?;
+    let images = image::ensure(&docker, options.mirror, printer).await?;
     let started = Instant::now();
     match create(&docker, &options, &state_dir, &images, printer).await {
         Ok(info) => {
@@ -248,7 +248,7 @@ async fn create(
                     network: &network,
                     address,
                     cmd: server::start_command(options.bare),
-                    binds: vec![format!("{volume}:/var/lib/docker")],
+                    volumes: vec![(volume, "/var/lib/docker")],
                     nested_docker: true,
                 },
                 &files,

@@ -80,7 +80,7 @@ pub async fn start(docker: &Docker, spec: RegistrySpec<'_>) -> Result<()> {
                 "serve".into(),
                 format!("{CONFIG_DIR}/config.yml"),
             ],
-            binds: vec![format!("{}:/var/lib/docker-registry", spec.volume)],
+            volumes: vec![(spec.volume.to_string(), "/var/lib/docker-registry")],
             nested_docker: false,
         },
         &files,

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum,
+    RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use tokio::io::AsyncReadExt;
@@ -37,8 +37,8 @@ pub struct ContainerSpec<'a> {
     pub network: &'a str,
     pub address: IpAddr,
     pub cmd: Vec<String>,
-    /// `volume:/path` or `/host:/path` mounts.
-    pub binds: Vec<String>,
+    /// Named volumes (`name`, mount path), created with the sandbox label so `down` finds them.
+    pub volumes: Vec<(String, &'a str)>,
     /// Capabilities and unconfined profiles for a nested dockerd (`--privileged` fails here).
     pub nested_docker: bool,
 }
@@ -50,8 +50,24 @@ pub async fn create_and_start(
     files: &[FileSpec],
     private_dirs: &[&str],
 ) -> Result<()> {
+    let labels = HashMap::from([
+        (SANDBOX_LABEL.to_string(), spec.sandbox.to_string()),
+        (format!("{SANDBOX_LABEL}.role"), spec.role.to_string()),
+    ]);
+    let mut binds = Vec::new();
+    for (volume, mount) in &spec.volumes {
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("Failed to create volume `{volume}`"))?;
+        binds.push(format!("{volume}:{mount}"));
+    }
     let mut host_config = HostConfig {
-        binds: Some(spec.binds.clone()),
+        binds: Some(binds),
         network_mode: Some(spec.network.to_string()),
         restart_policy: Some(RestartPolicy {
             name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
@@ -75,10 +91,7 @@ pub async fn create_and_start(
         image: Some(spec.image.to_string()),
         hostname: Some(spec.hostname.to_string()),
         cmd: Some(spec.cmd.clone()),
-        labels: Some(HashMap::from([
-            (SANDBOX_LABEL.to_string(), spec.sandbox.to_string()),
-            (format!("{SANDBOX_LABEL}.role"), spec.role.to_string()),
-        ])),
+        labels: Some(labels),
         host_config: Some(host_config),
         networking_config: Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(

@@ -1,0 +1,47 @@
+# Shared by scripts/test and scripts/demo: install the Debian packages hoist's tests and sandbox
+# need, and start a Docker engine if none answers. Sourced, not run.
+
+# ensure_packages PKG...: apt-get install whatever is missing (needs root, or says how).
+ensure_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$pkg")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: missing Debian packages: ${missing[*]}" >&2
+    echo "hint: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
+  echo "==> installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_dockerd: a Docker engine must answer; start dockerd in the background if none does.
+ensure_dockerd() {
+  if docker info >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: no Docker engine answers and only root can start one here" >&2
+    echo "hint: start it (sudo systemctl start docker, or sudo dockerd &) and run again" >&2
+    return 1
+  fi
+  local log=/var/log/hoist-dockerd.log
+  echo "==> starting dockerd (log: $log)" >&2
+  setsid nohup dockerd >"$log" 2>&1 </dev/null &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "error: dockerd did not come up within 30s; last lines of $log:" >&2
+  tail -n 20 "$log" >&2
+  return 1
+}
+
+# Everything the test suite and the demo use.
+HOIST_TEST_PACKAGES=(docker.io debootstrap openssh-client curl ca-certificates iproute2 tar)

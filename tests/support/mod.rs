@@ -1,0 +1,283 @@
+//! Shared harness for hoist's end-to-end tests: the real `hoist` binary run in a private state
+//! directory, sandboxes torn down when a test ends (even on panic), the local Docker engine, the
+//! test app image, and plain SSH/HTTP clients. Prerequisites that are missing fail the test with
+//! what to do; nothing is skipped.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+/// A private directory for sandbox state, removed at the end of the test.
+pub struct TestContext {
+    pub home: tempfile::TempDir,
+}
+
+impl TestContext {
+    pub fn new() -> Self {
+        Self {
+            home: tempfile::Builder::new()
+                .prefix("hoist-test-")
+                .tempdir()
+                .expect("create a temp dir"),
+        }
+    }
+
+    /// `hoist ARGS` with this context's state directory.
+    pub fn hoist(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hoist"))
+            .args(args)
+            .env("HOIST_SANDBOX_HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hoist")
+    }
+
+    /// `hoist ARGS`, asserting success; returns stdout.
+    pub fn hoist_ok(&self, args: &[&str]) -> String {
+        let output = self.hoist(args);
+        assert!(
+            output.status.success(),
+            "`hoist {}` failed with {}\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Start a sandbox that is torn down when the guard drops.
+    pub fn sandbox_up(&self, name: &str, extra: &[&str]) -> (SandboxGuard<'_>, Output) {
+        let guard = SandboxGuard {
+            context: self,
+            name: name.to_string(),
+        };
+        let mut args = vec!["sandbox", "up", "--name", name];
+        args.extend_from_slice(extra);
+        let output = self.hoist(&args);
+        assert!(
+            output.status.success(),
+            "`hoist {}` failed with {}\nstderr:\n{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (guard, output)
+    }
+
+    /// `hoist sandbox list --json --name NAME`, the sandbox object.
+    pub fn sandbox_json(&self, name: &str) -> Value {
+        let stdout = self.hoist_ok(&["sandbox", "list", "--json", "--name", name]);
+        let mut value: Value = serde_json::from_str(&stdout).expect("list --json is JSON");
+        value["sandboxes"][0].take()
+    }
+}
+
+pub struct SandboxGuard<'a> {
+    context: &'a TestContext,
+    pub name: String,
+}
+
+impl Drop for SandboxGuard<'_> {
+    fn drop(&mut self) {
+        let output = self
+            .context
+            .hoist(&["sandbox", "down", "--name", &self.name]);
+        if !output.status.success() {
+            eprintln!(
+                "cleanup of sandbox {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+/// A sandbox name unique to this test process.
+pub fn unique_name(prefix: &str) -> String {
+    format!("t{}-{prefix}", std::process::id() % 100_000)
+}
+
+/// The local engine. Its absence fails the test: `scripts/test` starts one.
+pub async fn docker() -> Docker {
+    let docker = Docker::connect_with_defaults().expect("docker client");
+    docker
+        .negotiate_version()
+        .await
+        .expect("a Docker engine must answer (scripts/test starts dockerd)")
+}
+
+/// The static test app binary built by `scripts/build-static`.
+pub fn testapp_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/x86_64-unknown-linux-gnu/release/hoist-testapp");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `scripts/build-static hoist-testapp` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Build the test app image as `tag`, answering `/version` with `version`; `broken` makes `/up`
+/// fail.
+pub async fn build_testapp_image(docker: &Docker, tag: &str, version: &str, broken: bool) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read(root.join("tests/testapp/Dockerfile")).expect("read Dockerfile");
+    let binary = std::fs::read(testapp_binary()).expect("read test app binary");
+    let mut context = tar::Builder::new(Vec::new());
+    for (name, data, mode) in [
+        ("Dockerfile", &dockerfile, 0o644),
+        ("hoist-testapp", &binary, 0o755),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(mode);
+        context
+            .append_data(&mut header, name, data.as_slice())
+            .expect("tar");
+    }
+    let context = context.into_inner().expect("tar");
+    let mut args = HashMap::from([("VERSION".to_string(), version.to_string())]);
+    if broken {
+        args.insert("BROKEN".to_string(), "1".to_string());
+    }
+    let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
+        .t(tag)
+        .buildargs(&args)
+        .rm(true)
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(item) = stream.next().await {
+        let info = item.expect("build the test app image");
+        if let Some(detail) = info.error_detail {
+            panic!("building the test app image failed: {detail:?}");
+        }
+    }
+}
+
+/// Push `repo:tag` with the given credentials; the error text on failure.
+pub async fn push(
+    docker: &Docker,
+    repo: &str,
+    tag: &str,
+    server: &str,
+    username: &str,
+    password: &str,
+) -> Result<(), String> {
+    let credentials = bollard::auth::DockerCredentials {
+        username: Some(username.to_string()),
+        password: Some(password.to_string()),
+        serveraddress: Some(server.to_string()),
+        ..Default::default()
+    };
+    let options = bollard::query_parameters::PushImageOptionsBuilder::new()
+        .tag(tag)
+        .build();
+    let mut stream = docker.push_image(repo, Some(options), Some(credentials));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail {
+                    return Err(format!("{detail:?}"));
+                }
+            }
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Read `KEY=value` pairs (with or without `export`) from a credentials file.
+pub fn read_env_file(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .expect("read credentials file")
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| {
+            let line = line.trim().trim_start_matches("export ");
+            let (key, value) = line.split_once('=')?;
+            Some((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Run `command` on a sandbox server with the system OpenSSH client, strict host key checking.
+pub fn ssh(
+    server: &Value,
+    key: &Path,
+    known_hosts: &Path,
+    command: &str,
+    stdin: Option<&str>,
+) -> Output {
+    let address = server["address"].as_str().expect("address");
+    let user = server["ssh_user"].as_str().expect("ssh_user");
+    let mut child = Command::new("ssh")
+        .args(["-i", &key.display().to_string()])
+        .args([
+            "-o",
+            &format!("UserKnownHostsFile={}", known_hosts.display()),
+        ])
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10"])
+        .arg(format!("{user}@{address}"))
+        .arg(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ssh (openssh-client)");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write ssh stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait for ssh")
+}
+
+/// A plain HTTP/1.1 GET; returns (status, body).
+pub fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Poll `check` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check()
+}
