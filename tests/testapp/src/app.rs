@@ -1,0 +1,264 @@
+//! The test application itself: the settings it reads from the environment and what each
+//! path answers (`/up`, `/version`, `/`, `/slow`, `/stream`, `/headers`). It maps a parsed
+//! request to a response; framing and sockets live in http.rs and connection.rs.
+
+use std::time::Duration;
+use std::{env, fs, thread};
+
+use crate::http::{self, Request};
+use crate::log::Log;
+
+/// Reported version when `APP_VERSION` is unset or empty.
+pub const DEFAULT_VERSION: &str = "dev";
+/// `/slow` sleeps this long without `ms`.
+pub const DEFAULT_SLOW_MS: u64 = 1000;
+/// Longest `/slow` sleep; larger `ms` values are capped to it.
+pub const MAX_SLOW_MS: u64 = 600_000;
+/// `/stream` chunk count without `chunks`.
+pub const DEFAULT_STREAM_CHUNKS: u64 = 5;
+/// Most chunks one `/stream` sends; larger `chunks` values are capped to it.
+pub const MAX_STREAM_CHUNKS: u64 = 100_000;
+/// Pause between `/stream` chunks without `ms`.
+pub const DEFAULT_STREAM_INTERVAL_MS: u64 = 200;
+/// Longest pause between `/stream` chunks; larger `ms` values are capped to it.
+pub const MAX_STREAM_INTERVAL_MS: u64 = 600_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    pub version: String,
+    pub hostname: String,
+    /// `/up` answers 503 (set by a non-empty `APP_BROKEN`).
+    pub broken: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: Body,
+    /// Value of the `Allow` header (405 responses).
+    pub allow: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Full(Vec<u8>),
+    /// Produced while it is written: `chunks` lines, `interval` apart.
+    Stream(StreamPlan),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPlan {
+    pub chunks: u64,
+    pub interval: Duration,
+    pub version: String,
+}
+
+impl App {
+    /// Reads `APP_VERSION`, `APP_BROKEN` and the hostname (`/etc/hostname`, else `HOSTNAME`).
+    pub fn from_env() -> App {
+        let version = env::var("APP_VERSION")
+            .ok()
+            .filter(|version| !version.is_empty())
+            .unwrap_or_else(|| DEFAULT_VERSION.to_string());
+        let hostname = fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .or_else(|| env::var("HOSTNAME").ok().filter(|name| !name.is_empty()))
+            .unwrap_or_else(|| "unknown".to_string());
+        let broken = env::var_os("APP_BROKEN").is_some_and(|value| !value.is_empty());
+        App {
+            version,
+            hostname,
+            broken,
+        }
+    }
+
+    /// Answers one request; `/slow` blocks the calling thread for its delay.
+    pub fn respond(&self, request: &Request, log: &Log) -> Response {
+        let known = ["/up", "/version", "/", "/slow", "/stream", "/headers"];
+        if !matches!(request.method.as_str(), "GET" | "HEAD") {
+            return if known.contains(&request.path.as_str()) {
+                Response {
+                    allow: Some("GET, HEAD"),
+                    ..Response::text(405, "method not allowed\n")
+                }
+            } else {
+                Response::text(404, "not found\n")
+            };
+        }
+        match request.path.as_str() {
+            "/up" if self.broken => {
+                log.warn("health check failing on purpose (APP_BROKEN)");
+                Response::text(503, "unhealthy on purpose (APP_BROKEN is set)\n")
+            }
+            "/up" => Response::text(200, "OK\n"),
+            "/version" => Response::text(200, &format!("{}\n", self.version)),
+            "/" => Response::text(
+                200,
+                &format!(
+                    "hello from hoist-testapp {} on {}\n",
+                    self.version, self.hostname
+                ),
+            ),
+            "/slow" => match number_param(&request.query, "ms", DEFAULT_SLOW_MS, MAX_SLOW_MS) {
+                Ok(ms) => {
+                    thread::sleep(Duration::from_millis(ms));
+                    Response::text(200, &format!("slow {} {ms}ms\n", self.version))
+                }
+                Err(message) => Response::text(400, &message),
+            },
+            "/stream" => self.stream(&request.query),
+            "/headers" => {
+                let mut body = Vec::new();
+                for header in &request.headers {
+                    body.extend_from_slice(header.name.as_bytes());
+                    body.extend_from_slice(b": ");
+                    body.extend_from_slice(&header.value);
+                    body.push(b'\n');
+                }
+                Response {
+                    status: 200,
+                    body: Body::Full(body),
+                    allow: None,
+                }
+            }
+            _ => Response::text(404, "not found\n"),
+        }
+    }
+
+    fn stream(&self, query: &str) -> Response {
+        let chunks = number_param(query, "chunks", DEFAULT_STREAM_CHUNKS, MAX_STREAM_CHUNKS);
+        let interval = number_param(
+            query,
+            "ms",
+            DEFAULT_STREAM_INTERVAL_MS,
+            MAX_STREAM_INTERVAL_MS,
+        );
+        match (chunks, interval) {
+            (Ok(chunks), Ok(interval_ms)) => Response {
+                status: 200,
+                body: Body::Stream(StreamPlan {
+                    chunks,
+                    interval: Duration::from_millis(interval_ms),
+                    version: self.version.clone(),
+                }),
+                allow: None,
+            },
+            (Err(message), _) | (_, Err(message)) => Response::text(400, &message),
+        }
+    }
+}
+
+impl Response {
+    pub fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            body: Body::Full(body.as_bytes().to_vec()),
+            allow: None,
+        }
+    }
+}
+
+impl StreamPlan {
+    /// The text of chunk `index`, counting from 1.
+    pub fn chunk(&self, index: u64) -> String {
+        format!("chunk {index} {}\n", self.version)
+    }
+}
+
+/// Reads a non-negative integer query parameter, `default` when absent, capped at `max`.
+fn number_param(query: &str, name: &str, default: u64, max: u64) -> Result<u64, String> {
+    match http::query_param(query, name) {
+        None => Ok(default),
+        Some(value) => value
+            .parse::<u64>()
+            .map(|number| number.min(max))
+            .map_err(|_| format!("invalid {name}={value:?}: expected a whole number\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn app(broken: bool) -> App {
+        App {
+            version: "v7".to_string(),
+            hostname: "box".to_string(),
+            broken,
+        }
+    }
+
+    fn get(target: &str) -> Request {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: a\r\nX-Seen: yes\r\n\r\n");
+        http::parse_head(head.as_bytes()).unwrap()
+    }
+
+    fn body(response: &Response) -> &str {
+        match &response.body {
+            Body::Full(bytes) => std::str::from_utf8(bytes).unwrap(),
+            Body::Stream(_) => panic!("expected a full body"),
+        }
+    }
+
+    #[test]
+    fn answers_fixed_routes() {
+        let log = Log::Memory(Default::default());
+        let cases = [
+            ("/up", 200, "OK\n"),
+            ("/version", 200, "v7\n"),
+            ("/", 200, "hello from hoist-testapp v7 on box\n"),
+            ("/headers", 200, "Host: a\nX-Seen: yes\n"),
+            ("/slow?ms=1", 200, "slow v7 1ms\n"),
+            ("/nope", 404, "not found\n"),
+        ];
+        for (target, status, text) in cases {
+            let response = app(false).respond(&get(target), &log);
+            assert_eq!(
+                (response.status, body(&response)),
+                (status, text),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn broken_app_fails_health_checks_and_says_why() {
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let response = app(true).respond(&get("/up"), &Log::Memory(Arc::clone(&lines)));
+        assert_eq!(response.status, 503);
+        let lines = lines.lock().unwrap();
+        assert_eq!(
+            *lines,
+            ["warning: health check failing on purpose (APP_BROKEN)"]
+        );
+    }
+
+    #[test]
+    fn stream_parameters_have_defaults_caps_and_validation() {
+        let log = Log::Memory(Default::default());
+        let plan = |target: &str| match app(false).respond(&get(target), &log).body {
+            Body::Stream(plan) => (plan.chunks, plan.interval.as_millis()),
+            Body::Full(text) => panic!("{}", String::from_utf8_lossy(&text)),
+        };
+        assert_eq!(plan("/stream"), (5, 200));
+        assert_eq!(plan("/stream?chunks=2&ms=0"), (2, 0));
+        assert_eq!(plan("/stream?chunks=999999999"), (MAX_STREAM_CHUNKS, 200));
+        let invalid = app(false).respond(&get("/stream?ms=soon"), &log);
+        assert_eq!(invalid.status, 400);
+        assert_eq!(
+            number_param("ms=700000", "ms", 1, MAX_SLOW_MS),
+            Ok(MAX_SLOW_MS)
+        );
+    }
+
+    #[test]
+    fn other_methods_on_known_paths_are_not_allowed() {
+        let head = "DELETE /up HTTP/1.1\r\nHost: a\r\n\r\n";
+        let request = http::parse_head(head.as_bytes()).unwrap();
+        let response = app(false).respond(&request, &Log::Memory(Default::default()));
+        assert_eq!((response.status, response.allow), (405, Some("GET, HEAD")));
+    }
+}
