@@ -48,7 +48,6 @@ impl std::error::Error for Hinted {
 /// Attach a hint (what the user can do about it) to an error.
 pub trait HintExt<T> {
     fn hint(self, hint: impl Into<String>) -> anyhow::Result<T>;
-    fn with_hint<F: FnOnce() -> String>(self, hint: F) -> anyhow::Result<T>;
 }
 
 impl<T, E> HintExt<T> for Result<T, E>
@@ -60,15 +59,6 @@ where
             anyhow::Error::new(Hinted {
                 inner: err.into(),
                 hint: hint.into(),
-            })
-        })
-    }
-
-    fn with_hint<F: FnOnce() -> String>(self, hint: F) -> anyhow::Result<T> {
-        self.map_err(|err| {
-            anyhow::Error::new(Hinted {
-                inner: err.into(),
-                hint: hint(),
             })
         })
     }

@@ -155,11 +155,7 @@ pub fn load(state_dir: &Path) -> Result<Option<SandboxInfo>> {
     };
     let info = serde_json::from_str(&text)
         .with_context(|| format!("Failed to parse `{}`", path.display()))
-        .with_hint(|| {
-            format!(
-                "the file is damaged; `hoist sandbox down` removes the sandbox by its Docker labels, then `up` starts afresh"
-            )
-        })?;
+        .hint("the file is damaged; `hoist sandbox down` removes the sandbox by its Docker labels, then `up` starts afresh")?;
     Ok(Some(info))
 }
 
