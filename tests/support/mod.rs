@@ -116,16 +116,59 @@ pub async fn docker() -> Docker {
         .expect("a Docker engine must answer (scripts/test starts dockerd)")
 }
 
-/// The static test app binary built by `scripts/build-static`.
-pub fn testapp_binary() -> PathBuf {
+/// A static binary built by `scripts/build-static` (`hoist-testapp`, `hoist-proxy`).
+pub fn static_binary(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target/x86_64-unknown-linux-gnu/release/hoist-testapp");
+        .join("target/x86_64-unknown-linux-gnu/release")
+        .join(name);
     assert!(
         path.is_file(),
-        "{} is missing: run `scripts/build-static hoist-testapp` (scripts/test does)",
+        "{} is missing: run `scripts/build-static {name}` (scripts/test does)",
         path.display()
     );
     path
+}
+
+/// A build context holding `files` as (path in context, contents, mode).
+pub fn tar_context(files: &[(&str, Vec<u8>, u32)]) -> Vec<u8> {
+    let mut context = tar::Builder::new(Vec::new());
+    for (name, data, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(*mode);
+        context
+            .append_data(&mut header, name, data.as_slice())
+            .expect("tar");
+    }
+    context.into_inner().expect("tar")
+}
+
+/// Build an image through the Engine API (classic builder: nothing is pulled).
+pub async fn build_image(
+    docker: &Docker,
+    context: Vec<u8>,
+    tag: &str,
+    target: Option<&str>,
+    args: &HashMap<String, String>,
+) {
+    let mut options = bollard::query_parameters::BuildImageOptionsBuilder::new()
+        .t(tag)
+        .buildargs(args)
+        .rm(true);
+    if let Some(target) = target {
+        options = options.target(target);
+    }
+    let mut stream = docker.build_image(
+        options.build(),
+        None,
+        Some(bollard::body_full(context.into())),
+    );
+    while let Some(item) = stream.next().await {
+        let info = item.unwrap_or_else(|err| panic!("building `{tag}` failed: {err}"));
+        if let Some(detail) = info.error_detail {
+            panic!("building `{tag}` failed: {detail:?}");
+        }
+    }
 }
 
 /// Build the test app image as `tag`, answering `/version` with `version`; `broken` makes `/up`
@@ -133,36 +176,16 @@ pub fn testapp_binary() -> PathBuf {
 pub async fn build_testapp_image(docker: &Docker, tag: &str, version: &str, broken: bool) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dockerfile = std::fs::read(root.join("tests/testapp/Dockerfile")).expect("read Dockerfile");
-    let binary = std::fs::read(testapp_binary()).expect("read test app binary");
-    let mut context = tar::Builder::new(Vec::new());
-    for (name, data, mode) in [
-        ("Dockerfile", &dockerfile, 0o644),
-        ("hoist-testapp", &binary, 0o755),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(mode);
-        context
-            .append_data(&mut header, name, data.as_slice())
-            .expect("tar");
-    }
-    let context = context.into_inner().expect("tar");
+    let binary = std::fs::read(static_binary("hoist-testapp")).expect("read test app binary");
+    let context = tar_context(&[
+        ("Dockerfile", dockerfile, 0o644),
+        ("hoist-testapp", binary, 0o755),
+    ]);
     let mut args = HashMap::from([("VERSION".to_string(), version.to_string())]);
     if broken {
         args.insert("BROKEN".to_string(), "1".to_string());
     }
-    let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
-        .t(tag)
-        .buildargs(&args)
-        .rm(true)
-        .build();
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-    while let Some(item) = stream.next().await {
-        let info = item.expect("build the test app image");
-        if let Some(detail) = info.error_detail {
-            panic!("building the test app image failed: {detail:?}");
-        }
-    }
+    build_image(docker, context, tag, None, &args).await;
 }
 
 /// Push `repo:tag` with the given credentials; the error text on failure.
