@@ -324,3 +324,47 @@ fn help_lists_the_commands() {
             .starts_with("error: `hoist deploy` is not implemented yet")
     );
 }
+
+#[tokio::test]
+async fn leftovers_of_an_interrupted_up_are_reported_and_removed_by_down() {
+    let context = TestContext::new();
+    let name = unique_name("leftover");
+    let docker = docker().await;
+    let network = format!("hoist-sandbox-{name}");
+    docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: network.clone(),
+            labels: Some(HashMap::from([(
+                "dev.hoist.sandbox".to_string(),
+                name.clone(),
+            )])),
+            ..Default::default()
+        })
+        .await
+        .expect("create a leftover network");
+
+    let output = context.hoist(&["sandbox", "up", "--name", &name]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("exist but its state"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "hint: remove them with `hoist sandbox down --name {name}`"
+        )),
+        "{stderr}"
+    );
+
+    let output = context.hoist(&["sandbox", "down", "--name", &name]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let gone = docker
+        .inspect_network(
+            &network,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await;
+    assert!(gone.is_err(), "network `{network}` left behind");
+}

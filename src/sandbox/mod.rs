@@ -55,10 +55,13 @@ pub async fn up(options: UpOptions<'_>, printer: &Printer) -> Result<UpOutcome> 
     if let Some(info) = state::load(&state_dir)? {
         return reuse_existing(&docker, info, &options).await;
     }
-    if !owned_containers(&docker, options.name).await?.is_empty() {
+    // An interrupted `up` or a deleted state directory leaves labelled objects behind.
+    if !owned_containers(&docker, options.name).await?.is_empty()
+        || !owned_networks(&docker, options.name).await?.is_empty()
+    {
         return Err(hinted(
             format!(
-                "Containers of sandbox `{}` exist but its state in `{}` is gone",
+                "Containers or networks of sandbox `{}` exist but its state in `{}` is gone",
                 options.name,
                 state_dir.display()
             ),
@@ -400,18 +403,12 @@ async fn remove_everything(docker: &Docker, name: &str, state_dir: &Path) -> Res
         .with_context(|| format!("Failed to remove container `{container}`"))?;
         removed.containers += 1;
     }
-    let filters = docker::label_filter(SANDBOX_LABEL, name);
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .context("Failed to list networks")?;
-    for network in networks.into_iter().filter_map(|n| n.name) {
+    for network in owned_networks(docker, name).await? {
         docker::ignore_not_found(docker.remove_network(&network).await)
             .with_context(|| format!("Failed to remove network `{network}`"))?;
         removed.networks += 1;
     }
+    let filters = docker::label_filter(SANDBOX_LABEL, name);
     let volumes = docker
         .list_volumes(Some(
             ListVolumesOptionsBuilder::new().filters(&filters).build(),
@@ -527,6 +524,17 @@ async fn container_states(docker: &Docker, name: &str) -> Result<HashMap<String,
             Some((name, state))
         })
         .collect())
+}
+
+async fn owned_networks(docker: &Docker, name: &str) -> Result<Vec<String>> {
+    let filters = docker::label_filter(SANDBOX_LABEL, name);
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .context("Failed to list networks")?;
+    Ok(networks.into_iter().filter_map(|n| n.name).collect())
 }
 
 async fn owned_containers(docker: &Docker, name: &str) -> Result<Vec<String>> {
