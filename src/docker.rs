@@ -23,6 +23,7 @@ pub async fn connect_local() -> Result<Docker> {
         .await
         .context("Failed to reach the local Docker engine")
         .hint("start it (`dockerd &`, `systemctl start docker`) or point DOCKER_HOST at one")?;
+    tracing::debug!(api_version = %docker.client_version(), "connected to the local Docker engine");
     Ok(docker)
 }
 
@@ -163,6 +164,24 @@ pub async fn image_exists(docker: &Docker, reference: &str) -> Result<bool> {
         }) => Ok(false),
         Err(err) => Err(err).with_context(|| format!("Failed to inspect image `{reference}`")),
     }
+}
+
+/// Remove a container whether or not it runs, with its anonymous volumes; gone already is fine.
+pub async fn remove_container_force(docker: &Docker, container: &str) -> Result<()> {
+    ignore_not_found(
+        docker
+            .remove_container(
+                container,
+                Some(
+                    bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
+            )
+            .await,
+    )
+    .with_context(|| format!("Failed to remove container `{container}`"))
 }
 
 /// A `label=value` filter for list calls.

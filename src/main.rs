@@ -48,7 +48,8 @@ fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "hoist=debug,warn",
-        _ => "hoist=trace,debug",
+        // Dependencies stay at info: bollard's debug logs print request bodies.
+        _ => "hoist=trace,info",
     };
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

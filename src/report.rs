@@ -97,7 +97,8 @@ pub fn print_error(err: &anyhow::Error) {
     eprint!("{}", render(err));
 }
 
-/// Internal bugs exit 2; everything else (bad config, unreachable server, failed deploy) exits 1.
+/// Failures exit 1 (bad input, unreachable server, failed deploy). Usage errors exit 2 from clap;
+/// a failure to start at all exits 2 from `main`.
 pub fn exit_status_for(_err: &anyhow::Error) -> ExitStatus {
     ExitStatus::Failure
 }

@@ -46,11 +46,17 @@ async fn sandbox_servers_take_ssh_run_containers_and_pull_from_the_registry() {
         );
     }
     assert!(stdout.contains(&registry_address), "{stdout}");
+    let ca = std::fs::read_to_string(path(&registry["ca_path"])).expect("read the sandbox CA");
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
     let credentials = read_env_file(&path(&registry["credentials_path"]));
     let password = credentials["HOIST_SANDBOX_REGISTRY_PASSWORD"].clone();
     let username = credentials["HOIST_SANDBOX_REGISTRY_USERNAME"].clone();
     assert!(
         !stdout.contains(&password) && !String::from_utf8_lossy(&output.stderr).contains(&password)
+    );
+    assert!(
+        !sandbox.to_string().contains(&password),
+        "list --json shows the password"
     );
     let mode = std::fs::metadata(path(&registry["credentials_path"]))
         .expect("stat")
@@ -64,7 +70,8 @@ async fn sandbox_servers_take_ssh_run_containers_and_pull_from_the_registry() {
     let key = path(&servers[0]["key_path"]);
     let known_hosts = path(&sandbox["known_hosts_path"]);
     for (index, server) in servers.iter().enumerate() {
-        let out = ssh(server, &key, &known_hosts, "hostname && id -un", None);
+        let command = "hostname && id -un && docker info --format '{{.Driver}}'";
+        let out = ssh(server, &key, &known_hosts, command, None);
         assert!(
             out.status.success(),
             "ssh: {}",
@@ -72,7 +79,7 @@ async fn sandbox_servers_take_ssh_run_containers_and_pull_from_the_registry() {
         );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
-            format!("server{}\nroot\n", index + 1)
+            format!("server{}\nroot\noverlay2\n", index + 1)
         );
         let line = server["known_hosts_line"]
             .as_str()
@@ -204,6 +211,35 @@ async fn sandbox_servers_take_ssh_run_containers_and_pull_from_the_registry() {
         volumes.volumes.unwrap_or_default().is_empty(),
         "volumes left"
     );
+    // Nothing named after the sandbox is left either, labelled or not.
+    let by_name = HashMap::from([("name".to_string(), vec![format!("hoist-sandbox-{name}")])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&by_name)
+                .build(),
+        ))
+        .await
+        .expect("list containers");
+    assert!(containers.is_empty(), "containers left: {containers:?}");
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&by_name).build(),
+        ))
+        .await
+        .expect("list volumes");
+    assert!(
+        volumes.volumes.unwrap_or_default().is_empty(),
+        "volumes left by name"
+    );
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&by_name).build(),
+        ))
+        .await
+        .expect("list networks");
+    assert!(networks.is_empty(), "networks left by name: {networks:?}");
     assert!(
         !context.home.path().join(&name).exists(),
         "state directory left"

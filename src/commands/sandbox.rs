@@ -34,6 +34,9 @@ pub async fn run(command: SandboxCommand, printer: &Printer) -> Result<()> {
         }
         SandboxCommand::Down(args) => {
             let removed = sandbox::down(&args.name, args.images).await?;
+            for image in &removed.images_in_use {
+                printer.warn(format!("kept image `{image}`: containers still use it"));
+            }
             if removed.is_empty() {
                 printer.status(
                     "Nothing",

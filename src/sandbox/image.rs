@@ -12,7 +12,6 @@ use bollard::Docker;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -323,14 +322,7 @@ async fn import_rootfs(docker: &Docker, rootfs: &Path, reference: &str, hash: &s
 async fn build_bare_image(docker: &Docker, server_image: &str, hash: &str) -> Result<()> {
     let bare = format!("{BARE_REPO}:{hash}");
     let builder = format!("hoist-sandbox-build-bare-{hash}");
-    let _ = docker::ignore_not_found(
-        docker
-            .remove_container(
-                &builder,
-                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-            )
-            .await,
-    );
+    docker::remove_container_force(docker, &builder).await?;
     let script = format!(
         "set -e; DEBIAN_FRONTEND=noninteractive apt-get purge -y --auto-remove {} >/tmp/purge.log 2>&1 || {{ cat /tmp/purge.log; exit 1; }}; rm -rf /var/lib/docker /etc/docker /tmp/purge.log",
         BARE_PURGE.join(" ")
@@ -377,13 +369,8 @@ async fn build_bare_image(docker: &Docker, server_image: &str, hash: &str) -> Re
         anyhow::Ok(())
     }
     .await;
-    let _ = docker
-        .remove_container(
-            &builder,
-            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-        )
-        .await;
-    result
+    let removed = docker::remove_container_force(docker, &builder).await;
+    result.and(removed)
 }
 
 fn find_program(name: &str) -> Result<PathBuf> {

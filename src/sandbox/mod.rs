@@ -20,13 +20,13 @@ use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveImageOptions,
 };
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 
 use crate::docker::{self, FileSpec};
 use crate::printer::Printer;
-use crate::report::{HintExt, hinted};
+use crate::report::hinted;
 use state::{Names, RegistryInfo, SANDBOX_LABEL, SandboxInfo, ServerInfo};
 
 pub use registry::ENV_PASSWORD;
@@ -51,6 +51,7 @@ pub async fn up(options: UpOptions<'_>, printer: &Printer) -> Result<UpOutcome> 
     let root = state::sandboxes_root()?;
     let state_dir = root.join(options.name);
     let docker = docker::connect_local().await?;
+    let _lock = lock_name(&root, options.name).await?;
 
     if let Some(info) = state::load(&state_dir)? {
         return reuse_existing(&docker, info, &options).await;
@@ -196,7 +197,8 @@ async fn create(
     .await?;
     printer.status("Started", format!("registry at {registry_address}"));
 
-    let servers = try_join_all((1..=options.servers).map(|number| {
+    // Every server either starts or fails before cleanup looks for what to remove.
+    let servers = join_all((1..=options.servers).map(|number| {
         let server_name = format!("server{number}");
         let container = names.server_container(&server_name);
         let volume = names.server_volume(&server_name);
@@ -252,6 +254,7 @@ async fn create(
                     address,
                     cmd: server::start_command(options.bare),
                     volumes: vec![(volume, "/var/lib/docker")],
+                    labels: Vec::new(),
                     nested_docker: true,
                 },
                 &files,
@@ -285,7 +288,9 @@ async fn create(
             })
         }
     }))
-    .await?;
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
 
     let known_hosts_path = state_dir.join("known_hosts");
     let known_hosts: String = servers
@@ -302,9 +307,9 @@ async fn create(
         Ok(path) => Some(path),
         Err(err) => {
             printer.warn(format!(
-                "{err:#}; the local Docker engine will refuse to push to {registry_address} until `{}` is copied to `{}/{registry_address}/ca.crt`",
+                "{err:#}; the local Docker engine will refuse to push to {registry_address} until `{}` is copied to `{}`",
                 ca_path.display(),
-                registry::host_certs_dir().display()
+                registry::host_ca_path(&registry_address).display()
             ));
             None
         }
@@ -339,6 +344,8 @@ pub struct Removed {
     pub networks: usize,
     pub volumes: usize,
     pub images: usize,
+    /// Cached images kept because containers still use them.
+    pub images_in_use: Vec<String>,
     pub state: bool,
 }
 
@@ -352,8 +359,10 @@ impl Removed {
 /// of its CA and its state directory; with `images`, the cached server images too.
 pub async fn down(name: &str, images: bool) -> Result<Removed> {
     state::validate_name(name)?;
-    let state_dir = state::sandboxes_root()?.join(name);
+    let root = state::sandboxes_root()?;
+    let state_dir = root.join(name);
     let docker = docker::connect_local().await?;
+    let _lock = lock_name(&root, name).await?;
     let mut removed = remove_everything(&docker, name, &state_dir).await?;
     if images {
         let filters = HashMap::from([("label".to_string(), vec![image::IMAGE_LABEL.to_string()])]);
@@ -365,19 +374,20 @@ pub async fn down(name: &str, images: bool) -> Result<Removed> {
             .context("Failed to list images")?;
         for image in list {
             for tag in image.repo_tags {
-                docker::ignore_not_found(
-                    docker
-                        .remove_image(
-                            &tag,
-                            Some(RemoveImageOptionsBuilder::new().force(true).build()),
-                            None,
-                        )
-                        .await
-                        .map(|_| ()),
-                )
-                .with_context(|| format!("Failed to remove image `{tag}`"))
-                .hint("a container may still use it: `docker ps -a`")?;
-                removed.images += 1;
+                // Not forced: an image another sandbox's servers still use stays.
+                match docker
+                    .remove_image(&tag, None::<RemoveImageOptions>, None)
+                    .await
+                {
+                    Ok(_) => removed.images += 1,
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404 | 409,
+                        ..
+                    }) => removed.images_in_use.push(tag),
+                    Err(err) => {
+                        return Err(err).with_context(|| format!("Failed to remove image `{tag}`"));
+                    }
+                }
             }
         }
     }
@@ -386,21 +396,13 @@ pub async fn down(name: &str, images: bool) -> Result<Removed> {
 
 async fn remove_everything(docker: &Docker, name: &str, state_dir: &Path) -> Result<Removed> {
     let mut removed = Removed::default();
+    // The host's trust of the CA is found from the registry's label, so a lost or damaged
+    // sandbox.json does not leave it behind.
+    for address in registry_addresses(docker, name).await? {
+        registry::untrust_on_host(&registry::host_ca_path(&address))?;
+    }
     for container in owned_containers(docker, name).await? {
-        docker::ignore_not_found(
-            docker
-                .remove_container(
-                    &container,
-                    Some(
-                        RemoveContainerOptionsBuilder::new()
-                            .force(true)
-                            .v(true)
-                            .build(),
-                    ),
-                )
-                .await,
-        )
-        .with_context(|| format!("Failed to remove container `{container}`"))?;
+        docker::remove_container_force(docker, &container).await?;
         removed.containers += 1;
     }
     for network in owned_networks(docker, name).await? {
@@ -523,6 +525,36 @@ async fn container_states(docker: &Docker, name: &str) -> Result<HashMap<String,
                 .unwrap_or_else(|| "unknown".to_string());
             Some((name, state))
         })
+        .collect())
+}
+
+/// Serialise `up` and `down` of one sandbox name across processes.
+async fn lock_name(root: &Path, name: &str) -> Result<std::fs::File> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("Failed to create `{}`", root.display()))?;
+    let path = root.join(format!(".{name}.lock"));
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("Failed to create `{}`", path.display()))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .context("Sandbox lock task failed")?
+        .with_context(|| format!("Failed to lock `{}`", path.display()))
+}
+
+async fn registry_addresses(docker: &Docker, name: &str) -> Result<Vec<String>> {
+    let filters = docker::label_filter(SANDBOX_LABEL, name);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("Failed to list containers")?;
+    Ok(containers
+        .into_iter()
+        .filter_map(|c| c.labels?.remove(registry::ADDRESS_LABEL))
         .collect())
 }
 

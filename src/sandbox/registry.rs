@@ -81,6 +81,10 @@ pub async fn start(docker: &Docker, spec: RegistrySpec<'_>) -> Result<()> {
                 format!("{CONFIG_DIR}/config.yml"),
             ],
             volumes: vec![(spec.volume.to_string(), "/var/lib/docker-registry")],
+            labels: vec![(
+                ADDRESS_LABEL.to_string(),
+                format!("{}:{REGISTRY_PORT}", spec.address),
+            )],
             nested_docker: false,
         },
         &files,
@@ -120,6 +124,15 @@ pub async fn start(docker: &Docker, spec: RegistrySpec<'_>) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Label on the registry container naming its `HOST:PORT`, so `down` can undo the host's trust
+/// even when the sandbox's state file is lost.
+pub const ADDRESS_LABEL: &str = "dev.hoist.sandbox.registry";
+
+/// Where the local engine looks for the CA of the registry at `address`.
+pub fn host_ca_path(address: &str) -> PathBuf {
+    host_certs_dir().join(address).join("ca.crt")
 }
 
 /// Make the local engine trust the sandbox CA for pushes to `address` (`certs.d`, read per request

@@ -22,7 +22,8 @@ use crate::docker::{self, FileSpec};
 pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// sshd, then dockerd in the foreground. The registry CA is made known to the system store too.
-const START_FULL: &str = "update-ca-certificates >/dev/null 2>&1; mkdir -p /run/sshd && /usr/sbin/sshd -E /var/log/sshd.log && exec dockerd >/var/log/dockerd.log 2>&1";
+/// Pid files left by a previous run (container restart) would stop dockerd from starting.
+const START_FULL: &str = "update-ca-certificates >/dev/null 2>&1; rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid; mkdir -p /run/sshd && /usr/sbin/sshd -E /var/log/sshd.log && exec dockerd >/var/log/dockerd.log 2>&1";
 /// sshd only, in the foreground.
 const START_BARE: &str =
     "update-ca-certificates >/dev/null 2>&1; mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e";
@@ -39,6 +40,8 @@ pub struct ContainerSpec<'a> {
     pub cmd: Vec<String>,
     /// Named volumes (`name`, mount path), created with the sandbox label so `down` finds them.
     pub volumes: Vec<(String, &'a str)>,
+    /// Labels besides the sandbox's own.
+    pub labels: Vec<(String, String)>,
     /// Capabilities and unconfined profiles for a nested dockerd (`--privileged` fails here).
     pub nested_docker: bool,
 }
@@ -50,16 +53,18 @@ pub async fn create_and_start(
     files: &[FileSpec],
     private_dirs: &[&str],
 ) -> Result<()> {
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (SANDBOX_LABEL.to_string(), spec.sandbox.to_string()),
         (format!("{SANDBOX_LABEL}.role"), spec.role.to_string()),
     ]);
+    let volume_labels = labels.clone();
+    labels.extend(spec.labels.iter().cloned());
     let mut binds = Vec::new();
     for (volume, mount) in &spec.volumes {
         docker
             .create_volume(VolumeCreateRequest {
                 name: Some(volume.clone()),
-                labels: Some(labels.clone()),
+                labels: Some(volume_labels.clone()),
                 ..Default::default()
             })
             .await
@@ -162,13 +167,13 @@ pub async fn wait_ready(
         return Ok(());
     }
     loop {
-        let output = docker::exec(
+        let probe = docker::exec(
             docker,
             container,
             &["docker", "version", "--format", "{{.Server.Version}}"],
         )
-        .await?;
-        if output.exit_code == 0 {
+        .await;
+        if probe.is_ok_and(|output| output.exit_code == 0) {
             return Ok(());
         }
         if Instant::now() > deadline {
