@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bollard::Docker;
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
     ListVolumesOptionsBuilder, RemoveImageOptions,
@@ -504,9 +505,10 @@ async fn fill_status(docker: &Docker, info: &mut SandboxInfo) -> Result<()> {
     Ok(())
 }
 
-async fn container_states(docker: &Docker, name: &str) -> Result<HashMap<String, String>> {
+/// Every container labelled with the sandbox's name, running or not.
+async fn labelled_containers(docker: &Docker, name: &str) -> Result<Vec<ContainerSummary>> {
     let filters = docker::label_filter(SANDBOX_LABEL, name);
-    let containers = docker
+    docker
         .list_containers(Some(
             ListContainersOptionsBuilder::new()
                 .all(true)
@@ -514,8 +516,12 @@ async fn container_states(docker: &Docker, name: &str) -> Result<HashMap<String,
                 .build(),
         ))
         .await
-        .context("Failed to list containers")?;
-    Ok(containers
+        .context("Failed to list containers")
+}
+
+async fn container_states(docker: &Docker, name: &str) -> Result<HashMap<String, String>> {
+    Ok(labelled_containers(docker, name)
+        .await?
         .into_iter()
         .filter_map(|c| {
             let name = c.names?.first()?.trim_start_matches('/').to_string();
@@ -542,17 +548,8 @@ async fn lock_name(root: &Path, name: &str) -> Result<std::fs::File> {
 }
 
 async fn registry_addresses(docker: &Docker, name: &str) -> Result<Vec<String>> {
-    let filters = docker::label_filter(SANDBOX_LABEL, name);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .context("Failed to list containers")?;
-    Ok(containers
+    Ok(labelled_containers(docker, name)
+        .await?
         .into_iter()
         .filter_map(|c| c.labels?.remove(registry::ADDRESS_LABEL))
         .collect())
