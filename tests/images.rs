@@ -15,6 +15,23 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use support::{docker, eventually, http_get, static_binary, tar_context, unique_name};
 
+async fn create_and_start(docker: &bollard::Docker, name: &str, body: ContainerCreateBody) {
+    docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(name).build()),
+            body,
+        )
+        .await
+        .expect("create container");
+    docker
+        .start_container(
+            name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .expect("start container");
+}
+
 async fn remove(docker: &bollard::Docker, container: &str, image: &str) {
     let _ = docker
         .remove_container(
@@ -78,24 +95,16 @@ async fn proxy_image_builds_offline_and_runs_as_non_root() {
         image.size
     );
 
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-            ContainerCreateBody {
-                image: Some(tag.clone()),
-                cmd: Some(vec!["hoist-proxy".into(), "--help".into()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("create container");
-    docker
-        .start_container(
-            &name,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-        .expect("start container");
+    create_and_start(
+        &docker,
+        &name,
+        ContainerCreateBody {
+            image: Some(tag.clone()),
+            cmd: Some(vec!["hoist-proxy".into(), "--help".into()]),
+            ..Default::default()
+        },
+    )
+    .await;
     let mut wait = docker.wait_container(
         &name,
         None::<bollard::query_parameters::WaitContainerOptions>,
@@ -129,33 +138,25 @@ async fn testapp_image_serves_its_version_and_the_broken_variant_fails_health() 
         let name = unique_name(if broken { "testapp-broken" } else { "testapp" });
         let tag = format!("hoist-testapp-test:{name}");
         support::build_testapp_image(&docker, &tag, "v7", broken).await;
-        docker
-            .create_container(
-                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-                ContainerCreateBody {
-                    image: Some(tag.clone()),
-                    host_config: Some(HostConfig {
-                        port_bindings: Some(HashMap::from([(
-                            "3000/tcp".to_string(),
-                            Some(vec![PortBinding {
-                                host_ip: Some("127.0.0.1".into()),
-                                host_port: Some(String::new()),
-                            }]),
-                        )])),
-                        ..Default::default()
-                    }),
+        create_and_start(
+            &docker,
+            &name,
+            ContainerCreateBody {
+                image: Some(tag.clone()),
+                host_config: Some(HostConfig {
+                    port_bindings: Some(HashMap::from([(
+                        "3000/tcp".to_string(),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(String::new()),
+                        }]),
+                    )])),
                     ..Default::default()
-                },
-            )
-            .await
-            .expect("create container");
-        docker
-            .start_container(
-                &name,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-            .expect("start container");
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
         let inspected = docker
             .inspect_container(&name, None)
             .await

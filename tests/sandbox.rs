@@ -13,6 +13,46 @@ use bollard::query_parameters::{
 };
 use support::{TestContext, docker, eventually, http_get, read_env_file, ssh, unique_name};
 
+/// No container, network or volume matches the list filter `key=value`.
+async fn assert_no_docker_objects(docker: &bollard::Docker, key: &str, value: &str) {
+    let filters = HashMap::from([(key.to_string(), vec![value.to_string()])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .expect("list containers");
+    assert!(
+        containers.is_empty(),
+        "containers left ({key}={value}): {containers:?}"
+    );
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .expect("list networks");
+    assert!(
+        networks.is_empty(),
+        "networks left ({key}={value}): {networks:?}"
+    );
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .expect("list volumes")
+        .volumes
+        .unwrap_or_default();
+    assert!(
+        volumes.is_empty(),
+        "volumes left ({key}={value}): {volumes:?}"
+    );
+}
+
 fn path(value: &serde_json::Value) -> PathBuf {
     PathBuf::from(value.as_str().expect("a path"))
 }
@@ -180,66 +220,9 @@ async fn sandbox_servers_take_ssh_run_containers_and_pull_from_the_registry() {
 
     // `down` leaves no container, network or volume behind, nor the host's trust of the CA.
     drop(guard);
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("dev.hoist.sandbox={name}")],
-    )]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .expect("list containers");
-    assert!(containers.is_empty(), "containers left: {containers:?}");
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .expect("list networks");
-    assert!(networks.is_empty(), "networks left: {networks:?}");
-    let volumes = docker
-        .list_volumes(Some(
-            ListVolumesOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .expect("list volumes");
-    assert!(
-        volumes.volumes.unwrap_or_default().is_empty(),
-        "volumes left"
-    );
+    assert_no_docker_objects(&docker, "label", &format!("dev.hoist.sandbox={name}")).await;
     // Nothing named after the sandbox is left either, labelled or not.
-    let by_name = HashMap::from([("name".to_string(), vec![format!("hoist-sandbox-{name}")])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&by_name)
-                .build(),
-        ))
-        .await
-        .expect("list containers");
-    assert!(containers.is_empty(), "containers left: {containers:?}");
-    let volumes = docker
-        .list_volumes(Some(
-            ListVolumesOptionsBuilder::new().filters(&by_name).build(),
-        ))
-        .await
-        .expect("list volumes");
-    assert!(
-        volumes.volumes.unwrap_or_default().is_empty(),
-        "volumes left by name"
-    );
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&by_name).build(),
-        ))
-        .await
-        .expect("list networks");
-    assert!(networks.is_empty(), "networks left by name: {networks:?}");
+    assert_no_docker_objects(&docker, "name", &format!("hoist-sandbox-{name}")).await;
     assert!(
         !context.home.path().join(&name).exists(),
         "state directory left"
