@@ -147,6 +147,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", env = "HOIST_PROXY_BIND")]
     pub bind: Option<IpAddr>,
 
+    /// How long a client has to send a request's headers; also the longest a keep-alive
+    /// connection may sit idle between requests
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub read_header_timeout: Duration,
+
+    /// Longest pause allowed while a client sends a request body, or reads a response, before the
+    /// connection is closed; slow clients cannot pin a target forever
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub client_timeout: Duration,
+
+    /// How long in-flight requests get to finish on SIGTERM before the proxy exits
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Also serve HTTP/3 over UDP on the HTTPS port
     #[arg(
         long,
@@ -335,6 +349,20 @@ pub struct DeployArgs {
     /// Host header to send with health checks
     #[arg(long, value_name = "HOST")]
     pub health_check_host: Option<String>,
+
+    /// Consecutive passing checks that bring an unhealthy target back into rotation
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub health_check_rise: u32,
+
+    /// Consecutive failing checks that take a healthy target out of rotation (with several
+    /// targets; a lone target is never taken out)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub health_check_fall: u32,
+
+    /// How long WebSocket and other upgraded connections on the old targets may go on after the
+    /// switch; 0 cuts them at once, as kamal-proxy does
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub websocket_grace: Duration,
 
     /// How long a target has to start its response before the client gets a 504
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -525,6 +553,10 @@ pub struct RolloutDeployArgs {
     /// How long requests in flight on replaced rollout targets get to finish
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+
+    /// How long upgraded connections on replaced rollout targets may go on; 0 cuts them at once
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub websocket_grace: Duration,
 }
 
 #[derive(Debug, Args)]

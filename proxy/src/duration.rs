@@ -125,6 +125,23 @@ pub fn format_duration(duration: Duration) -> String {
     format!("{hours}h{}m{seconds}s", minutes % 60)
 }
 
+/// Serde adapter that writes a duration in Go syntax (`"30s"`) and reads it back, so the state
+/// file and control messages stay readable: `#[serde(with = "crate::duration::go")]`.
+pub mod go {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_duration(*duration))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Nanoseconds per unit, for the units Go accepts (both micro signs included).
 fn unit_in_nanos(unit: &str) -> Option<u128> {
     Some(match unit {

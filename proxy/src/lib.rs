@@ -1,13 +1,40 @@
 //! hoist-proxy: the reverse proxy that runs as the `hoist-proxy` container on every server,
 //! routing by host and path to app containers and swapping them with zero downtime.
 //!
-//! Its command line is compatible with kamal-proxy's. This crate holds:
-//! - [`cli`]: every command and flag, parsed with clap;
-//! - [`duration`]: Go-style durations (`30s`, `1m30s`) as kamal-proxy's flags take them;
-//! - [`paths`]: where the state directory and the control socket are.
-//!
-//! The server itself (router, services, targets, health checks, TLS) comes in later modules.
+//! Its command line is compatible with kamal-proxy's. The crate, outside in:
+//! - [`cli`], [`duration`], [`paths`]: the command line, Go durations, where files live;
+//! - [`commands`] and [`control`]: the CLI side and the unix-socket channel to the running proxy;
+//! - [`server`]: listeners, connections, timeouts, shutdown; [`io`]: the write-stall timeout;
+//! - [`handler`]: request ids, routing, the per-request record; [`routes`]: the routing table;
+//! - [`router`]: the services and every change to them; [`state`]: the state file;
+//! - [`service`]: what a service does with a request; [`pause`], [`rollout`]: its modes and split;
+//! - [`balancer`], [`target`], [`health`]: targets, their choice, drains and health checks;
+//! - [`forward`], [`body`], [`response`], [`cookies`]: the upstream hop, bodies, responses;
+//! - [`error_pages`], [`logging`], [`metrics`]: what users and operators see;
+//! - [`options`]: the service settings shared by the CLI, the control channel and the state.
 
+pub mod balancer;
+pub mod body;
 pub mod cli;
+pub mod commands;
+pub mod control;
+pub mod cookies;
 pub mod duration;
+pub mod error_pages;
+pub mod forward;
+pub mod handler;
+pub mod health;
+pub mod io;
+pub mod logging;
+pub mod metrics;
+pub mod options;
 pub mod paths;
+pub mod pause;
+pub mod response;
+pub mod rollout;
+pub mod router;
+pub mod routes;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod target;

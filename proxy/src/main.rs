@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use hoist_proxy::cli::{Cli, Command};
+use hoist_proxy::paths::{PathEnvironment, ProxyPaths};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -22,12 +23,28 @@ fn main() -> ExitCode {
 
 /// Runs one command.
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let paths = ProxyPaths::resolve(
+        cli.global.socket.as_deref(),
+        cli.global.state_dir.as_deref(),
+        &PathEnvironment::from_process(),
+    );
     match cli.command {
         Command::Version => {
             println!("{}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        command => anyhow::bail!("hoist-proxy {} is not implemented yet", command.name()),
+        Command::Run(args) => {
+            hoist_proxy::logging::init(args.debug);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("hoist-proxy")
+                .build()?
+                .block_on(hoist_proxy::server::run(&args, &paths))
+        }
+        command => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(hoist_proxy::commands::run(command, &paths)),
     }
 }
 

@@ -1,0 +1,95 @@
+//! The commands that talk to a running proxy: each turns its flags into one control request,
+//! waits for the answer, and prints what the user needs (only `list` prints anything on success).
+
+use std::io::Write;
+
+use crate::cli::{Command, RolloutCommand};
+use crate::control::{self, ControlRequest, ControlResponse};
+use crate::options::{DeployRequest, RolloutDeployRequest};
+use crate::paths::ProxyPaths;
+use crate::router::ServiceSummary;
+
+/// Runs a control command (anything but `run` and `version`).
+pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
+    let request = match command {
+        Command::Deploy(args) => ControlRequest::Deploy(Box::new(DeployRequest::from_args(&args)?)),
+        Command::Remove(args) => ControlRequest::Remove {
+            service: args.service,
+        },
+        Command::Pause(args) => ControlRequest::Pause {
+            service: args.service,
+            drain_timeout: args.drain_timeout,
+            max_pause: args.max_pause,
+        },
+        Command::Stop(args) => ControlRequest::Stop {
+            service: args.service,
+            drain_timeout: args.drain_timeout,
+            message: args.message.unwrap_or_default(),
+        },
+        Command::Resume(args) => ControlRequest::Resume {
+            service: args.service,
+        },
+        Command::List => ControlRequest::List,
+        Command::Rollout(RolloutCommand::Deploy(args)) => {
+            ControlRequest::RolloutDeploy(RolloutDeployRequest::from_args(&args)?)
+        }
+        Command::Rollout(RolloutCommand::Set(args)) => ControlRequest::RolloutSet {
+            service: args.service,
+            percentage: args.percent.unwrap_or(0),
+            allowlist: args.list,
+        },
+        Command::Rollout(RolloutCommand::Stop(args)) => ControlRequest::RolloutStop {
+            service: args.service,
+        },
+        Command::Run(_) | Command::Version => {
+            anyhow::bail!("not a control command")
+        }
+    };
+    match control::call(&paths.socket, &request).await? {
+        ControlResponse::Services { services } => print_services(&services),
+        ControlResponse::Done | ControlResponse::Failed { .. } => Ok(()),
+    }
+}
+
+/// Prints `list`'s table: Service, Host, Path, Target, State, TLS.
+fn print_services(services: &[ServiceSummary]) -> anyhow::Result<()> {
+    let mut rows = vec![[
+        "Service".to_owned(),
+        "Host".to_owned(),
+        "Path".to_owned(),
+        "Target".to_owned(),
+        "State".to_owned(),
+        "TLS".to_owned(),
+    ]];
+    for service in services {
+        let hosts = if service.hosts.is_empty() {
+            "*".to_owned()
+        } else {
+            service.hosts.join(",")
+        };
+        rows.push([
+            service.name.clone(),
+            hosts,
+            service.paths.join(","),
+            service.targets.join(","),
+            service.state.clone(),
+            if service.tls { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,435 @@
+//! Forwarding one request to one target over HTTP/1.1: the upstream URI and headers (Host kept,
+//! query verbatim, hop-by-hop headers stripped, X-Forwarded-*), request and response buffering,
+//! the target timeout (504), connection errors (502), drain cancellation (504), and upgrades
+//! (WebSockets) tunnelled both ways until either side closes or the drain cuts them.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::body::{BufferError, Buffered, IdleTimeout, RequestBody, ResponseContent};
+use crate::options::TargetOptions;
+use crate::target::RequestGuard;
+
+/// The client every target is reached through. Its pool is keyed by `host:port`, so connections
+/// to a target survive a redeploy that keeps it.
+pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+
+/// Builds the upstream client: keep-alive pool of 100 idle connections per target (as
+/// kamal-proxy), idle ones closed after 90 s.
+pub fn upstream_client() -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(100)
+        .set_host(false)
+        .build(connector)
+}
+
+static CLIENT: std::sync::OnceLock<UpstreamClient> = std::sync::OnceLock::new();
+
+/// The one upstream client of the process, built on first use.
+pub fn shared_client() -> &'static UpstreamClient {
+    CLIENT.get_or_init(upstream_client)
+}
+
+/// Per-request facts the forwarder needs from the layers above it.
+#[derive(Debug)]
+pub struct ForwardContext<'a> {
+    /// Path the target sees (after prefix stripping), query excluded.
+    pub path: &'a str,
+    pub client_ip: IpAddr,
+    pub options: &'a TargetOptions,
+    /// Longest pause allowed while the client sends its body.
+    pub client_timeout: Duration,
+    /// Where prefixed cookies are scoped, with `--scope-cookie-paths`.
+    pub cookie_prefix: Option<&'a str>,
+    /// Host of the request, for cookie scoping and X-Forwarded-Host.
+    pub host: &'a str,
+    /// Set-Cookie to add (writer affinity), if any.
+    pub add_cookie: Option<String>,
+}
+
+/// How forwarding failed, as the status the client gets.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// 400: the client sent a body that could not be read.
+    BadRequest(String),
+    /// 413: the body is over `--max-request-body`.
+    TooLarge,
+    /// 502: the target could not be reached or broke the response.
+    BadGateway(String),
+    /// 504: the target did not answer within the target timeout, or the drain cancelled it.
+    Timeout(String),
+    /// 500: the response is over `--max-response-body`, or buffering failed.
+    Internal(String),
+}
+
+impl ForwardError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ForwardError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ForwardError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ForwardError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ForwardError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn detail(&self) -> &str {
+        match self {
+            ForwardError::TooLarge => "request body too large",
+            ForwardError::BadRequest(detail)
+            | ForwardError::BadGateway(detail)
+            | ForwardError::Timeout(detail)
+            | ForwardError::Internal(detail) => detail,
+        }
+    }
+}
+
+/// Sends `request` to the claimed target and returns the target's response, ready for the client.
+pub async fn forward(
+    client: &UpstreamClient,
+    mut request: Request<Incoming>,
+    guard: &RequestGuard,
+    context: ForwardContext<'_>,
+) -> Result<Response<ResponseContent>, ForwardError> {
+    let options = context.options;
+    let upgrade = is_upgrade(&request);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+
+    let body = if options.buffer_requests {
+        let body = IdleTimeout::new(body, context.client_timeout);
+        match Buffered::read(body, options.buffer_memory, options.max_request_body).await {
+            Ok(buffered) => RequestBody::Buffered(buffered),
+            Err(BufferError::TooLarge(_)) => return Err(ForwardError::TooLarge),
+            Err(BufferError::Read(error)) => {
+                return Err(ForwardError::BadRequest(error.to_string()));
+            }
+            Err(error @ BufferError::Spill(_)) => {
+                return Err(ForwardError::Internal(error.to_string()));
+            }
+        }
+    } else {
+        RequestBody::Streamed(IdleTimeout::new(body, context.client_timeout))
+    };
+
+    let target = guard.target();
+    parts.uri = upstream_uri(&target.authority, context.path, parts.uri.query())
+        .map_err(|error| ForwardError::BadRequest(error.to_string()))?;
+    if !parts.headers.contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(context.host)
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+    parts.version = Version::HTTP_11;
+    prepare_request_headers(&mut parts.headers, upgrade, &context);
+    if let Ok(value) = HeaderValue::from_str(&target.address) {
+        append_or_set(
+            &mut parts.headers,
+            X_KAMAL_TARGET,
+            value,
+            options.forward_headers,
+        );
+    }
+
+    let upstream = Request::from_parts(parts, body);
+    let cancelled = target.request_cancelled();
+    let response = tokio::select! {
+        result = tokio::time::timeout(options.target_timeout, client.request(upstream)) => match result {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err(ForwardError::BadGateway(describe(&error))),
+            Err(_) => return Err(ForwardError::Timeout(format!(
+                "no response within the target timeout ({})",
+                crate::duration::format_duration(options.target_timeout)
+            ))),
+        },
+        _ = cancelled.cancelled() => return Err(ForwardError::Timeout("request cancelled due to draining".into())),
+    };
+
+    let (mut parts, body) = response.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let mut upstream_response = Response::from_parts(parts.clone(), ());
+            let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
+            let upgraded = guard.upgraded();
+            tokio::spawn(async move {
+                let (client_io, upstream_io) =
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok(pair) => pair,
+                        Err(error) => {
+                            tracing::debug!(%error, "Upgrade failed");
+                            return;
+                        }
+                    };
+                let mut client_io = TokioIo::new(client_io);
+                let mut upstream_io = TokioIo::new(upstream_io);
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client_io, &mut upstream_io) => {}
+                    _ = upgraded.cut().cancelled() => {}
+                }
+            });
+            return Ok(Response::from_parts(parts, ResponseContent::Empty));
+        }
+        return Err(ForwardError::BadGateway(
+            "target switched protocols unasked".into(),
+        ));
+    }
+
+    strip_hop_by_hop(&mut parts.headers, false);
+    if let Some(prefix) = context.cookie_prefix {
+        scope_cookies(&mut parts.headers, prefix, context.host);
+    }
+    let affinity_off = parts
+        .headers
+        .remove(X_WRITER_AFFINITY)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"false"));
+    if let Some(cookie) = context.add_cookie
+        && !affinity_off
+        && let Ok(value) = HeaderValue::from_str(&cookie)
+    {
+        parts.headers.append(header::SET_COOKIE, value);
+    }
+
+    let content = if options.buffer_responses && !is_streaming(&parts.headers) {
+        let body = IdleTimeout::new(body, options.target_timeout);
+        match Buffered::read(body, options.buffer_memory, options.max_response_body).await {
+            Ok(buffered) => ResponseContent::Buffered(buffered),
+            Err(BufferError::TooLarge(limit)) => {
+                return Err(ForwardError::Internal(format!(
+                    "response larger than --max-response-body ({limit} bytes)"
+                )));
+            }
+            Err(error) => return Err(ForwardError::BadGateway(error.to_string())),
+        }
+    } else {
+        ResponseContent::Upstream(body)
+    };
+    Ok(Response::from_parts(parts, content))
+}
+
+const X_KAMAL_TARGET: HeaderName = HeaderName::from_static("x-kamal-target");
+const X_WRITER_AFFINITY: HeaderName = HeaderName::from_static("x-writer-affinity");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// A request asking to switch protocols (WebSocket and the like), over HTTP/1.1.
+fn is_upgrade<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_11
+        && request.headers().contains_key(header::UPGRADE)
+        && request
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// `http://<target><path>?<query>`, the query copied byte for byte.
+fn upstream_uri(
+    authority: &http::uri::Authority,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Uri, http::Error> {
+    let path_and_query = match query {
+        Some(query) => {
+            let mut value = String::with_capacity(path.len() + query.len() + 1);
+            value.push_str(path);
+            value.push('?');
+            value.push_str(query);
+            value
+        }
+        None => path.to_owned(),
+    };
+    Uri::builder()
+        .scheme("http")
+        .authority(authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+}
+
+/// Removes hop-by-hop headers: `Connection` and the names it lists, `Keep-Alive`,
+/// `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding` and `Upgrade`. For an upgrade the
+/// `Connection: upgrade` and `Upgrade` pair is kept.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(connection) = headers.get(header::CONNECTION) {
+        let listed: Vec<HeaderName> = connection
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .filter(|name| !(keep_upgrade && name == header::UPGRADE))
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for name in [
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+    ] {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn prepare_request_headers(headers: &mut HeaderMap, upgrade: bool, context: &ForwardContext<'_>) {
+    strip_hop_by_hop(headers, upgrade);
+    let trust = context.options.forward_headers;
+    if let Ok(ip) = HeaderValue::from_str(&context.client_ip.to_string()) {
+        append_or_set(headers, X_FORWARDED_FOR, ip, trust);
+    }
+    if !trust || !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if (!trust || !headers.contains_key(X_FORWARDED_HOST))
+        && let Ok(host) = HeaderValue::from_str(context.host)
+    {
+        headers.insert(X_FORWARDED_HOST, host);
+    }
+}
+
+/// With `extend`, appends `value` to the header's comma list (`a, b`); otherwise replaces it.
+fn append_or_set(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, extend: bool) {
+    if extend {
+        let existing: Vec<&str> = headers
+            .get_all(&name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        if !existing.is_empty() {
+            let joined = format!("{}, {}", existing.join(", "), value.to_str().unwrap_or(""));
+            if let Ok(joined) = HeaderValue::from_str(&joined) {
+                headers.insert(name, joined);
+                return;
+            }
+        }
+    }
+    headers.insert(name, value);
+}
+
+/// A response that must be streamed even with response buffering on: an event stream, or any
+/// response whose length is not known up front (chunked, or close-delimited).
+fn is_streaming(headers: &HeaderMap) -> bool {
+    let event_stream = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("text/event-stream"));
+    event_stream || !headers.contains_key(header::CONTENT_LENGTH)
+}
+
+fn scope_cookies(headers: &mut HeaderMap, prefix: &str, host: &str) {
+    let host = host.split(':').next().unwrap_or(host);
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    if cookies.is_empty() {
+        return;
+    }
+    headers.remove(header::SET_COOKIE);
+    for cookie in cookies {
+        let scoped = cookie
+            .to_str()
+            .ok()
+            .and_then(|text| crate::cookies::scope_path(text, prefix, host))
+            .and_then(|text| HeaderValue::from_str(&text).ok());
+        headers.append(header::SET_COOKIE, scoped.unwrap_or(cookie));
+    }
+}
+
+/// The innermost cause of a client error ("Connection refused" rather than "client error").
+fn describe(error: &hyper_util::client::legacy::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(current) = source {
+        message = current.to_string();
+        source = current.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_with_those_connection_lists() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert(KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers, false);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn query_is_copied_verbatim() {
+        let authority = "web:3000".parse().unwrap();
+        let uri = upstream_uri(&authority, "/a", Some("x=1;y=%zz&&z")).unwrap();
+        assert_eq!(uri.to_string(), "http://web:3000/a?x=1;y=%zz&&z");
+    }
+
+    #[test]
+    fn forwarded_for_extends_only_when_trusted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        append_or_set(
+            &mut headers,
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("2.2.2.2"),
+            true,
+        );
+        assert_eq!(headers[X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2");
+        append_or_set(
+            &mut headers,
+            X_FORWARDED_FOR,
+            HeaderValue::from_static("3.3.3.3"),
+            false,
+        );
+        assert_eq!(headers[X_FORWARDED_FOR], "3.3.3.3");
+    }
+
+    #[test]
+    fn streaming_responses_are_recognised() {
+        let mut headers = HeaderMap::new();
+        assert!(is_streaming(&headers), "unknown length streams");
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert!(!is_streaming(&headers));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        assert!(is_streaming(&headers));
+    }
+}

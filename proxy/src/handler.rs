@@ -1,0 +1,203 @@
+//! The outer request pipeline, in front of every service: X-Request-ID and X-Request-Start,
+//! routing by host and path (404 when nothing matches), the in-flight gauge, and the record that
+//! becomes the request's log line and metrics when its response ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Map, Value};
+
+use crate::error_pages::ErrorPages;
+use crate::metrics::Metrics;
+use crate::response::{self, RequestRecord, ResponseBody, header_text};
+use crate::router::Router;
+use crate::service::Routed;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Shared by every connection.
+#[derive(Debug)]
+pub struct Handler {
+    pub router: Arc<Router>,
+    pub metrics: Arc<Metrics>,
+    /// Longest pause allowed while a client sends a body.
+    pub client_timeout: Duration,
+    /// Port the request arrived on, for the log.
+    pub port: u16,
+    pub scheme: &'static str,
+}
+
+/// The service label of requests no service took.
+fn unrouted() -> Arc<String> {
+    static UNROUTED: std::sync::OnceLock<Arc<String>> = std::sync::OnceLock::new();
+    Arc::clone(UNROUTED.get_or_init(|| Arc::new(String::new())))
+}
+
+impl Handler {
+    pub async fn handle(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let headers = request.headers_mut();
+        let request_id = match headers
+            .get(X_REQUEST_ID)
+            .and_then(|value| value.to_str().ok())
+        {
+            Some(id) => id.to_owned(),
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                if let Ok(value) = HeaderValue::from_str(&id) {
+                    headers.insert(X_REQUEST_ID, value);
+                }
+                id
+            }
+        };
+        if !headers.contains_key(X_REQUEST_START) {
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_millis())
+                .unwrap_or(0);
+            if let Ok(value) = HeaderValue::from_str(&format!("t={millis}")) {
+                headers.insert(X_REQUEST_START, value);
+            }
+        }
+
+        let host = request
+            .uri()
+            .authority()
+            .map(|authority| authority.as_str().to_owned())
+            .or_else(|| {
+                header_text(request.headers().get(header::HOST))
+                    .split(',')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let route = self
+            .router
+            .table()
+            .lookup(&host, request.uri().path())
+            .map(|found| found.value.clone());
+
+        let mut client_ip = peer.ip();
+        let mut extra = Map::new();
+        let (service_name, in_flight, count_in_metrics) = match &route {
+            Some(route) => {
+                let config = route.service.config.load();
+                let options = &config.options;
+                if let Some(name) = &options.client_ip_header
+                    && let Some(value) = request
+                        .headers()
+                        .get(name.as_str())
+                        .and_then(|v| v.to_str().ok())
+                    && let Ok(ip) = value.trim().parse()
+                {
+                    client_ip = ip;
+                }
+                let balancer = route.service.active.load();
+                for name in &balancer.options.log_request_headers {
+                    let value = header_text(request.headers().get(name.as_str()));
+                    extra.insert(
+                        format!("req_{}", name.to_ascii_lowercase()),
+                        Value::from(value),
+                    );
+                }
+                let excluded = options.exclude_metrics_paths.iter().any(|path| {
+                    crate::routes::strip_prefix(&route.prefix, request.uri().path()) == path
+                });
+                let gauge = (!excluded).then(|| {
+                    let gauge = self.metrics.in_flight(&route.service.name);
+                    gauge.inc();
+                    gauge
+                });
+                (Arc::clone(&route.service.name), gauge, !excluded)
+            }
+            None => (unrouted(), None, true),
+        };
+
+        let request_headers = request.headers();
+        let remote_addr = request_headers
+            .get(X_FORWARDED_FOR)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .map(|value| value.trim().to_owned())
+            .unwrap_or_else(|| client_ip.to_string());
+        let mut record = Box::new(RequestRecord {
+            started,
+            metrics: Arc::clone(&self.metrics),
+            in_flight,
+            count_in_metrics,
+            service: service_name,
+            method: request.method().clone(),
+            host: host.clone(),
+            port: self.port,
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or("").to_owned(),
+            request_id,
+            user_agent: header_text(request_headers.get(header::USER_AGENT)).to_owned(),
+            req_content_length: request_headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|value| value.to_str().ok()?.parse().ok())
+                .unwrap_or(-1),
+            req_content_type: header_text(request_headers.get(header::CONTENT_TYPE)).to_owned(),
+            client_addr: peer.ip().to_string(),
+            client_port: peer.port(),
+            remote_addr,
+            proto: match request.version() {
+                http::Version::HTTP_2 => "HTTP/2.0",
+                http::Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            },
+            scheme: self.scheme,
+            status: 0,
+            target: String::new(),
+            resp_content_length: -1,
+            resp_content_type: String::new(),
+            extra,
+            note: None,
+        });
+
+        let (mut response, target) = match route {
+            None => (
+                response::error_page(&ErrorPages::default(), StatusCode::NOT_FOUND, ""),
+                None,
+            ),
+            Some(route) => {
+                let log_response_headers = route
+                    .service
+                    .active
+                    .load()
+                    .options
+                    .log_response_headers
+                    .clone();
+                let routed = Routed {
+                    prefix: &route.prefix,
+                    host: &host,
+                    client_ip,
+                    client_timeout: self.client_timeout,
+                };
+                let handled = route.service.handle(request, routed).await;
+                for name in &log_response_headers {
+                    let value = header_text(handled.response.headers().get(name.as_str()));
+                    record.extra.insert(
+                        format!("resp_{}", name.to_ascii_lowercase()),
+                        Value::from(value),
+                    );
+                }
+                (handled.response, handled.target)
+            }
+        };
+        record.response(&response);
+        record.target = target.unwrap_or_default();
+        response.body_mut().record(record);
+        response
+    }
+}

@@ -1,0 +1,250 @@
+//! What the client receives: the response body that keeps the target claimed until it is fully
+//! sent (so drains wait for whole responses), aborts when a drain cancels it, and writes the
+//! request's log line and metrics when it ends; plus the responses the proxy generates itself.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::gauge::Gauge;
+use serde_json::{Map, Value};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::body::{BoxError, ResponseContent};
+use crate::error_pages::ErrorPages;
+use crate::logging::{RequestLine, now_rfc3339};
+use crate::metrics::Metrics;
+use crate::target::RequestGuard;
+
+/// A response body with its request's bookkeeping attached.
+pub struct ResponseBody {
+    content: ResponseContent,
+    guard: Option<RequestGuard>,
+    cancel: Option<CancellationToken>,
+    cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    record: Option<Box<RequestRecord>>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ResponseBody")
+            .field("content", &self.content)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response was cut because its target was drained past the drain timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("response cancelled: its target was drained")]
+pub struct Cancelled;
+
+impl ResponseBody {
+    pub fn new(content: ResponseContent) -> Self {
+        Self {
+            content,
+            guard: None,
+            cancel: None,
+            cancelled: None,
+            record: None,
+        }
+    }
+
+    /// Keeps `guard`'s target claimed until the body ends, and aborts the body when the target's
+    /// drain cancels its requests.
+    pub fn hold(&mut self, guard: RequestGuard) {
+        self.cancel = Some(guard.target().request_cancelled().clone());
+        self.guard = Some(guard);
+    }
+
+    /// Logs and counts the request when the body ends.
+    pub fn record(&mut self, record: Box<RequestRecord>) {
+        self.record = Some(record);
+    }
+
+    fn finish(&mut self) {
+        self.guard = None;
+        if let Some(record) = self.record.take() {
+            record.finish();
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.content).poll_frame(context) {
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(frame)) => Poll::Ready(Some(frame)),
+            Poll::Pending => {
+                if let Some(token) = &this.cancel {
+                    let cancelled = this
+                        .cancelled
+                        .get_or_insert_with(|| Box::pin(token.clone().cancelled_owned()));
+                    if cancelled.as_mut().poll(context).is_ready() {
+                        if let Some(record) = this.record.as_mut() {
+                            record.note = Some("Request cancelled due to draining");
+                        }
+                        this.finish();
+                        return Poll::Ready(Some(Err(Cancelled.into())));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.content.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.content.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// What the log line and the metrics need about one request.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub started: Instant,
+    pub metrics: Arc<Metrics>,
+    pub in_flight: Option<Gauge>,
+    pub count_in_metrics: bool,
+    pub service: Arc<String>,
+    pub method: http::Method,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub query: String,
+    pub request_id: String,
+    pub user_agent: String,
+    pub req_content_length: i64,
+    pub req_content_type: String,
+    pub client_addr: String,
+    pub client_port: u16,
+    pub remote_addr: String,
+    pub proto: &'static str,
+    pub scheme: &'static str,
+    pub status: u16,
+    pub target: String,
+    pub resp_content_length: i64,
+    pub resp_content_type: String,
+    pub extra: Map<String, Value>,
+    /// Why the proxy ended the request early, logged as a separate line.
+    pub note: Option<&'static str>,
+}
+
+impl RequestRecord {
+    /// Notes what the response carries.
+    pub fn response<B>(&mut self, response: &Response<B>) {
+        self.status = response.status().as_u16();
+        let headers = response.headers();
+        self.resp_content_length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse().ok())
+            .unwrap_or(-1);
+        self.resp_content_type = header_text(headers.get(header::CONTENT_TYPE)).to_owned();
+    }
+
+    fn finish(self: Box<Self>) {
+        let elapsed = self.started.elapsed();
+        if let Some(note) = self.note {
+            tracing::info!(
+                path = %self.path,
+                request_id = %self.request_id,
+                service = %self.service,
+                target_address = %self.target,
+                "{note}"
+            );
+        }
+        if self.count_in_metrics {
+            self.metrics
+                .observe(&self.service, &self.method, self.status, elapsed);
+        }
+        if let Some(gauge) = &self.in_flight {
+            gauge.dec();
+        }
+        RequestLine {
+            time: now_rfc3339(),
+            level: "INFO",
+            msg: "Request",
+            host: &self.host,
+            port: self.port,
+            path: &self.path,
+            request_id: &self.request_id,
+            status: self.status,
+            service: &self.service,
+            target: &self.target,
+            duration: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            method: self.method.as_str(),
+            req_content_length: self.req_content_length,
+            req_content_type: &self.req_content_type,
+            resp_content_length: self.resp_content_length,
+            resp_content_type: &self.resp_content_type,
+            client_addr: &self.client_addr,
+            client_port: self.client_port,
+            remote_addr: &self.remote_addr,
+            user_agent: &self.user_agent,
+            proto: self.proto,
+            scheme: self.scheme,
+            query: &self.query,
+            extra: self.extra,
+        }
+        .emit();
+    }
+}
+
+/// A header's text, or "" when absent or not text.
+pub fn header_text(value: Option<&HeaderValue>) -> &str {
+    value.and_then(|value| value.to_str().ok()).unwrap_or("")
+}
+
+/// A generated HTML error page.
+pub fn error_page(pages: &ErrorPages, status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let page = pages.render(status, message);
+    let mut response = Response::new(ResponseBody::new(ResponseContent::Full(Some(page))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
+/// A bare response with an empty body.
+pub fn empty(status: StatusCode) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::new(ResponseContent::Empty));
+    *response.status_mut() = status;
+    response
+}
+
+/// A 301 to `location`, closing the connection as kamal-proxy does.
+pub fn redirect(location: &str) -> Response<ResponseBody> {
+    let mut response = empty(StatusCode::MOVED_PERMANENTLY);
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}

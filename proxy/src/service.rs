@@ -1,0 +1,221 @@
+//! A deployed service: its options, its active load balancer (and optional rollout balancer with
+//! its split), its maintenance mode, and what it does with a request routed to it. Balancers and
+//! options sit behind single pointers that a deploy swaps; a request loads each once.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::balancer::{LoadBalancer, writer_cookie};
+use crate::error_pages::ErrorPages;
+use crate::forward::{ForwardContext, forward, shared_client};
+use crate::options::ServiceOptions;
+use crate::pause::{Gate, Mode, PauseController, PauseState};
+use crate::response::{self, ResponseBody};
+use crate::rollout::{ROLLOUT_COOKIE, RolloutSplit};
+use crate::routes::strip_prefix;
+
+/// Options a request needs, swapped as one.
+#[derive(Debug)]
+pub struct ServiceConfig {
+    pub options: ServiceOptions,
+    pub error_pages: ErrorPages,
+}
+
+#[derive(Debug)]
+pub struct Service {
+    pub name: Arc<String>,
+    pub config: ArcSwap<ServiceConfig>,
+    pub active: ArcSwap<LoadBalancer>,
+    pub rollout: ArcSwapOption<LoadBalancer>,
+    pub split: ArcSwapOption<RolloutSplit>,
+    pub pause: PauseController,
+}
+
+/// A request as the service sees it: routed, with the prefix that matched.
+#[derive(Debug)]
+pub struct Routed<'a> {
+    pub prefix: &'a str,
+    pub host: &'a str,
+    pub client_ip: IpAddr,
+    pub client_timeout: Duration,
+}
+
+/// What handling produced: the response, and the target it went to (for the log).
+pub struct Handled {
+    pub response: Response<ResponseBody>,
+    pub target: Option<String>,
+}
+
+impl Service {
+    pub fn new(
+        name: &str,
+        config: ServiceConfig,
+        active: Arc<LoadBalancer>,
+        pause: PauseState,
+    ) -> Self {
+        Self {
+            name: Arc::new(name.to_owned()),
+            config: ArcSwap::from_pointee(config),
+            active: ArcSwap::new(active),
+            rollout: ArcSwapOption::empty(),
+            split: ArcSwapOption::empty(),
+            pause: PauseController::new(pause),
+        }
+    }
+
+    /// The balancer a request goes to: the rollout one when a split is set and selects the
+    /// request's `kamal-rollout` cookie.
+    fn balancer_for<B>(&self, request: &Request<B>) -> Arc<LoadBalancer> {
+        if let Some(split) = self.split.load().as_ref()
+            && let Some(rollout) = self.rollout.load_full()
+            && crate::cookies::find(request.headers(), ROLLOUT_COOKIE)
+                .is_some_and(|value| split.selects(value))
+        {
+            return rollout;
+        }
+        self.active.load_full()
+    }
+
+    /// Handles a request routed to this service.
+    pub async fn handle(&self, request: Request<Incoming>, routed: Routed<'_>) -> Handled {
+        let config = self.config.load();
+        let options = &config.options;
+        let original_path = request.uri().path();
+        let path = if options.strip_path_prefix {
+            strip_prefix(routed.prefix, original_path)
+        } else {
+            original_path
+        };
+
+        let mode = self.pause.mode();
+        if mode != Mode::Running {
+            let health_path = &self.active.load().options.health_check.path;
+            let probe = matches!(*request.method(), Method::GET | Method::HEAD);
+            if probe && path == health_path {
+                return Handled {
+                    response: response::empty(StatusCode::OK),
+                    target: None,
+                };
+            }
+            match self.pause.gate().await {
+                Gate::Proceed => {}
+                Gate::Stopped(message) => {
+                    return Handled {
+                        response: response::error_page(
+                            &config.error_pages,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            &message,
+                        ),
+                        target: None,
+                    };
+                }
+                Gate::PauseExpired => {
+                    return Handled {
+                        response: response::error_page(
+                            &config.error_pages,
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "",
+                        ),
+                        target: None,
+                    };
+                }
+            }
+        }
+
+        if let Some(canonical) = &options.canonical_host {
+            let bare_host = routed.host.split(':').next().unwrap_or(routed.host);
+            if !bare_host.eq_ignore_ascii_case(canonical) {
+                let port = routed.host.split_once(':').map(|(_, port)| port);
+                let location = match port {
+                    Some(port) => format!(
+                        "http://{canonical}:{port}{}",
+                        request.uri().path_and_query().map_or("/", |pq| pq.as_str())
+                    ),
+                    None => format!(
+                        "http://{canonical}{}",
+                        request.uri().path_and_query().map_or("/", |pq| pq.as_str())
+                    ),
+                };
+                return Handled {
+                    response: response::redirect(&location),
+                    target: None,
+                };
+            }
+        }
+
+        // A request that loaded a balancer just before a deploy swapped it may find its targets
+        // draining; the next load sees the new balancer.
+        let mut claimed = None;
+        for _ in 0..3 {
+            let balancer = self.balancer_for(&request);
+            if let Some(guard) = balancer.claim(&request, options.read_target_websockets) {
+                claimed = Some((balancer, guard));
+                break;
+            }
+            if Arc::ptr_eq(&balancer, &self.balancer_for(&request)) {
+                break;
+            }
+        }
+        let Some((balancer, guard)) = claimed else {
+            return Handled {
+                response: response::error_page(
+                    &config.error_pages,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "",
+                ),
+                target: None,
+            };
+        };
+
+        let target_options = &balancer.options;
+        let add_cookie = (balancer.has_readers() && !is_read_method(request.method()))
+            .then(|| writer_cookie(options.writer_affinity_timeout));
+        let cookie_prefix =
+            (target_options.scope_cookie_paths && routed.prefix != "/").then_some(routed.prefix);
+        let path = path.to_owned();
+        let context = ForwardContext {
+            path: &path,
+            client_ip: routed.client_ip,
+            options: target_options,
+            client_timeout: routed.client_timeout,
+            cookie_prefix,
+            host: routed.host,
+            add_cookie,
+        };
+        let target = Some(guard.target().address.clone());
+        let client = shared_client();
+        match forward(client, request, &guard, context).await {
+            Ok(response) => {
+                let (parts, content) = response.into_parts();
+                let mut body = ResponseBody::new(content);
+                body.hold(guard);
+                Handled {
+                    response: Response::from_parts(parts, body),
+                    target,
+                }
+            }
+            Err(error) => {
+                tracing::info!(
+                    service = %self.name,
+                    target_address = target.as_deref().unwrap_or(""),
+                    status = error.status().as_u16(),
+                    error = error.detail(),
+                    "Error while proxying"
+                );
+                Handled {
+                    response: response::error_page(&config.error_pages, error.status(), ""),
+                    target,
+                }
+            }
+        }
+    }
+}
+
+fn is_read_method(method: &Method) -> bool {
+    *method == Method::GET || *method == Method::HEAD
+}
