@@ -73,6 +73,8 @@ pub enum ForwardError {
     Timeout(String),
     /// 500: the response is over `--max-response-body`, or buffering failed.
     Internal(String),
+    /// 504: the drain timeout ended before the target answered.
+    Drained,
 }
 
 impl ForwardError {
@@ -81,7 +83,7 @@ impl ForwardError {
             ForwardError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ForwardError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ForwardError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ForwardError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ForwardError::Timeout(_) | ForwardError::Drained => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +91,7 @@ impl ForwardError {
     pub fn detail(&self) -> &str {
         match self {
             ForwardError::TooLarge => "request body too large",
+            ForwardError::Drained => "request cancelled due to draining",
             ForwardError::BadRequest(detail)
             | ForwardError::BadGateway(detail)
             | ForwardError::Timeout(detail)
@@ -155,7 +158,7 @@ pub async fn forward(
                 crate::duration::format_duration(options.target_timeout)
             ))),
         },
-        _ = cancelled.cancelled() => return Err(ForwardError::Timeout("request cancelled due to draining".into())),
+        _ = cancelled.cancelled() => return Err(ForwardError::Drained),
     };
 
     let (mut parts, body) = response.into_parts();

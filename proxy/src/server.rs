@@ -90,7 +90,7 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     tracing::info!(
-        http_port = args.http_port,
+        http_port = handler.port,
         metrics_port = args.metrics_port,
         bind = %bind,
         socket = %paths.socket.display(),

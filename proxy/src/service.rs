@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::balancer::{LoadBalancer, writer_cookie};
 use crate::error_pages::ErrorPages;
-use crate::forward::{ForwardContext, forward, shared_client};
+use crate::forward::{ForwardContext, ForwardError, forward, shared_client};
 use crate::options::ServiceOptions;
 use crate::pause::{Gate, Mode, PauseController, PauseState};
 use crate::response::{self, ResponseBody};
@@ -196,6 +196,21 @@ impl Service {
                 body.hold(guard);
                 Handled {
                     response: Response::from_parts(parts, body),
+                    target,
+                }
+            }
+            Err(ForwardError::Drained) => {
+                tracing::info!(
+                    service = %self.name,
+                    target_address = target.as_deref().unwrap_or(""),
+                    "Request cancelled due to draining"
+                );
+                Handled {
+                    response: response::error_page(
+                        &config.error_pages,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "",
+                    ),
                     target,
                 }
             }
