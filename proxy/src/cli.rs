@@ -157,6 +157,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub client_timeout: Duration,
 
+    /// Threads serving requests, each with its own listener [default: one per CPU]
+    #[arg(long, value_name = "N", env = "HOIST_PROXY_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
     /// How long in-flight requests get to finish on SIGTERM before the proxy exits
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,

@@ -36,11 +36,10 @@ pub fn upstream_client() -> UpstreamClient {
         .build(connector)
 }
 
-static CLIENT: std::sync::OnceLock<UpstreamClient> = std::sync::OnceLock::new();
-
-/// The one upstream client of the process, built on first use.
-pub fn shared_client() -> &'static UpstreamClient {
-    CLIENT.get_or_init(upstream_client)
+thread_local! {
+    /// One upstream client per serving thread: its pooled connections are driven by that
+    /// thread's runtime, so a request never wakes another thread.
+    static CLIENT: UpstreamClient = upstream_client();
 }
 
 /// Per-request facts the forwarder needs from the layers above it.
@@ -102,7 +101,6 @@ impl ForwardError {
 
 /// Sends `request` to the claimed target and returns the target's response, ready for the client.
 pub async fn forward(
-    client: &UpstreamClient,
     mut request: Request<Incoming>,
     guard: &RequestGuard,
     context: ForwardContext<'_>,
@@ -150,7 +148,7 @@ pub async fn forward(
     let upstream = Request::from_parts(parts, body);
     let cancelled = target.request_cancelled();
     let response = tokio::select! {
-        result = tokio::time::timeout(options.target_timeout, client.request(upstream)) => match result {
+        result = tokio::time::timeout(options.target_timeout, CLIENT.with(|client| client.request(upstream))) => match result {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => return Err(ForwardError::BadGateway(describe(&error))),
             Err(_) => return Err(ForwardError::Timeout(format!(

@@ -1,33 +1,45 @@
 //! Logs to stdout, one JSON object per line: lifecycle events (through `tracing`) and one
-//! `"msg":"Request"` line per request with kamal-proxy's fields. Lines are handed to a writer
-//! thread through a channel, so a slow stdout never stalls request handling and lines from
+//! `"msg":"Request"` line per request with kamal-proxy's fields. Lines are appended to a shared
+//! buffer that a writer thread flushes every few milliseconds (or sooner when it fills), so
+//! request handling never waits on stdout, never wakes a thread per line, and lines from
 //! different tasks never interleave.
 
 use std::io::Write;
-use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::time::SystemTime;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-static SINK: OnceLock<Sender<Vec<u8>>> = OnceLock::new();
+/// How long a line may wait in the buffer.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Buffer size that makes the writer flush at once.
+const FLUSH_SIZE: usize = 256 * 1024;
+
+/// Lines waiting for the writer thread.
+struct Sink {
+    buffer: Mutex<Vec<u8>>,
+    full: Condvar,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
 
 /// Starts the writer thread and routes `tracing` events through it as JSON lines. `debug` lowers
 /// the level to DEBUG. Calling it twice keeps the first setup.
 pub fn init(debug: bool) {
-    if SINK.get().is_some() {
-        return;
-    }
-    let (sender, receiver) = channel();
-    if SINK.set(sender).is_err() {
+    let sink = Sink {
+        buffer: Mutex::new(Vec::with_capacity(FLUSH_SIZE)),
+        full: Condvar::new(),
+    };
+    if SINK.set(sink).is_err() {
         return;
     }
     std::thread::Builder::new()
         .name("hoist-proxy-log".into())
-        .spawn(move || write_lines(receiver))
+        .spawn(write_lines)
         .ok();
     let level = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("HOIST_PROXY_LOG")
@@ -43,27 +55,57 @@ pub fn init(debug: bool) {
         .try_init();
 }
 
-fn write_lines(receiver: Receiver<Vec<u8>>) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    while let Ok(line) = receiver.recv() {
-        let _ = out.write_all(&line);
-        // Write whatever else is queued before flushing once.
-        while let Ok(line) = receiver.try_recv() {
-            let _ = out.write_all(&line);
+/// Writes what is buffered now; called on shutdown.
+pub fn flush() {
+    let Some(sink) = SINK.get() else { return };
+    let lines = std::mem::take(&mut *lock(sink));
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(&lines);
+    let _ = stdout.flush();
+}
+
+fn lock(sink: &Sink) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    sink.buffer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write_lines() {
+    let Some(sink) = SINK.get() else { return };
+    let mut spare = Vec::with_capacity(FLUSH_SIZE);
+    loop {
+        {
+            let mut buffer = lock(sink);
+            if buffer.len() < FLUSH_SIZE {
+                buffer = sink
+                    .full
+                    .wait_timeout(buffer, FLUSH_INTERVAL)
+                    .map(|(buffer, _)| buffer)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+            }
+            std::mem::swap(&mut *buffer, &mut spare);
         }
-        let _ = out.flush();
+        if !spare.is_empty() {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(&spare);
+            let _ = stdout.flush();
+            spare.clear();
+        }
     }
 }
 
-/// Sends one finished line to the writer thread (or straight to stdout before `init`).
-fn emit(line: Vec<u8>) {
+/// Appends one finished line (or writes it straight to stdout before `init`).
+fn emit(line: &[u8]) {
     match SINK.get() {
         Some(sink) => {
-            let _ = sink.send(line);
+            let mut buffer = lock(sink);
+            buffer.extend_from_slice(line);
+            if buffer.len() >= FLUSH_SIZE {
+                sink.full.notify_one();
+            }
         }
         None => {
-            let _ = std::io::stdout().write_all(&line);
+            let _ = std::io::stdout().write_all(line);
         }
     }
 }
@@ -87,7 +129,7 @@ impl Write for EventBuffer {
 impl Drop for EventBuffer {
     fn drop(&mut self) {
         if !self.0.is_empty() {
-            emit(std::mem::take(&mut self.0));
+            emit(&self.0);
         }
     }
 }
@@ -134,11 +176,16 @@ pub struct RequestLine<'a> {
 impl RequestLine<'_> {
     /// Writes the line.
     pub fn emit(&self) {
-        let mut line = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut line, self).is_ok() {
-            line.push(b'\n');
-            emit(line);
+        thread_local! {
+            static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
         }
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if serde_json::to_writer(&mut *line, self).is_ok() {
+                line.push(b'\n');
+                emit(line);
+            }
+        });
     }
 }
 

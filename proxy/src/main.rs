@@ -35,9 +35,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             hoist_proxy::logging::init(args.debug);
-            tokio::runtime::Builder::new_multi_thread()
+            // Control, health checks and metrics; requests are served on threads of their own.
+            tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .thread_name("hoist-proxy")
                 .build()?
                 .block_on(hoist_proxy::server::run(&args, &paths))
         }

@@ -53,10 +53,16 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
     }
 
     let bind = args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let http_address = SocketAddr::new(bind, args.http_port);
-    let http = TcpListener::bind(http_address)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {http_address}"))?;
+    let workers = match args.workers {
+        Some(workers) => usize::from(workers),
+        None => std::thread::available_parallelism().map_or(1, |count| count.get()),
+    };
+    let listeners = reuseport_listeners(SocketAddr::new(bind, args.http_port), workers)
+        .with_context(|| format!("cannot listen for HTTP on {bind}:{}", args.http_port))?;
+    let http_port = listeners
+        .first()
+        .and_then(|listener| listener.local_addr().ok())
+        .map_or(args.http_port, |address| address.port());
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
 
@@ -78,58 +84,134 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         router: Arc::clone(&router),
         metrics,
         client_timeout: args.client_timeout,
-        port: http
-            .local_addr()
-            .map(|address| address.port())
-            .unwrap_or(args.http_port),
+        port: http_port,
         scheme: "http",
     });
+    let settings = ConnectionSettings {
+        read_header_timeout: args.read_header_timeout,
+        client_timeout: args.client_timeout,
+        shutdown_timeout: args.shutdown_timeout,
+    };
+    let mut serving = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let handler = Arc::clone(&handler);
+        let shutdown = shutdown.clone();
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("hoist-proxy-http-{index}"))
+            .spawn(move || {
+                serve_thread(listener, handler, settings, shutdown);
+                let _ = done.send(());
+            })
+            .context("cannot start a serving thread")?;
+        serving.push(finished);
+    }
     let control_task = tokio::spawn(crate::control::serve(
         control,
         Arc::clone(&router),
         shutdown.clone(),
     ));
     tracing::info!(
-        http_port = handler.port,
+        http_port,
         metrics_port = args.metrics_port,
         bind = %bind,
+        workers,
         socket = %paths.socket.display(),
         state_dir = %paths.state_dir.display(),
         "Server started"
     );
 
-    let graceful = GracefulShutdown::new();
-    let settings = ConnectionSettings {
-        read_header_timeout: args.read_header_timeout,
-        client_timeout: args.client_timeout,
-    };
-    tokio::select! {
-        () = accept_loop(http, handler, settings, &graceful) => {}
-        signal = termination() => tracing::info!(signal, "Shutting down"),
-    }
+    let signal = termination().await;
+    tracing::info!(signal, "Shutting down");
     shutdown.cancel();
     let _ = std::fs::remove_file(&paths.socket);
-    if tokio::time::timeout(args.shutdown_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::info!(
-            timeout = %crate::duration::format_duration(args.shutdown_timeout),
-            "Shutdown timeout reached with requests still in flight"
-        );
+    for finished in serving {
+        let _ = finished.await;
     }
     control_task.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }
     tracing::info!("Server stopped");
+    crate::logging::flush();
     Ok(())
+}
+
+/// Binds `count` listeners on one address with SO_REUSEPORT, so each serving thread accepts its
+/// own connections. Port 0 picks a free port for the first; the others join it.
+fn reuseport_listeners(
+    address: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(count);
+    let mut address = address;
+    for _ in 0..count {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(address),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&address.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        address = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// One serving thread: a single-threaded runtime that accepts, serves and forwards its own
+/// connections (nothing crosses threads on the request path), until shutdown; then it lets its
+/// requests in flight finish, up to the shutdown timeout.
+fn serve_thread(
+    listener: std::net::TcpListener,
+    handler: Arc<Handler>,
+    settings: ConnectionSettings,
+    shutdown: CancellationToken,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "Cannot start a serving runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(%error, "Cannot use the HTTP listener");
+                return;
+            }
+        };
+        let graceful = GracefulShutdown::new();
+        tokio::select! {
+            () = accept_loop(listener, handler, settings, &graceful) => {}
+            () = shutdown.cancelled() => {}
+        }
+        if tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                timeout = %crate::duration::format_duration(settings.shutdown_timeout),
+                "Shutdown timeout reached with requests still in flight"
+            );
+        }
+    });
 }
 
 #[derive(Debug, Clone, Copy)]
 struct ConnectionSettings {
     read_header_timeout: Duration,
     client_timeout: Duration,
+    shutdown_timeout: Duration,
 }
 
 fn connection_builder(settings: ConnectionSettings) -> auto::Builder<TokioExecutor> {

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::balancer::{LoadBalancer, writer_cookie};
 use crate::error_pages::ErrorPages;
-use crate::forward::{ForwardContext, ForwardError, forward, shared_client};
+use crate::forward::{ForwardContext, ForwardError, forward};
 use crate::options::ServiceOptions;
 use crate::pause::{Gate, Mode, PauseController, PauseState};
 use crate::response::{self, ResponseBody};
@@ -188,8 +188,7 @@ impl Service {
             add_cookie,
         };
         let target = Some(guard.target().address.clone());
-        let client = shared_client();
-        match forward(client, request, &guard, context).await {
+        match forward(request, &guard, context).await {
             Ok(response) => {
                 let (parts, content) = response.into_parts();
                 let mut body = ResponseBody::new(content);

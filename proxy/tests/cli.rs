@@ -94,33 +94,78 @@ fn boolean_value_after_a_space_is_refused_like_pflag() {
 }
 
 #[test]
-fn unimplemented_commands_say_so_and_exit_1() {
-    for (args, name) in [
-        (&["run"][..], "run"),
-        (
-            &["deploy", "s", "--target=a:1", "--tls-redirect=false"],
-            "deploy",
-        ),
-        (&["rm", "s"], "remove"),
-        (&["pause", "s", "--max-pause=2s"], "pause"),
-        (&["stop", "s", "--message", "Back soon"], "stop"),
-        (&["resume", "s"], "resume"),
-        (&["ls"], "list"),
-        (
-            &["rollout", "deploy", "s", "--target=a:1"],
-            "rollout deploy",
-        ),
-        (&["rollout", "set", "s", "--percent=10"], "rollout set"),
-        (&["rollout", "stop", "s"], "rollout stop"),
+fn control_commands_without_a_running_proxy_say_where_they_looked() {
+    let socket = "/nonexistent/hoist-proxy-test.sock";
+    for args in [
+        &["deploy", "s", "--target=web:1", "--tls-redirect=false"][..],
+        &["rm", "s"],
+        &["pause", "s", "--max-pause=2s"],
+        &["stop", "s", "--message", "Back soon"],
+        &["resume", "s"],
+        &["ls"],
+        &["rollout", "deploy", "s", "--target=web:1"],
+        &["rollout", "set", "s", "--percent=10"],
+        &["rollout", "stop", "s"],
     ] {
-        let output = hoist_proxy(args);
+        let mut args = args.to_vec();
+        args.extend(["--socket", socket]);
+        let output = hoist_proxy(&args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
-        assert_eq!(
-            stderr(&output),
-            format!("Error: hoist-proxy {name} is not implemented yet\n"),
-            "{args:?}"
+        let error = stderr(&output);
+        assert!(
+            error.starts_with(&format!("Error: cannot reach hoist-proxy on {socket}: ")),
+            "{args:?}: {error}"
         );
+        assert!(error.contains("is `hoist-proxy run` running"), "{error}");
     }
+}
+
+#[test]
+fn invalid_deploy_options_are_refused_before_contacting_the_proxy() {
+    for (flag, expected) in [
+        ("--target=http://a:1", "Error: invalid target `http://a:1`"),
+        ("--host=bad host", "Error: invalid host `bad host`"),
+    ] {
+        let args = if flag.starts_with("--target") {
+            vec!["deploy", "s", flag, "--socket", "/nonexistent.sock"]
+        } else {
+            vec![
+                "deploy",
+                "s",
+                "--target=web:1",
+                flag,
+                "--socket",
+                "/nonexistent.sock",
+            ]
+        };
+        let output = hoist_proxy(&args);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr(&output).starts_with(expected), "{}", stderr(&output));
+    }
+}
+
+#[test]
+fn run_reports_a_port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let state = std::env::temp_dir().join(format!("hoist-proxy-cli-test-{}", std::process::id()));
+    let output = hoist_proxy(&[
+        "run",
+        "--bind=127.0.0.1",
+        "--http-port",
+        &port,
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_dir_all(&state);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with(&format!(
+            "Error: cannot listen for HTTP on 127.0.0.1:{port}"
+        )),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
