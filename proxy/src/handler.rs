@@ -47,17 +47,14 @@ impl Handler {
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let headers = request.headers_mut();
-        let request_id = match headers
-            .get(X_REQUEST_ID)
-            .and_then(|value| value.to_str().ok())
-        {
-            Some(id) => id.to_owned(),
+        let request_id = match headers.get(X_REQUEST_ID) {
+            Some(id) => id.clone(),
             None => {
-                let id = uuid::Uuid::new_v4().to_string();
-                if let Ok(value) = HeaderValue::from_str(&id) {
-                    headers.insert(X_REQUEST_ID, value);
-                }
-                id
+                let mut buffer = uuid::Uuid::encode_buffer();
+                let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+                let value = HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"));
+                headers.insert(X_REQUEST_ID, value.clone());
+                value
             }
         };
         if !headers.contains_key(X_REQUEST_START) {
@@ -124,12 +121,6 @@ impl Handler {
         };
 
         let request_headers = request.headers();
-        let remote_addr = request_headers
-            .get(X_FORWARDED_FOR)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(',').next())
-            .map(|value| value.trim().to_owned())
-            .unwrap_or_else(|| client_ip.to_string());
         let mut record = Box::new(RequestRecord {
             started,
             metrics: Arc::clone(&self.metrics),
@@ -139,18 +130,18 @@ impl Handler {
             method: request.method().clone(),
             host: host.clone(),
             port: self.port,
-            path: request.uri().path().to_owned(),
-            query: request.uri().query().unwrap_or("").to_owned(),
+            uri: request.uri().clone(),
             request_id,
-            user_agent: header_text(request_headers.get(header::USER_AGENT)).to_owned(),
+            user_agent: request_headers.get(header::USER_AGENT).cloned(),
             req_content_length: request_headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|value| value.to_str().ok()?.parse().ok())
                 .unwrap_or(-1),
-            req_content_type: header_text(request_headers.get(header::CONTENT_TYPE)).to_owned(),
-            client_addr: peer.ip().to_string(),
+            req_content_type: request_headers.get(header::CONTENT_TYPE).cloned(),
+            client_addr: peer.ip(),
             client_port: peer.port(),
-            remote_addr,
+            forwarded_for: request_headers.get(X_FORWARDED_FOR).cloned(),
+            client_ip,
             proto: match request.version() {
                 http::Version::HTTP_2 => "HTTP/2.0",
                 http::Version::HTTP_10 => "HTTP/1.0",
@@ -160,7 +151,7 @@ impl Handler {
             status: 0,
             target: String::new(),
             resp_content_length: -1,
-            resp_content_type: String::new(),
+            resp_content_type: None,
             extra,
             note: None,
         });

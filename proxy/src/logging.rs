@@ -162,9 +162,9 @@ pub struct RequestLine<'a> {
     pub req_content_type: &'a str,
     pub resp_content_length: i64,
     pub resp_content_type: &'a str,
-    pub client_addr: &'a str,
+    pub client_addr: std::net::IpAddr,
     pub client_port: u16,
-    pub remote_addr: &'a str,
+    pub remote_addr: Address<'a>,
     pub user_agent: &'a str,
     pub proto: &'a str,
     pub scheme: &'a str,
@@ -187,6 +187,14 @@ impl RequestLine<'_> {
             }
         });
     }
+}
+
+/// An address field: text taken from a header, or an IP address.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Address<'a> {
+    Text(&'a str),
+    Ip(std::net::IpAddr),
 }
 
 /// The current time as RFC 3339 with milliseconds, for `time`.

@@ -2,6 +2,7 @@
 //! sent (so drains wait for whole responses), aborts when a drain cancels it, and writes the
 //! request's log line and metrics when it ends; plus the responses the proxy generates itself.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,7 +17,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::body::{BoxError, ResponseContent};
 use crate::error_pages::ErrorPages;
-use crate::logging::{RequestLine, now_rfc3339};
+use crate::logging::{Address, RequestLine, now_rfc3339};
 use crate::metrics::Metrics;
 use crate::target::RequestGuard;
 
@@ -133,21 +134,24 @@ pub struct RequestRecord {
     pub method: http::Method,
     pub host: String,
     pub port: u16,
-    pub path: String,
-    pub query: String,
-    pub request_id: String,
-    pub user_agent: String,
+    /// Path and query, as received.
+    pub uri: http::Uri,
+    pub request_id: HeaderValue,
+    pub user_agent: Option<HeaderValue>,
     pub req_content_length: i64,
-    pub req_content_type: String,
-    pub client_addr: String,
+    pub req_content_type: Option<HeaderValue>,
+    pub client_addr: IpAddr,
     pub client_port: u16,
-    pub remote_addr: String,
+    /// The client's address as the target sees it: the first X-Forwarded-For entry, if any.
+    pub forwarded_for: Option<HeaderValue>,
+    /// The client address after `--client-ip-header`.
+    pub client_ip: IpAddr,
     pub proto: &'static str,
     pub scheme: &'static str,
     pub status: u16,
     pub target: String,
     pub resp_content_length: i64,
-    pub resp_content_type: String,
+    pub resp_content_type: Option<HeaderValue>,
     pub extra: Map<String, Value>,
     /// Why the proxy ended the request early, logged as a separate line.
     pub note: Option<&'static str>,
@@ -162,15 +166,15 @@ impl RequestRecord {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok()?.parse().ok())
             .unwrap_or(-1);
-        self.resp_content_type = header_text(headers.get(header::CONTENT_TYPE)).to_owned();
+        self.resp_content_type = headers.get(header::CONTENT_TYPE).cloned();
     }
 
     fn finish(self: Box<Self>) {
         let elapsed = self.started.elapsed();
         if let Some(note) = self.note {
             tracing::info!(
-                path = %self.path,
-                request_id = %self.request_id,
+                path = %self.uri.path(),
+                request_id = header_text(Some(&self.request_id)),
                 service = %self.service,
                 target_address = %self.target,
                 "{note}"
@@ -189,24 +193,32 @@ impl RequestRecord {
             msg: "Request",
             host: &self.host,
             port: self.port,
-            path: &self.path,
-            request_id: &self.request_id,
+            path: self.uri.path(),
+            request_id: header_text(Some(&self.request_id)),
             status: self.status,
             service: &self.service,
             target: &self.target,
             duration: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             method: self.method.as_str(),
             req_content_length: self.req_content_length,
-            req_content_type: &self.req_content_type,
+            req_content_type: header_text(self.req_content_type.as_ref()),
             resp_content_length: self.resp_content_length,
-            resp_content_type: &self.resp_content_type,
-            client_addr: &self.client_addr,
+            resp_content_type: header_text(self.resp_content_type.as_ref()),
+            client_addr: self.client_addr,
             client_port: self.client_port,
-            remote_addr: &self.remote_addr,
-            user_agent: &self.user_agent,
+            remote_addr: match self
+                .forwarded_for
+                .as_ref()
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.split(',').next())
+            {
+                Some(first) => Address::Text(first.trim()),
+                None => Address::Ip(self.client_ip),
+            },
+            user_agent: header_text(self.user_agent.as_ref()),
             proto: self.proto,
             scheme: self.scheme,
-            query: &self.query,
+            query: self.uri.query().unwrap_or(""),
             extra: self.extra,
         }
         .emit();
