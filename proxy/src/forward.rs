@@ -150,7 +150,7 @@ pub async fn forward(
     let response = tokio::select! {
         result = tokio::time::timeout(options.target_timeout, CLIENT.with(|client| client.request(upstream))) => match result {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(ForwardError::BadGateway(describe(&error))),
+            Ok(Err(error)) => return Err(ForwardError::BadGateway(innermost_cause(&error))),
             Err(_) => return Err(ForwardError::Timeout(format!(
                 "no response within the target timeout ({})",
                 crate::duration::format_duration(options.target_timeout)
@@ -363,15 +363,13 @@ fn scope_cookies(headers: &mut HeaderMap, prefix: &str, host: &str) {
     }
 }
 
-/// The innermost cause of a client error ("Connection refused" rather than "client error").
-fn describe(error: &hyper_util::client::legacy::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(current) = source {
-        message = current.to_string();
-        source = current.source();
+/// The innermost cause of an error ("Connection refused" rather than "client error").
+pub fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
     }
-    message
+    current.to_string()
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ impl Prober {
                     .client
                     .request(request)
                     .await
-                    .map_err(|error| failure(&url, describe_client_error(&error)))?;
+                    .map_err(|error| failure(&url, crate::forward::innermost_cause(&error)))?;
                 let status = response.status();
                 if status.is_success() {
                     return Ok(());
@@ -187,17 +187,6 @@ impl Prober {
 
 fn describe_status(status: StatusCode) -> String {
     format!("answered {status}, expected a 2xx status")
-}
-
-/// The innermost cause of a client error, which is where "Connection refused" lives.
-fn describe_client_error(error: &hyper_util::client::legacy::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    let mut message = error.to_string();
-    while let Some(current) = source {
-        message = current.to_string();
-        source = current.source();
-    }
-    message
 }
 
 /// Resolves a `Location` against the URL that answered it; only plain HTTP is followed.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{DeployArgs, RolloutDeployArgs};
-use crate::duration::{format_duration, go};
+use crate::duration::go;
 
 /// How a service is reached and what the proxy does around it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,11 +432,6 @@ pub fn normalize_path_prefix(prefix: &str) -> Result<String, OptionsError> {
     }
     let segments: Vec<&str> = prefix.split('/').filter(|part| !part.is_empty()).collect();
     Ok(format!("/{}", segments.join("/")))
-}
-
-/// A duration as messages print it, Go style.
-pub fn describe(duration: Duration) -> String {
-    format_duration(duration)
 }
 
 #[cfg(test)]
