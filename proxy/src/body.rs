@@ -213,41 +213,8 @@ impl Body for Buffered {
     }
 }
 
-/// A request body on its way to a target.
-#[derive(Debug)]
-pub enum RequestBody {
-    Streamed(IdleTimeout<Incoming>),
-    Buffered(Buffered),
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            RequestBody::Streamed(body) => Pin::new(body).poll_frame(context),
-            RequestBody::Buffered(body) => Pin::new(body).poll_frame(context),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            RequestBody::Streamed(body) => body.is_end_stream(),
-            RequestBody::Buffered(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RequestBody::Streamed(body) => body.size_hint(),
-            RequestBody::Buffered(body) => body.size_hint(),
-        }
-    }
-}
+/// A request body on its way to a target: streamed with an inactivity timeout, or buffered.
+pub type RequestBody = http_body_util::Either<IdleTimeout<Incoming>, Buffered>;
 
 /// What a response body is made of.
 #[derive(Debug)]

@@ -113,7 +113,7 @@ pub async fn forward(
     let body = if options.buffer_requests {
         let body = IdleTimeout::new(body, context.client_timeout);
         match Buffered::read(body, options.buffer_memory, options.max_request_body).await {
-            Ok(buffered) => RequestBody::Buffered(buffered),
+            Ok(buffered) => RequestBody::Right(buffered),
             Err(BufferError::TooLarge(_)) => return Err(ForwardError::TooLarge),
             Err(BufferError::Read(error)) => {
                 return Err(ForwardError::BadRequest(error.to_string()));
@@ -123,7 +123,7 @@ pub async fn forward(
             }
         }
     } else {
-        RequestBody::Streamed(IdleTimeout::new(body, context.client_timeout))
+        RequestBody::Left(IdleTimeout::new(body, context.client_timeout))
     };
 
     let target = guard.target();
@@ -222,7 +222,7 @@ pub async fn forward(
 
 const X_KAMAL_TARGET: HeaderName = HeaderName::from_static("x-kamal-target");
 const X_WRITER_AFFINITY: HeaderName = HeaderName::from_static("x-writer-affinity");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use crate::error_pages::ErrorPages;
+use crate::forward::X_FORWARDED_FOR;
 use crate::metrics::Metrics;
 use crate::response::{self, RequestRecord, ResponseBody, header_text};
 use crate::router::Router;
@@ -19,7 +20,6 @@ use crate::service::Routed;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Shared by every connection.
 #[derive(Debug)]
@@ -86,7 +86,8 @@ impl Handler {
 
         let mut client_ip = peer.ip();
         let mut extra = Map::new();
-        let (service_name, in_flight, count_in_metrics) = match &route {
+        // The target options of the active balancer name the headers to log, both ways.
+        let (service_name, in_flight, count_in_metrics, logged) = match &route {
             Some(route) => {
                 let config = route.service.config.load();
                 let options = &config.options;
@@ -99,8 +100,8 @@ impl Handler {
                 {
                     client_ip = ip;
                 }
-                let balancer = route.service.active.load();
-                for name in &balancer.options.log_request_headers {
+                let logged = Arc::clone(&route.service.active.load().options);
+                for name in &logged.log_request_headers {
                     let value = header_text(request.headers().get(name.as_str()));
                     extra.insert(
                         format!("req_{}", name.to_ascii_lowercase()),
@@ -115,9 +116,14 @@ impl Handler {
                     gauge.inc();
                     gauge
                 });
-                (Arc::clone(&route.service.name), gauge, !excluded)
+                (
+                    Arc::clone(&route.service.name),
+                    gauge,
+                    !excluded,
+                    Some(logged),
+                )
             }
-            None => (unrouted(), None, true),
+            None => (unrouted(), None, true, None),
         };
 
         let request_headers = request.headers();
@@ -162,13 +168,6 @@ impl Handler {
                 None,
             ),
             Some(route) => {
-                let log_response_headers = route
-                    .service
-                    .active
-                    .load()
-                    .options
-                    .log_response_headers
-                    .clone();
                 let routed = Routed {
                     prefix: &route.prefix,
                     host: &host,
@@ -176,7 +175,10 @@ impl Handler {
                     client_timeout: self.client_timeout,
                 };
                 let handled = route.service.handle(request, routed).await;
-                for name in &log_response_headers {
+                let names = logged
+                    .iter()
+                    .flat_map(|options| &options.log_response_headers);
+                for name in names {
                     let value = header_text(handled.response.headers().get(name.as_str()));
                     record.extra.insert(
                         format!("resp_{}", name.to_ascii_lowercase()),

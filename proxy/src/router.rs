@@ -15,7 +15,7 @@ use crate::balancer::LoadBalancer;
 use crate::duration::format_duration;
 use crate::error_pages::ErrorPages;
 use crate::health::Prober;
-use crate::options::{DeployRequest, RolloutDeployRequest, ServiceOptions, TargetOptions};
+use crate::options::{DeployRequest, RolloutDeployRequest, ServiceOptions};
 use crate::pause::PauseState;
 use crate::rollout::RolloutSplit;
 use crate::routes::RouteTable;
@@ -131,6 +131,27 @@ impl Router {
         RouteTable::build(rows).map_err(|conflict| conflict.to_string())
     }
 
+    /// Checks that `name` with `options` claims no (host, prefix) another service owns.
+    fn check_conflicts(
+        services: &BTreeMap<String, Arc<Service>>,
+        name: &str,
+        options: &ServiceOptions,
+    ) -> CommandResult<()> {
+        let others: Vec<(&str, ServiceOptions)> = services
+            .iter()
+            .filter(|(other, _)| other.as_str() != name)
+            .map(|(other, service)| (other.as_str(), service.config.load().options.clone()))
+            .collect();
+        let rows = others
+            .iter()
+            .map(|(other, options)| (*other, options))
+            .chain(std::iter::once((name, options)))
+            .map(|(name, options)| (name, &options.hosts[..], &options.path_prefixes[..], ()));
+        RouteTable::build(rows)
+            .map(drop)
+            .map_err(|conflict| conflict.to_string())
+    }
+
     /// Creates or updates a service: health-checks the new targets off to the side, swaps them
     /// in, then drains the old ones. Returns once the old targets are drained.
     pub async fn deploy(&self, mut request: DeployRequest) -> CommandResult<()> {
@@ -141,23 +162,7 @@ impl Router {
         let error_pages = load_error_pages(&request.service_options)?;
 
         // Refuse a conflict before spending the deploy timeout on health checks.
-        {
-            let services = self.services();
-            let placeholder = services.get(&name).cloned();
-            if let Some(existing) = &placeholder {
-                Self::build_table(&services, Some((&name, &request.service_options, existing)))?;
-            } else {
-                let probe = self.new_service(
-                    &name,
-                    &request.service_options,
-                    &request.target_options,
-                    &[],
-                    &[],
-                    ErrorPages::default(),
-                )?;
-                Self::build_table(&services, Some((&name, &request.service_options, &probe)))?;
-            }
-        }
+        Self::check_conflicts(&self.services(), &name, &request.service_options)?;
 
         let options = Arc::new(request.target_options.clone());
         let balancer = LoadBalancer::new(&request.targets, &request.read_targets, options)
@@ -230,28 +235,6 @@ impl Router {
         }
         tracing::info!(service = %name, targets = ?request.targets, "Deployed");
         Ok(())
-    }
-
-    fn new_service(
-        &self,
-        name: &str,
-        options: &ServiceOptions,
-        target_options: &TargetOptions,
-        writers: &[String],
-        readers: &[String],
-        error_pages: ErrorPages,
-    ) -> CommandResult<Arc<Service>> {
-        let balancer = LoadBalancer::new(writers, readers, Arc::new(target_options.clone()))
-            .map_err(|error| error.to_string())?;
-        Ok(Arc::new(Service::new(
-            name,
-            ServiceConfig {
-                options: options.clone(),
-                error_pages,
-            },
-            balancer,
-            PauseState::default(),
-        )))
     }
 
     /// Removes a service at once; requests in flight finish on their targets.

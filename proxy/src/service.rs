@@ -130,17 +130,10 @@ impl Service {
         if let Some(canonical) = &options.canonical_host {
             let bare_host = routed.host.split(':').next().unwrap_or(routed.host);
             if !bare_host.eq_ignore_ascii_case(canonical) {
-                let port = routed.host.split_once(':').map(|(_, port)| port);
-                let location = match port {
-                    Some(port) => format!(
-                        "http://{canonical}:{port}{}",
-                        request.uri().path_and_query().map_or("/", |pq| pq.as_str())
-                    ),
-                    None => format!(
-                        "http://{canonical}{}",
-                        request.uri().path_and_query().map_or("/", |pq| pq.as_str())
-                    ),
-                };
+                let port = routed.host.split_once(':').map_or("", |(_, port)| port);
+                let separator = if port.is_empty() { "" } else { ":" };
+                let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                let location = format!("http://{canonical}{separator}{port}{path}");
                 return Handled {
                     response: response::redirect(&location),
                     target: None,
