@@ -8,6 +8,7 @@ mod docker;
 mod printer;
 mod report;
 mod sandbox;
+mod ssh;
 
 use std::process::ExitCode;
 

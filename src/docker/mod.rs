@@ -1,7 +1,9 @@
 //! The Docker Engine API, through bollard: connecting to an engine (with API version negotiation)
 //! and the few compound operations hoist needs everywhere: upload files into a container, run a
 //! command in one and collect its output, check an image exists. Engines on servers are reached the
-//! same way once an SSH transport is plugged in; what to do with them lives in the callers.
+//! same way through ssh_transport.rs; what to do with them lives in the callers.
+
+pub mod ssh_transport;
 
 use std::collections::HashMap;
 

@@ -1,0 +1,112 @@
+//! The Docker Engine API of a server, through its SSH connection: each HTTP connection bollard
+//! needs is a `direct-streamlocal` channel to `/var/run/docker.sock`, pooled and reused by
+//! hyper's client (keep-alive, upgrades for exec and attach). No port is opened on the server and
+//! no docker CLI is needed there.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bollard::{API_DEFAULT_VERSION, BollardRequest, Docker};
+use hyper::Uri;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use russh::ChannelStream;
+use russh::client::Msg;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::ssh::{Session, SshError};
+
+/// Where Docker listens on servers.
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// A bollard client for the engine on `session`'s server. Call `negotiate_version` before use.
+pub fn connect(session: Arc<Session>, timeout: Duration) -> Result<Docker, bollard::errors::Error> {
+    let connector = Connector {
+        session,
+        socket: DOCKER_SOCKET,
+    };
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector);
+    Docker::connect_with_custom_transport(
+        move |request: BollardRequest| {
+            let client = client.clone();
+            async move {
+                client
+                    .request(request)
+                    .await
+                    .map_err(bollard::errors::Error::from)
+            }
+        },
+        Some("http://docker"),
+        timeout.as_secs().max(1),
+        API_DEFAULT_VERSION,
+    )
+}
+
+/// Opens one SSH channel per HTTP connection hyper asks for.
+#[derive(Clone)]
+struct Connector {
+    session: Arc<Session>,
+    socket: &'static str,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<Stream>;
+    type Error = SshError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let session = self.session.clone();
+        let socket = self.socket;
+        Box::pin(async move {
+            let stream = session.open_unix_socket(socket).await?;
+            Ok(TokioIo::new(Stream(stream)))
+        })
+    }
+}
+
+/// An SSH channel as a connection hyper can pool.
+struct Stream(ChannelStream<Msg>);
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
