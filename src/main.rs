@@ -7,6 +7,10 @@ mod commands;
 mod docker;
 mod printer;
 mod report;
+mod naming;
+mod registry;
+mod remote;
+mod reporter;
 mod sandbox;
 mod ssh;
 
@@ -52,7 +56,15 @@ fn init_tracing(verbose: u8) {
         // Dependencies stay at info: bollard's debug logs print request bodies.
         _ => "hoist=trace,info",
     };
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Whatever RUST_LOG says: these crates log request bodies and channel data at debug, where
+    // container environments (secrets) and registry credentials travel.
+    for directive in ["bollard=info", "hyper=info", "hyper_util=info", "russh=info"] {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -19,6 +19,14 @@ impl Printer {
         }
     }
 
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    pub fn is_verbose(&self) -> bool {
+        self.verbose
+    }
+
     /// Whether commands should print machine-readable JSON on stdout.
     pub fn json(&self) -> bool {
         self.json
@@ -52,5 +60,54 @@ impl Printer {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_ref().as_bytes());
         let _ = out.flush();
+    }
+}
+
+/// Rows as aligned columns, two spaces apart; the first row is the header. A cell may hold
+/// several lines: the row grows downwards and the other cells stay on its first line.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|row| row.get(i))
+                .flat_map(|cell| cell.lines())
+                .map(|line| line.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let height = row.iter().map(|cell| cell.lines().count()).max().unwrap_or(1).max(1);
+        for line_index in 0..height {
+            let line: Vec<String> = (0..columns)
+                .map(|i| {
+                    let text = row
+                        .get(i)
+                        .and_then(|cell| cell.lines().nth(line_index))
+                        .unwrap_or("");
+                    format!("{text:<width$}", width = widths[i])
+                })
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_aligns_columns_and_grows_multi_line_cells() {
+        let rows = vec![
+            vec!["HOST".to_string(), "CONTAINERS".to_string(), "X".to_string()],
+            vec!["a".to_string(), "one\ntwo".to_string(), "y".to_string()],
+        ];
+        assert_eq!(
+            super::table(&rows),
+            "HOST  CONTAINERS  X\na     one         y\n      two\n"
+        );
     }
 }

@@ -55,13 +55,16 @@ where
     E: Into<anyhow::Error>,
 {
     fn hint(self, hint: impl Into<String>) -> anyhow::Result<T> {
-        self.map_err(|err| {
-            anyhow::Error::new(Hinted {
-                inner: err.into(),
-                hint: hint.into(),
-            })
-        })
+        self.map_err(|err| with_hint(err, hint))
     }
+}
+
+/// Attach a hint to an error already in hand.
+pub fn with_hint(err: impl Into<anyhow::Error>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Hinted {
+        inner: err.into(),
+        hint: hint.into(),
+    })
 }
 
 /// Build an error that carries a hint, for failures detected by hoist itself.

@@ -51,36 +51,9 @@ async fn remove(docker: &bollard::Docker, container: &str, image: &str) {
 #[tokio::test]
 async fn proxy_image_builds_offline_and_runs_as_non_root() {
     let docker = docker().await;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let read =
-        |path: &str| std::fs::read(root.join(path)).unwrap_or_else(|err| panic!("{path}: {err}"));
-    let binary = std::fs::read(static_binary("hoist-proxy")).expect("read hoist-proxy");
-    let context = tar_context(&[
-        ("Dockerfile", read("Dockerfile"), 0o644),
-        (
-            "proxy/image/rootfs/etc/passwd",
-            read("proxy/image/rootfs/etc/passwd"),
-            0o644,
-        ),
-        (
-            "proxy/image/rootfs/etc/group",
-            read("proxy/image/rootfs/etc/group"),
-            0o644,
-        ),
-        (
-            "proxy/image/rootfs/var/lib/hoist-proxy/.keep",
-            Vec::new(),
-            0o644,
-        ),
-        (
-            "target/x86_64-unknown-linux-gnu/release/hoist-proxy",
-            binary,
-            0o755,
-        ),
-    ]);
     let name = unique_name("proxy-image");
     let tag = format!("hoist-proxy-test:{name}");
-    support::build_image(&docker, context, &tag, Some("local"), &HashMap::new()).await;
+    support::build_proxy_image(&docker, &tag).await;
 
     let image = docker.inspect_image(&tag).await.expect("inspect image");
     let config = image.config.expect("image config");

@@ -1,19 +1,77 @@
 //! Dispatch from parsed arguments to commands. One file per command family; commands take the
-//! parsed arguments and the [`Printer`] and return errors for `main` to report.
+//! resolved configuration and the [`Printer`] and return errors for `main` to report.
 
+mod accessory;
+mod details;
 mod sandbox;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DestinationArg, GlobalArgs};
+use crate::config::{self, Config};
 use crate::printer::Printer;
 use crate::report::hinted;
 
 pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
     match cli.command {
         Command::Sandbox(command) => sandbox::run(command, printer).await,
+        Command::Details(ref destination) => {
+            let config = load_config(&cli.global, destination)?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            details::run(&config, &hosts, printer).await
+        }
+        Command::Accessory(command) => {
+            let config = load_config(&cli.global, &DestinationArg { destination: None })?;
+            accessory::run(command, &config, printer).await
+        }
         other => Err(not_yet(&other)),
     }
+}
+
+/// deploy.toml (or `-c`), with the destination from the positional argument or `-d`.
+fn load_config(global: &GlobalArgs, positional: &DestinationArg) -> Result<Config> {
+    let destination = match (&positional.destination, &global.destination) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(hinted(
+                format!("Two destinations given: `{a}` and `-d {b}`"),
+                "give the destination once, e.g. `hoist deploy staging`",
+            ));
+        }
+        (Some(a), _) => Some(a.as_str()),
+        (None, b) => b.as_deref(),
+    };
+    Ok(config::load(global.config.as_deref(), destination)?)
+}
+
+/// The hosts a command works on: every configured host, narrowed by `--roles` and `--hosts`.
+fn select_hosts(config: &Config, global: &GlobalArgs) -> Result<Vec<String>> {
+    let mut hosts = config.hosts();
+    if !global.roles.is_empty() {
+        let mut wanted = Vec::new();
+        for role in &global.roles {
+            let Some(role_config) = config.roles.get(role) else {
+                let known: Vec<String> = config.roles.keys().map(|r| format!("`{r}`")).collect();
+                return Err(hinted(
+                    format!("No role named `{role}` in the configuration (`--roles`)"),
+                    format!("roles: {}", known.join(", ")),
+                ));
+            };
+            wanted.extend(role_config.hosts.iter().cloned());
+        }
+        hosts.retain(|host| wanted.contains(host));
+    }
+    if !global.hosts.is_empty() {
+        for host in &global.hosts {
+            if !hosts.contains(host) {
+                return Err(hinted(
+                    format!("Host `{host}` (`--hosts`) is not among the configured hosts"),
+                    format!("hosts: {}", hosts.join(", ")),
+                ));
+            }
+        }
+        hosts.retain(|host| global.hosts.contains(host));
+    }
+    Ok(hosts)
 }
 
 /// Commands declared in the CLI whose implementation has not landed yet.
@@ -26,6 +84,6 @@ fn not_yet(command: &Command) -> anyhow::Error {
         .to_lowercase();
     hinted(
         format!("`hoist {name}` is not implemented yet"),
-        "`hoist sandbox up|down|list` works today; see README.md for what is available",
+        "`hoist sandbox`, `details`, `config`, `init` and `accessory` work today; see README.md",
     )
 }

@@ -128,7 +128,7 @@ fn deploy_snippet(info: &SandboxInfo) -> String {
 }
 
 fn table(sandboxes: &[SandboxInfo]) -> String {
-    let mut rows = vec![["SANDBOX", "NAME", "ADDRESS", "STATUS", "KIND"].map(String::from)];
+    let mut rows = vec![["SANDBOX", "NAME", "ADDRESS", "STATUS", "KIND"].map(String::from).to_vec()];
     for info in sandboxes {
         for server in &info.servers {
             rows.push([
@@ -141,7 +141,8 @@ fn table(sandboxes: &[SandboxInfo]) -> String {
                 } else {
                     "server".into()
                 },
-            ]);
+            ]
+            .to_vec());
         }
         rows.push([
             info.name.clone(),
@@ -149,19 +150,8 @@ fn table(sandboxes: &[SandboxInfo]) -> String {
             info.registry.address.clone(),
             info.registry.status.clone().unwrap_or_default(),
             "registry".into(),
-        ]);
+        ]
+        .to_vec());
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    rows.iter()
-        .map(|row| {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            format!("{}\n", line.join("  ").trim_end())
-        })
-        .collect()
+    crate::printer::table(&rows)
 }

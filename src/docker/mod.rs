@@ -3,7 +3,10 @@
 //! command in one and collect its output, check an image exists. Engines on servers are reached the
 //! same way through ssh_transport.rs; what to do with them lives in the callers.
 
+mod pull;
 pub mod ssh_transport;
+
+pub use pull::{PullProgress, pull};
 
 use std::collections::HashMap;
 
@@ -110,6 +113,35 @@ pub struct ExecOutput {
 
 /// Run a command in a running container and collect its output.
 pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let exit_code = exec_streaming(docker, container, cmd, |stream, data| match stream {
+        ExecStream::Stdout => stdout.extend_from_slice(data),
+        ExecStream::Stderr => stderr.extend_from_slice(data),
+    })
+    .await?;
+    Ok(ExecOutput {
+        exit_code,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// Which stream a chunk of exec or log output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecStream {
+    Stdout,
+    Stderr,
+}
+
+/// Run a command in a running container, handing output to `sink` as it arrives; returns the
+/// exit code.
+pub async fn exec_streaming(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    mut sink: impl FnMut(ExecStream, &[u8]),
+) -> Result<i64> {
     let created = docker
         .create_exec(
             container,
@@ -122,8 +154,6 @@ pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<Exec
         )
         .await
         .with_context(|| format!("Failed to run `{}` in `{container}`", cmd.join(" ")))?;
-    let mut stdout = String::new();
-    let mut stderr = String::new();
     if let StartExecResults::Attached { mut output, .. } = docker
         .start_exec(&created.id, None)
         .await
@@ -132,10 +162,10 @@ pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<Exec
         while let Some(chunk) = output.next().await {
             match chunk {
                 Ok(bollard::container::LogOutput::StdOut { message }) => {
-                    stdout.push_str(&String::from_utf8_lossy(&message))
+                    sink(ExecStream::Stdout, &message)
                 }
                 Ok(bollard::container::LogOutput::StdErr { message }) => {
-                    stderr.push_str(&String::from_utf8_lossy(&message))
+                    sink(ExecStream::Stderr, &message)
                 }
                 Ok(_) => {}
                 Err(err) => {
@@ -150,11 +180,7 @@ pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<Exec
         .inspect_exec(&created.id)
         .await
         .with_context(|| format!("Failed to inspect `{}` in `{container}`", cmd.join(" ")))?;
-    Ok(ExecOutput {
-        exit_code: inspected.exit_code.unwrap_or(-1),
-        stdout,
-        stderr,
-    })
+    Ok(inspected.exit_code.unwrap_or(-1))
 }
 
 /// Whether an image with this reference exists in the engine.

@@ -41,6 +41,28 @@ impl TestContext {
             .expect("run hoist")
     }
 
+    /// `hoist ARGS` run in the app directory `dir` (where deploy.toml is), without an ssh-agent so
+    /// only the configured keys are offered.
+    pub fn hoist_in(&self, dir: &Path, args: &[&str]) -> Output {
+        self.hoist_command(dir, args)
+            .output()
+            .expect("run hoist")
+    }
+
+    /// The command [`Self::hoist_in`] runs, to spawn it.
+    pub fn hoist_command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hoist"));
+        command
+            .args(args)
+            .current_dir(dir)
+            .env("HOIST_SANDBOX_HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        command
+    }
+
     /// `hoist ARGS`, asserting success; returns stdout.
     pub fn hoist_ok(&self, args: &[&str]) -> String {
         let output = self.hoist(args);
@@ -169,6 +191,38 @@ pub async fn build_image(
             panic!("building `{tag}` failed: {detail:?}");
         }
     }
+}
+
+/// Build the hoist-proxy image from the root Dockerfile's offline `local` target as `tag`.
+pub async fn build_proxy_image(docker: &Docker, tag: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read =
+        |path: &str| std::fs::read(root.join(path)).unwrap_or_else(|err| panic!("{path}: {err}"));
+    let binary = std::fs::read(static_binary("hoist-proxy")).expect("read hoist-proxy");
+    let context = tar_context(&[
+        ("Dockerfile", read("Dockerfile"), 0o644),
+        (
+            "proxy/image/rootfs/etc/passwd",
+            read("proxy/image/rootfs/etc/passwd"),
+            0o644,
+        ),
+        (
+            "proxy/image/rootfs/etc/group",
+            read("proxy/image/rootfs/etc/group"),
+            0o644,
+        ),
+        (
+            "proxy/image/rootfs/var/lib/hoist-proxy/.keep",
+            Vec::new(),
+            0o644,
+        ),
+        (
+            "target/x86_64-unknown-linux-gnu/release/hoist-proxy",
+            binary,
+            0o755,
+        ),
+    ]);
+    build_image(docker, context, tag, Some("local"), &HashMap::new()).await;
 }
 
 /// Build the test app image as `tag`, answering `/version` with `version`; `broken` makes `/up`

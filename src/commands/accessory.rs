@@ -1,0 +1,355 @@
+//! `hoist accessory boot|reboot|remove|logs|exec NAME`: long-lived containers next to the app
+//! (databases, caches) on their hosts. Boot pulls the image with the registry credentials, joins
+//! the `hoist` network and passes `[accessories.NAME.env]`, secrets included, through the Engine
+//! API: secret values travel inside the SSH connection, never in an argv or a label.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use crate::cli::AccessoryCommand;
+use crate::config::{AccessoryConfig, Config};
+use crate::docker::{self, ExecStream};
+use crate::naming::{LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_SERVICE, NETWORK, accessory_container};
+use crate::printer::Printer;
+use crate::registry;
+use crate::remote::{Connector, Server};
+use crate::report::{HintExt, hinted};
+use crate::reporter::Reporter;
+use crate::secrets::Secrets;
+
+pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) -> Result<()> {
+    let name = match &command {
+        AccessoryCommand::Boot { name }
+        | AccessoryCommand::Reboot { name }
+        | AccessoryCommand::Remove { name }
+        | AccessoryCommand::Logs { name }
+        | AccessoryCommand::Exec { name, .. } => name.clone(),
+    };
+    let accessory = find(config, &name)?;
+    let container = accessory_container(&config.service, &name);
+    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+
+    let connector = Connector::from_config(config)?;
+    let reporter = Reporter::new(*printer);
+    let (servers, unreachable) = connector
+        .connect_all(&accessory.hosts, &reporter)
+        .await?;
+    if let Some(failure) = unreachable.into_iter().next() {
+        return Err(failure.error);
+    }
+
+    let result = match command {
+        AccessoryCommand::Boot { .. } => {
+            for server in &servers {
+                boot(config, &secrets, &name, accessory, &container, server, &reporter).await?;
+            }
+            Ok(())
+        }
+        AccessoryCommand::Reboot { .. } => {
+            for server in &servers {
+                remove(&server.docker, &container).await?;
+                boot(config, &secrets, &name, accessory, &container, server, &reporter).await?;
+            }
+            Ok(())
+        }
+        AccessoryCommand::Remove { .. } => {
+            for server in &servers {
+                let progress = reporter.host(&server.host);
+                progress.step(format!("removing {container}"));
+                remove(&server.docker, &container).await?;
+                progress.done(format!("removed {container}"));
+            }
+            Ok(())
+        }
+        AccessoryCommand::Logs { .. } => {
+            for server in &servers {
+                if servers.len() > 1 {
+                    printer.status("Logs", format!("{container} on {}", server.host));
+                }
+                logs(&server.docker, &container).await?;
+            }
+            Ok(())
+        }
+        AccessoryCommand::Exec { command, .. } => {
+            for server in &servers {
+                exec(&server.docker, &container, &server.host, &command).await?;
+            }
+            Ok(())
+        }
+    };
+    for server in &servers {
+        server.session.close().await;
+    }
+    result
+}
+
+fn find<'a>(config: &'a Config, name: &str) -> Result<&'a AccessoryConfig> {
+    config.accessories.get(name).ok_or_else(|| {
+        let known: Vec<String> = config
+            .accessories
+            .keys()
+            .map(|k| format!("`{k}`"))
+            .collect();
+        hinted(
+            format!("No accessory named `{name}` in the configuration"),
+            if known.is_empty() {
+                "declare it as `[accessories.NAME]` in deploy.toml".to_string()
+            } else {
+                format!("accessories declared: {}", known.join(", "))
+            },
+        )
+    })
+}
+
+async fn boot(
+    config: &Config,
+    secrets: &Secrets,
+    name: &str,
+    accessory: &AccessoryConfig,
+    container: &str,
+    server: &Server,
+    reporter: &Reporter,
+) -> Result<()> {
+    let docker = &server.docker;
+    let progress = reporter.host(&server.host);
+    if docker.inspect_container(container, None).await.is_ok() {
+        progress.failed(format!("{container} already exists"));
+        return Err(hinted(
+            format!("Accessory `{name}` is already booted on `{}`", server.host),
+            format!("replace it with `hoist accessory reboot {name}`"),
+        ));
+    }
+
+    let credentials = registry::credentials_for(config, secrets, &accessory.image)?;
+    progress.step(format!("pulling {}", accessory.image));
+    docker::pull(docker, &accessory.image, credentials, |p| {
+        if p.total > 0 {
+            progress.step(format!(
+                "pulling {} ({}/{} layers, {:.1}/{:.1} MB)",
+                accessory.image,
+                p.layers_done,
+                p.layers,
+                p.current as f64 / 1e6,
+                p.total as f64 / 1e6
+            ));
+        }
+    })
+    .await
+    .with_context(|| format!("on `{}`", server.host))?;
+
+    ensure_network(docker).await?;
+    let mut env: Vec<String> = accessory
+        .env
+        .clear
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    for reference in &accessory.env.secret {
+        let value = secrets.resolve(reference)?;
+        env.push(format!("{}={}", reference.name, value.expose()));
+    }
+    let mut labels = HashMap::from([
+        (LABEL_SERVICE.to_string(), config.service.clone()),
+        (LABEL_ACCESSORY.to_string(), name.to_string()),
+    ]);
+    if let Some(destination) = &config.destination {
+        labels.insert(LABEL_DESTINATION.to_string(), destination.clone());
+    }
+    let cmd = match &accessory.cmd {
+        Some(cmd) => Some(shlex::split(cmd).ok_or_else(|| {
+            hinted(
+                format!("Can't split the `cmd` of accessory `{name}` into words: `{cmd}`"),
+                "check its quotes",
+            )
+        })?),
+        None => None,
+    };
+    let (exposed_ports, port_bindings) = match &accessory.port {
+        Some(port) => {
+            let (container_port, binding) = parse_port(port)
+                .with_context(|| format!("Invalid `port` of accessory `{name}`: `{port}`"))?;
+            (
+                Some(vec![container_port.clone()]),
+                Some(HashMap::from([(container_port, Some(vec![binding]))])),
+            )
+        }
+        None => (None, None),
+    };
+    let body = ContainerCreateBody {
+        image: Some(accessory.image.clone()),
+        env: Some(env),
+        labels: Some(labels),
+        cmd,
+        exposed_ports,
+        host_config: Some(HostConfig {
+            binds: Some(accessory.volumes.clone()),
+            port_bindings,
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(NETWORK.to_string()),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                NETWORK.to_string(),
+                EndpointSettings {
+                    aliases: Some(vec![container.to_string()]),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
+    };
+    progress.step(format!("starting {container}"));
+    docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(container).build()),
+            body,
+        )
+        .await
+        .with_context(|| format!("Failed to create `{container}` on `{}`", server.host))?;
+    docker
+        .start_container(container, None)
+        .await
+        .with_context(|| format!("Failed to start `{container}` on `{}`", server.host))
+        .hint(format!(
+            "see its output with `hoist accessory logs {name}`"
+        ))?;
+    progress.done(format!("booted {container} ({})", accessory.image));
+    Ok(())
+}
+
+/// The `hoist` network, created if missing.
+pub async fn ensure_network(docker: &Docker) -> Result<()> {
+    if docker.inspect_network(NETWORK, None).await.is_ok() {
+        return Ok(());
+    }
+    match docker
+        .create_network(NetworkCreateRequest {
+            name: NETWORK.to_string(),
+            driver: Some("bridge".into()),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Created meanwhile by another command.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(err) => Err(err).context("Failed to create the `hoist` Docker network"),
+    }
+}
+
+async fn remove(docker: &Docker, container: &str) -> Result<()> {
+    match docker
+        .remove_container(
+            container,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("Failed to remove `{container}`")),
+    }
+}
+
+async fn logs(docker: &Docker, container: &str) -> Result<()> {
+    let options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .tail("200")
+        .build();
+    let mut stream = docker.logs(container, Some(options));
+    while let Some(item) = stream.next().await {
+        let output = item.with_context(|| format!("Failed to read the logs of `{container}`"))?;
+        match output {
+            bollard::container::LogOutput::StdErr { message } => {
+                let _ = std::io::stderr().write_all(&message);
+            }
+            other => {
+                let _ = std::io::stdout().write_all(&other.into_bytes());
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) -> Result<()> {
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let code = docker::exec_streaming(docker, container, &args, |stream, data| match stream {
+        ExecStream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(data);
+            let _ = out.flush();
+        }
+        ExecStream::Stderr => {
+            let _ = std::io::stderr().write_all(data);
+        }
+    })
+    .await?;
+    if code != 0 {
+        bail!("`{}` exited with status {code} in `{container}` on `{host}`", command.join(" "));
+    }
+    Ok(())
+}
+
+/// "PORT", "HOST:CONTAINER" or "ADDRESS:HOST:CONTAINER" → ("CONTAINER/tcp", binding). Without an
+/// address the port is published on 127.0.0.1 only.
+fn parse_port(spec: &str) -> Result<(String, PortBinding)> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (address, host, container) = match parts.as_slice() {
+        [port] => ("127.0.0.1", *port, *port),
+        [host, container] => ("127.0.0.1", *host, *container),
+        [address, host, container] => (*address, *host, *container),
+        _ => bail!("expected PORT, HOST_PORT:CONTAINER_PORT or ADDRESS:HOST_PORT:CONTAINER_PORT"),
+    };
+    for port in [host, container] {
+        port.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .with_context(|| format!("`{port}` is not a port number"))?;
+    }
+    Ok((
+        format!("{container}/tcp"),
+        PortBinding {
+            host_ip: Some(address.to_string()),
+            host_port: Some(host.to_string()),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_port;
+
+    #[test]
+    fn ports_publish_on_loopback_unless_an_address_is_given() {
+        let (container, binding) = parse_port("5432").expect("port");
+        assert_eq!(container, "5432/tcp");
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        let (container, binding) = parse_port("0.0.0.0:6000:5432").expect("port");
+        assert_eq!(container, "5432/tcp");
+        assert_eq!(binding.host_ip.as_deref(), Some("0.0.0.0"));
+        assert_eq!(binding.host_port.as_deref(), Some("6000"));
+        assert!(parse_port("x").is_err());
+        assert!(parse_port("1:2:3:4").is_err());
+    }
+}

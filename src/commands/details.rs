@@ -1,0 +1,264 @@
+//! `hoist details [DEST]`: for every host, whether it is reachable, its Docker version, the
+//! service's containers with their versions, and hoist-proxy's state; one table (or `--json`).
+//! Exits 1 when any host is unreachable, after showing the others.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use bollard::Docker;
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::docker;
+use crate::naming::{
+    LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION, PROXY_CONTAINER,
+};
+use crate::printer::{self, Printer};
+use crate::remote::{Connector, Server};
+use crate::report::hinted;
+use crate::reporter::Reporter;
+
+#[derive(Debug, Serialize)]
+struct HostDetails {
+    host: String,
+    reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    docker_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proxy: Option<ProxyDetails>,
+    containers: Vec<ContainerDetails>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProxyDetails {
+    /// `running`, `exited`, … or `absent`.
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    /// Services the proxy routes (from `hoist-proxy list`), when it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    services: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ContainerDetails {
+    name: String,
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accessory: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+}
+
+pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    let connector = Connector::from_config(config)?;
+    let reporter = Reporter::new(*printer);
+    let (servers, unreachable) = connector.connect_all(hosts, &reporter).await?;
+
+    let mut details: Vec<HostDetails> = Vec::with_capacity(hosts.len());
+    let gathered =
+        futures_util::future::join_all(servers.iter().map(|server| gather(config, server))).await;
+    details.extend(gathered);
+    for failure in &unreachable {
+        details.push(HostDetails {
+            host: failure.host.clone(),
+            reachable: false,
+            error: Some(failure.summary.clone()),
+            docker_version: None,
+            proxy: None,
+            containers: Vec::new(),
+        });
+    }
+    // Keep the configured host order.
+    details.sort_by_key(|d| hosts.iter().position(|h| *h == d.host));
+    for server in &servers {
+        server.session.close().await;
+    }
+
+    if printer.json() {
+        printer.data(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({ "hosts": details }))?
+        ));
+    } else {
+        printer.data(render(&details));
+    }
+
+    match unreachable.len() {
+        0 => Ok(()),
+        1 => {
+            let failure = unreachable.into_iter().next().map(|f| f.error);
+            Err(failure.unwrap_or_else(|| anyhow::anyhow!("A host is unreachable")))
+        }
+        count => {
+            for failure in &unreachable {
+                printer.warn(format!("{}: {:#}", failure.host, failure.error));
+            }
+            Err(hinted(
+                format!("{count} of {} hosts are unreachable", hosts.len()),
+                "see the warnings above for each host",
+            ))
+        }
+    }
+}
+
+async fn gather(config: &Config, server: &Server) -> HostDetails {
+    let mut details = HostDetails {
+        host: server.host.clone(),
+        reachable: true,
+        error: None,
+        docker_version: Some(server.docker_version.clone()),
+        proxy: None,
+        containers: Vec::new(),
+    };
+    match containers(config, &server.docker).await {
+        Ok(containers) => details.containers = containers,
+        Err(err) => details.error = Some(format!("listing containers: {err:#}")),
+    }
+    match proxy(&server.docker).await {
+        Ok(proxy) => details.proxy = Some(proxy),
+        Err(err) => details.error = Some(format!("inspecting hoist-proxy: {err:#}")),
+    }
+    details
+}
+
+async fn containers(config: &Config, docker: &Docker) -> Result<Vec<ContainerDetails>> {
+    let mut labels = vec![format!("{LABEL_SERVICE}={}", config.service)];
+    if let Some(destination) = &config.destination {
+        labels.push(format!("{LABEL_DESTINATION}={destination}"));
+    }
+    let filters = HashMap::from([("label".to_string(), labels)]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    let mut containers: Vec<ContainerDetails> = list
+        .into_iter()
+        .map(|summary| {
+            let labels = summary.labels.unwrap_or_default();
+            ContainerDetails {
+                name: summary
+                    .names
+                    .and_then(|names| names.into_iter().next())
+                    .map(|name| name.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                state: summary
+                    .state
+                    .map(|state| state.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+                role: labels.get(LABEL_ROLE).cloned(),
+                accessory: labels.get(LABEL_ACCESSORY).cloned(),
+                version: labels.get(LABEL_VERSION).cloned(),
+            }
+        })
+        .collect();
+    containers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(containers)
+}
+
+async fn proxy(docker: &Docker) -> Result<ProxyDetails> {
+    let inspect = match docker.inspect_container(PROXY_CONTAINER, None).await {
+        Ok(inspect) => inspect,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Ok(ProxyDetails {
+                state: "absent".into(),
+                image: None,
+                services: None,
+            });
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let state = inspect
+        .state
+        .and_then(|state| state.status)
+        .map(|status| status.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let image = inspect.config.and_then(|config| config.image);
+    let services = if state == "running" {
+        let output = docker::exec(docker, PROXY_CONTAINER, &["hoist-proxy", "list"]).await?;
+        Some(
+            output
+                .stdout
+                .lines()
+                .skip(1)
+                .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+                .collect(),
+        )
+    } else {
+        None
+    };
+    Ok(ProxyDetails {
+        state,
+        image,
+        services,
+    })
+}
+
+fn render(details: &[HostDetails]) -> String {
+    let mut rows = vec![
+        ["HOST", "STATUS", "DOCKER", "PROXY", "CONTAINERS"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for host in details {
+        let status = if !host.reachable {
+            format!("unreachable: {}", host.error.as_deref().unwrap_or("unknown"))
+        } else if let Some(error) = &host.error {
+            format!("error: {error}")
+        } else {
+            "ok".into()
+        };
+        let proxy = host.proxy.as_ref().map_or(String::new(), |proxy| {
+            let mut text = proxy.state.clone();
+            if let Some(image) = &proxy.image {
+                text.push_str(&format!(" ({image})"));
+            }
+            if let Some(services) = &proxy.services {
+                text.push_str(&format!(
+                    "\n{} service{}",
+                    services.len(),
+                    if services.len() == 1 { "" } else { "s" }
+                ));
+            }
+            text
+        });
+        let containers = if host.containers.is_empty() && host.reachable {
+            "none".to_string()
+        } else {
+            host.containers
+                .iter()
+                .map(|c| {
+                    let what = match (&c.role, &c.accessory) {
+                        (_, Some(accessory)) => format!("accessory {accessory}"),
+                        (Some(role), None) => format!(
+                            "{role} {}",
+                            c.version.as_deref().unwrap_or("(no version)")
+                        ),
+                        (None, None) => String::new(),
+                    };
+                    format!("{} [{}] {what}", c.name, c.state).trim_end().to_string()
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        rows.push(vec![
+            host.host.clone(),
+            status,
+            host.docker_version.clone().unwrap_or_default(),
+            proxy,
+            containers,
+        ]);
+    }
+    printer::table(&rows)
+}

@@ -1,0 +1,201 @@
+//! The servers one command works on: an SSH session and a Docker client per host, connected in
+//! parallel (at most [`MAX_PARALLEL_CONNECTS`] at a time, through one shared jump host connection
+//! when `ssh.proxy_jump` is set). A host that can't be reached is reported with its reason, never
+//! retried silently and never left hanging past `ssh.connect_timeout`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bollard::Docker;
+use futures_util::StreamExt;
+use futures_util::stream;
+
+use crate::config::Config;
+use crate::docker::ssh_transport;
+use crate::reporter::Reporter;
+use crate::report::{self, HintExt};
+use crate::ssh::{Credentials, HostKeyVerifier, JumpHost, Session, SshError, SshOptions};
+
+/// Hosts connected at the same time. SSH handshakes are cheap for us but servers rate-limit
+/// unauthenticated connections (`MaxStartups`, 10 by default in OpenSSH).
+pub const MAX_PARALLEL_CONNECTS: usize = 10;
+
+/// Time bollard waits for the response headers of one Engine API call; streamed bodies (pull
+/// progress, logs) are not bounded by it.
+const DOCKER_API_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Everything needed to reach servers, resolved once per command.
+pub struct Connector {
+    options: SshOptions,
+    verifier: Arc<HostKeyVerifier>,
+    credentials: Credentials,
+}
+
+/// One reachable server.
+pub struct Server {
+    pub host: String,
+    pub session: Arc<Session>,
+    pub docker: Docker,
+    /// Engine version, e.g. `20.10.24`.
+    pub docker_version: String,
+    pub connect_time: Duration,
+}
+
+/// A host that could not be reached, and why.
+pub struct Unreachable {
+    pub host: String,
+    pub error: anyhow::Error,
+    /// Short reason for tables.
+    pub summary: String,
+}
+
+impl Connector {
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let ssh = &config.ssh;
+        let credentials = Credentials::load(&ssh.keys).map_err(with_hint)?;
+        Ok(Self {
+            options: SshOptions {
+                user: ssh.user.clone(),
+                port: ssh.port,
+                connect_timeout: ssh.connect_timeout,
+                keepalive: ssh.keepalive,
+                proxy_jump: ssh.proxy_jump.clone(),
+            },
+            verifier: Arc::new(HostKeyVerifier::new(
+                ssh.known_hosts.clone(),
+                ssh.host_key_checking,
+            )),
+            credentials,
+        })
+    }
+
+    /// Connect to every host (SSH, then the Docker engine, with API version negotiation).
+    /// Returns the servers reached, in the order of `hosts`, and those that were not.
+    pub async fn connect_all(
+        &self,
+        hosts: &[String],
+        reporter: &Reporter,
+    ) -> Result<(Vec<Server>, Vec<Unreachable>)> {
+        let via = match &self.options.proxy_jump {
+            Some(jump) => Some(self.connect_jump(jump).await?),
+            None => None,
+        };
+        let results: Vec<(usize, Result<Server, Unreachable>)> =
+            stream::iter(hosts.iter().enumerate())
+                .map(|(index, host)| {
+                    let via = via.clone();
+                    async move {
+                        let progress = reporter.host(host);
+                        progress.step("connecting");
+                        let result = self.connect(host, via).await;
+                        match &result {
+                            Ok(server) => progress.done(format!(
+                                "connected (Docker {}) in {:.2}s",
+                                server.docker_version,
+                                server.connect_time.as_secs_f64()
+                            )),
+                            Err(unreachable) => {
+                                progress.failed(format!("unreachable: {}", unreachable.summary))
+                            }
+                        }
+                        (index, result)
+                    }
+                })
+                .buffer_unordered(MAX_PARALLEL_CONNECTS)
+                .collect()
+                .await;
+        let mut results = results;
+        results.sort_by_key(|(index, _)| *index);
+        let mut servers = Vec::new();
+        let mut unreachable = Vec::new();
+        for (_, result) in results {
+            match result {
+                Ok(server) => servers.push(server),
+                Err(failure) => unreachable.push(failure),
+            }
+        }
+        Ok((servers, unreachable))
+    }
+
+    async fn connect_jump(&self, jump: &JumpHost) -> Result<Arc<Session>> {
+        let user = jump.user.as_deref().unwrap_or(&self.options.user);
+        let session = Session::connect(
+            &jump.host,
+            user,
+            jump.port,
+            &self.options,
+            &self.verifier,
+            &self.credentials,
+            None,
+        )
+        .await
+        .map_err(with_hint)
+        .with_context(|| format!("Failed to connect to jump host `{jump}` (`ssh.proxy_jump`)"))?;
+        Ok(Arc::new(session))
+    }
+
+    async fn connect(&self, host: &str, via: Option<Arc<Session>>) -> Result<Server, Unreachable> {
+        let started = Instant::now();
+        let session = Session::connect(
+            host,
+            &self.options.user,
+            self.options.port,
+            &self.options,
+            &self.verifier,
+            &self.credentials,
+            via,
+        )
+        .await
+        .map_err(|err| Unreachable {
+            host: host.to_string(),
+            summary: err.summary(),
+            error: with_hint(err),
+        })?;
+        let session = Arc::new(session);
+        let (docker, docker_version) = connect_docker(&session).await.map_err(|error| {
+            let summary = format!("{:#}", error.root_cause());
+            Unreachable {
+                host: host.to_string(),
+                error,
+                summary: format!("Docker: {summary}"),
+            }
+        })?;
+        Ok(Server {
+            host: host.to_string(),
+            session,
+            docker,
+            docker_version,
+            connect_time: started.elapsed(),
+        })
+    }
+}
+
+/// The server's engine over the SSH session, with the API version agreed.
+async fn connect_docker(session: &Arc<Session>) -> Result<(Docker, String)> {
+    let host = session.host().to_string();
+    let docker = ssh_transport::connect(session.clone(), DOCKER_API_TIMEOUT)
+        .with_context(|| format!("Failed to set up the Docker client for `{host}`"))?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .with_context(|| format!("Failed to reach the Docker engine on `{host}`"))
+        .hint(
+            "check that Docker runs there (`hoist setup` installs it) and that the SSH user may \
+             use `/var/run/docker.sock` (root or the docker group)",
+        )?;
+    let version = docker
+        .version()
+        .await
+        .with_context(|| format!("Failed to read the Docker version on `{host}`"))?;
+    tracing::debug!(%host, api_version = %docker.client_version(), "Docker engine reached");
+    Ok((docker, version.version.unwrap_or_else(|| "unknown".into())))
+}
+
+/// An SSH error as a report, with its hint.
+fn with_hint(err: SshError) -> anyhow::Error {
+    match err.hint() {
+        Some(hint) => report::with_hint(err, hint),
+        None => anyhow::Error::new(err),
+    }
+}
