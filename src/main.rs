@@ -4,10 +4,12 @@
 
 mod cli;
 mod commands;
+mod config;
 mod docker;
 mod printer;
 mod report;
 mod sandbox;
+mod secrets;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,8 @@
 //! Dispatch from parsed arguments to commands. One file per command family; commands take the
 //! parsed arguments and the [`Printer`] and return errors for `main` to report.
 
+mod config;
+mod init;
 mod sandbox;
 
 use anyhow::Result;
@@ -12,6 +14,8 @@ use crate::report::hinted;
 pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
     match cli.command {
         Command::Sandbox(command) => sandbox::run(command, printer).await,
+        Command::Config(args) => config::run(&cli.global, &args, printer),
+        Command::Init => init::run(&cli.global, printer),
         other => Err(not_yet(&other)),
     }
 }
@@ -26,6 +30,6 @@ fn not_yet(command: &Command) -> anyhow::Error {
         .to_lowercase();
     hinted(
         format!("`hoist {name}` is not implemented yet"),
-        "`hoist sandbox up|down|list` works today; see README.md for what is available",
+        "`hoist init`, `hoist config` and `hoist sandbox up|down|list` work today; see README.md for what is available",
     )
 }
