@@ -25,6 +25,10 @@ use dotenv::Part;
 pub struct Secret(String);
 
 impl Secret {
+    #[allow(
+        dead_code,
+        reason = "public API for the deploy commands, which are not wired yet"
+    )]
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -147,6 +151,10 @@ impl Secrets {
 
     /// The value of the secret `reference` names, running its commands the first time. Blocks
     /// while a command runs (it may prompt on the terminal).
+    #[allow(
+        dead_code,
+        reason = "public API for the deploy commands, which are not wired yet"
+    )]
     pub fn resolve(&self, reference: &SecretRef) -> anyhow::Result<Secret> {
         match self.by_name.get(&reference.name) {
             Some(index) => self.resolve_entry(*index),

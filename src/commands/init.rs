@@ -193,6 +193,6 @@ mod tests {
         assert_eq!(service_name(Path::new("/src/My App")), "my-app");
         assert_eq!(service_name(Path::new("/src/hello_world")), "hello_world");
         assert_eq!(service_name(Path::new("/")), "app");
-        assert_eq!(service_name(Path::new("/src/ünï")), "app");
+        assert_eq!(service_name(Path::new("/src/ü")), "app");
     }
 }

@@ -110,6 +110,7 @@ impl Locator {
     }
 
     /// Where `path` was written, if it was.
+    #[cfg(test)]
     pub fn spot(&self, path: &str) -> Option<Spot> {
         self.spots.get(path).cloned()
     }

@@ -7,6 +7,7 @@
 mod error;
 mod load;
 mod locate;
+mod options;
 mod resolve;
 mod schema;
 mod values;
@@ -20,10 +21,13 @@ use serde::{Serialize, Serializer};
 pub use error::ConfigError;
 pub use load::{destination, load};
 pub use locate::{Location, display_path};
-pub use values::{
-    Arch, BootLimit, HostKeyChecking, JumpHost, check_env_name, check_name, format_duration,
-    parse_duration,
-};
+pub use options::{Arch, BootLimit, HostKeyChecking, JumpHost};
+pub use values::{check_env_name, check_name};
+#[allow(
+    unused_imports,
+    reason = "public API for the deploy commands, which are not wired yet"
+)]
+pub use values::{format_duration, parse_duration};
 
 use values::{serialize_duration, serialize_optional_duration};
 
@@ -187,6 +191,10 @@ impl Serialize for SecretRef {
 impl Config {
     /// The environment of a role's containers: `[env]` with `[servers.<role>.env]` over it
     /// (its `clear` keys win, its `secret` names are added).
+    #[allow(
+        dead_code,
+        reason = "public API for the deploy commands, which are not wired yet"
+    )]
     pub fn role_env(&self, role: &str) -> EnvConfig {
         let mut env = self.env.clone();
         if let Some(role) = self.roles.get(role) {
@@ -217,6 +225,10 @@ impl Config {
 
     /// Every host: roles' (in role order), then accessories', then the load balancer; each
     /// once, in that order.
+    #[allow(
+        dead_code,
+        reason = "public API for the deploy commands, which are not wired yet"
+    )]
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = Vec::new();
         let all = self

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::locate::Locator;
+use super::options::{Arch, HostKeyChecking};
 use super::schema::{AccessorySchema, EnvSchema, FileSchema, RoleSchema};
-use super::values::{Arch, DurationValue, Host, HostKeyChecking};
+use super::values::{DurationValue, Host};
 use super::{
     AccessoryConfig, BootConfig, BufferingConfig, BuilderConfig, Config, EnvConfig,
     HealthcheckConfig, LoadBalancerConfig, ProxyConfig, RegistryConfig, RoleConfig, SecretRef,

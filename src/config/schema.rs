@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::options::{ArchList, BootLimit, HostKeyChecking, JumpHost, PublishedPort, Volume};
 use super::values::{
-    ArchList, BootLimit, DurationValue, EnvName, Host, HostKeyChecking, Image, JumpHost, Name,
-    NonEmpty, PlainValue, Port, PublishedPort, Repository, UrlPath, Volume,
+    DurationValue, EnvName, Host, Image, Name, NonEmpty, PlainValue, Port, Repository, UrlPath,
 };
 
 #[derive(Debug, Clone, Default, Deserialize)]
