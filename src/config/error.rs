@@ -129,8 +129,10 @@ pub fn describe_serde_error(message: &str, target: Option<&Target>) -> (String, 
     }
 }
 
-/// The closest known name to a misspelt one, if any is close enough.
+/// The closest known name to a misspelt one, if any is close enough: a few edits away (two,
+/// or a quarter of its length), or nearly the same by Jaro-Winkler.
 pub fn did_you_mean<'a>(input: &str, candidates: &'a [String]) -> Option<&'a str> {
+    let max_edits = (input.chars().count() / 4).max(2);
     candidates
         .iter()
         .map(|candidate| {
@@ -140,10 +142,8 @@ pub fn did_you_mean<'a>(input: &str, candidates: &'a [String]) -> Option<&'a str
                 candidate,
             )
         })
-        .filter(|(similarity, distance, _)| {
-            *similarity >= 0.8 || (*distance <= 2 && input.len() > 2)
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .filter(|(similarity, edits, _)| *edits <= max_edits || *similarity >= 0.93)
+        .max_by(|a, b| b.1.cmp(&a.1).then(a.0.total_cmp(&b.0)))
         .map(|(_, _, candidate)| candidate.as_str())
 }
 
@@ -268,5 +268,11 @@ mod tests {
         assert_eq!(did_you_mean("hots", &known), Some("hosts"));
         assert_eq!(did_you_mean("proxi", &known), Some("proxy"));
         assert_eq!(did_you_mean("database", &known), None);
+        let top = ["service", "registry", "retain_containers"].map(String::from);
+        assert_eq!(did_you_mean("region", &top), None);
+        assert_eq!(
+            did_you_mean("retain_container", &top),
+            Some("retain_containers")
+        );
     }
 }

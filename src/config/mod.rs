@@ -287,3 +287,185 @@ fn merge_env(env: &mut EnvConfig, over: &EnvConfig) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    #[test]
+    fn reference_example_loads_with_its_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            include_str!("../../deploy.toml.example"),
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
+        assert_eq!(config.service, "hello");
+        assert_eq!(config.proxy.app_port, 3000);
+        assert!(config.proxy.tls && !config.proxy.forward_headers);
+        assert_eq!(config.boot.limit, Some(BootLimit::Count(1)));
+        assert_eq!(config.boot.wait, Duration::from_secs(10));
+        assert_eq!(config.accessories["db"].hosts, ["203.0.113.12"]);
+        assert_eq!(config.ssh.keepalive, Some(Duration::from_secs(30)));
+        assert_eq!(config.builder.context, dir.path());
+        assert_eq!(config.hooks_path, dir.path().join("hooks"));
+        assert!(config.roles["web"].proxy && !config.roles["jobs"].proxy);
+    }
+
+    #[test]
+    fn defaults_apply_to_a_minimal_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\"]\n[servers.jobs]\nhosts = [\"h2\"]\n",
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
+        assert_eq!(config.retain_containers, 5);
+        assert_eq!(config.registry.server, "ghcr.io");
+        assert_eq!(config.proxy.app_port, 80);
+        assert!(config.proxy.forward_headers, "true without TLS");
+        assert_eq!(config.proxy.deploy_timeout, Duration::from_secs(30));
+        assert_eq!(config.proxy.healthcheck.path, "/up");
+        assert_eq!(config.proxy.buffering.memory, 1_048_576);
+        assert_eq!(config.ssh.user, "root");
+        assert_eq!(config.ssh.port, 22);
+        assert_eq!(config.ssh.host_key_checking, HostKeyChecking::Strict);
+        assert_eq!(config.ssh.connect_timeout, Duration::from_secs(10));
+        assert_eq!(config.builder.arch, [Arch::Amd64]);
+        assert_eq!(config.builder.dockerfile, PathBuf::from("Dockerfile"));
+        assert_eq!(config.boot.limit, None);
+        assert!(config.roles["web"].proxy && !config.roles["jobs"].proxy);
+        assert!(config.loadbalancer.is_none());
+    }
+
+    #[test]
+    fn destination_overlay_merges_tables_and_replaces_arrays() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\", \"h2\"]\ncmd = \"serve\"\n[env]\nclear = { A = \"1\", B = \"2\" }\nsecret = [\"S1\"]\n[ssh]\nkeepalive = \"1m\"\n",
+        );
+        write(
+            dir.path(),
+            "deploy.staging.toml",
+            "[servers.web]\nhosts = [\"s1\"]\n[env.clear]\nB = \"staging\"\n[ssh]\nkeepalive = \"0s\"\n",
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), Some("staging")).expect("loads");
+        assert_eq!(config.destination.as_deref(), Some("staging"));
+        assert_eq!(config.files.len(), 2);
+        assert_eq!(config.roles["web"].hosts, ["s1"]);
+        assert_eq!(config.roles["web"].cmd.as_deref(), Some("serve"));
+        assert_eq!(config.env.clear["A"], "1");
+        assert_eq!(config.env.clear["B"], "staging");
+        assert_eq!(config.ssh.keepalive, None);
+        // Locations follow the file that set the key last.
+        let secret = &config.env.secret[0];
+        assert_eq!((secret.location.line, secret.location.column), (8, 11));
+        assert!(secret.location.file.ends_with("deploy.toml"));
+    }
+
+    #[test]
+    fn role_env_secret_refs_and_hosts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            r#"service = "a"
+image = "r/a"
+[registry]
+username = "u"
+password = "TOKEN"
+[servers.web]
+hosts = ["h1", "h2"]
+env = { clear = { A = "web" }, secret = ["WEB_ONLY", "SHARED"] }
+[servers.jobs]
+hosts = ["h2", "h3"]
+[env]
+clear = { A = "all", B = "all" }
+secret = ["SHARED"]
+[builder]
+secrets = ["BUILD"]
+[accessories.db]
+image = "postgres:16"
+hosts = ["h4", "h1"]
+env = { secret = ["DB_PASSWORD"] }
+[loadbalancer]
+host = "lb"
+"#,
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
+        let web = config.role_env("web");
+        assert_eq!(web.clear["A"], "web");
+        assert_eq!(web.clear["B"], "all");
+        let names: Vec<&str> = web.secret.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["SHARED", "WEB_ONLY"]);
+        assert_eq!(config.role_env("jobs").clear["A"], "all");
+        let names: Vec<&str> = config
+            .secret_refs()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["TOKEN", "SHARED", "WEB_ONLY", "BUILD", "DB_PASSWORD"]
+        );
+        // Roles in role (name) order: jobs, then web.
+        assert_eq!(config.hosts(), ["h2", "h3", "h1", "h4", "lb"]);
+        let toml = config.to_toml();
+        assert!(toml.contains("password = \"TOKEN\""), "{toml}");
+        assert!(toml.contains("[servers.web]"), "{toml}");
+    }
+
+    #[test]
+    fn cross_key_errors_point_at_the_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (text, expected) in [
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\n[registry]\nusername = \"u\"\n",
+                (
+                    "deploy.toml:6:1",
+                    "`registry.username` needs `registry.password`",
+                ),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n",
+                ("deploy.toml:1:1", "at least one role is required"),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\n[accessories.db]\nimage = \"p:1\"\n",
+                ("deploy.toml:5:14", "`accessories.db` needs `host`"),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\nlabels = { role = \"x\" }\n",
+                ("deploy.toml:5:12", "hoist sets the `role` label itself"),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\", \"h\"]\n",
+                ("deploy.toml:4:15", "lists `h` twice"),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\n[env]\nclear = { X = \"1\" }\nsecret = [\"X\"]\n",
+                ("deploy.toml:7:11", "`X` is both a plain"),
+            ),
+        ] {
+            write(dir.path(), "deploy.toml", text);
+            let err = load(Some(&dir.path().join("deploy.toml")), None)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.contains(&format!("{}: {}", expected.0, expected.1))
+                    || (err.contains(expected.0) && err.contains(expected.1)),
+                "{err}"
+            );
+        }
+    }
+}
