@@ -74,6 +74,11 @@ impl ConfigError {
 /// A message and an optional hint for a serde error at `target`.
 pub fn describe_serde_error(message: &str, target: Option<&Target>) -> (String, Option<String>) {
     let path = target.map_or("", |target| target.path.as_str());
+    let subject = if path.is_empty() {
+        "the value".to_string()
+    } else {
+        format!("`{path}`")
+    };
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let (field, expected) = rest.split_once(", ").unwrap_or((rest, ""));
         let field = field.trim_matches('`');
@@ -103,7 +108,7 @@ pub fn describe_serde_error(message: &str, target: Option<&Target>) -> (String, 
     {
         return (
             format!(
-                "`{path}` must be {}, found {}",
+                "{subject} must be {}, found {}",
                 expected_phrase(expected),
                 found_phrase(found)
             ),
@@ -115,7 +120,7 @@ pub fn describe_serde_error(message: &str, target: Option<&Target>) -> (String, 
     {
         return (
             format!(
-                "`{path}` must be {}, found {}",
+                "{subject} must be {}, found {}",
                 range_phrase(expected),
                 found_phrase(found)
             ),

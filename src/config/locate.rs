@@ -245,7 +245,10 @@ fn search_value(
     best: &mut Option<(usize, Target)>,
 ) {
     match value {
-        DeValue::Table(table) => search_table(table, path, offset, best),
+        DeValue::Table(table) => {
+            consider(span, offset, path, false, best);
+            search_table(table, path, offset, best);
+        }
         DeValue::Array(array) => {
             consider(span, offset, path, false, best);
             for (index, element) in array.iter().enumerate() {
@@ -327,6 +330,11 @@ mod tests {
         };
         assert_eq!(at("1]").path, "servers.web.hosts[1]");
         assert_eq!(at("\"1x\"").path, "proxy.healthcheck.interval");
+        let text = "[env]\nsecret = { x = 1 }\n";
+        let table = DeTable::parse(text).expect("parses");
+        let offset = text.find('{').expect("present");
+        let found = find_target(table.get_ref(), offset).expect("found");
+        assert_eq!(found.path, "env.secret");
         let key = at("interval");
         assert_eq!(key.path, "proxy.healthcheck.interval");
         assert!(key.is_key);
