@@ -61,7 +61,9 @@ pub struct GlobalArgs {
 #[derive(Debug, Args)]
 pub struct DestinationArg {
     /// Destination, e.g. `staging` (same as -d)
-    #[arg(value_name = "DESTINATION")]
+    // Its own id: sharing the global `-d` one ("destination") would make clap drop `-d` after
+    // the subcommand.
+    #[arg(id = "positional_destination", value_name = "DESTINATION")]
     pub destination: Option<String>,
 }
 
@@ -235,5 +237,13 @@ mod tests {
         );
         let cli = Cli::try_parse_from(["hoist", "-d", "staging", "deploy"]).expect("parses");
         assert_eq!(cli.global.destination.as_deref(), Some("staging"));
+        let cli = Cli::try_parse_from(["hoist", "config", "-d", "staging"]).expect("parses");
+        assert_eq!(cli.global.destination.as_deref(), Some("staging"));
+        let cli =
+            Cli::try_parse_from(["hoist", "-d", "prod", "config", "staging"]).expect("parses");
+        assert_eq!(cli.global.destination.as_deref(), Some("prod"));
+        assert!(
+            matches!(cli.command, Command::Config(DestinationArg { destination: Some(ref d) }) if d == "staging")
+        );
     }
 }

@@ -4,14 +4,17 @@
 
 mod cli;
 mod commands;
+mod config;
 mod docker;
 mod printer;
 mod report;
+mod lock;
 mod naming;
 mod registry;
 mod remote;
 mod reporter;
 mod sandbox;
+mod secrets;
 mod ssh;
 
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! Error reports at the CLI edge: `error: <what>`, `  Caused by: <why>` lines, then `hint: <what to
-//! do>`, and the exit status that goes with them. Library code attaches hints with [`HintExt`];
-//! only `main` prints reports.
+//! do>`, and the exit status that goes with them. Library code attaches hints with [`HintExt`]
+//! (or, for `ConfigError`, its own `hint()`); only `main` prints reports.
 
 use std::fmt;
 use std::process::ExitCode;
@@ -82,6 +82,13 @@ pub fn render(err: &anyhow::Error) -> String {
     for (index, cause) in err.chain().enumerate() {
         if let Some(hinted) = cause.downcast_ref::<Hinted>() {
             hints.push(hinted.hint.clone());
+        }
+        // Configuration errors carry their own advice, so `?` on `config::load` keeps it.
+        if let Some(hint) = cause
+            .downcast_ref::<crate::config::ConfigError>()
+            .and_then(crate::config::ConfigError::hint)
+        {
+            hints.push(hint);
         }
         let text = cause.to_string();
         if index == 0 {

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::docker;
+use crate::lock::{self, LockInfo};
 use crate::naming::{
     LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION, PROXY_CONTAINER,
 };
@@ -30,6 +31,9 @@ struct HostDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
     proxy: Option<ProxyDetails>,
     containers: Vec<ContainerDetails>,
+    /// The deploy lock, when held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock: Option<LockInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +76,7 @@ pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result
             docker_version: None,
             proxy: None,
             containers: Vec::new(),
+            lock: None,
         });
     }
     // Keep the configured host order.
@@ -115,12 +120,22 @@ async fn gather(config: &Config, server: &Server) -> HostDetails {
         docker_version: Some(server.docker_version.clone()),
         proxy: None,
         containers: Vec::new(),
+        lock: None,
     };
-    match containers(config, &server.docker).await {
+    let (listed, proxy_state, lock_state) = tokio::join!(
+        containers(config, &server.docker),
+        proxy(&server.docker),
+        lock::read(&server.session, &config.service)
+    );
+    match lock_state {
+        Ok(lock) => details.lock = lock,
+        Err(err) => details.error = Some(format!("reading the deploy lock: {err:#}")),
+    }
+    match listed {
         Ok(containers) => details.containers = containers,
         Err(err) => details.error = Some(format!("listing containers: {err:#}")),
     }
-    match proxy(&server.docker).await {
+    match proxy_state {
         Ok(proxy) => details.proxy = Some(proxy),
         Err(err) => details.error = Some(format!("inspecting hoist-proxy: {err:#}")),
     }
@@ -207,7 +222,7 @@ async fn proxy(docker: &Docker) -> Result<ProxyDetails> {
 
 fn render(details: &[HostDetails]) -> String {
     let mut rows = vec![
-        ["HOST", "STATUS", "DOCKER", "PROXY", "CONTAINERS"]
+        ["HOST", "STATUS", "DOCKER", "PROXY", "CONTAINERS", "LOCK"]
             .map(String::from)
             .to_vec(),
     ];
@@ -252,12 +267,20 @@ fn render(details: &[HostDetails]) -> String {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
+        let lock = host.lock.as_ref().map_or(String::new(), |lock| {
+            let mut text = format!("held by {}\nsince {}", lock.holder, lock.at);
+            if let Some(message) = &lock.message {
+                text.push_str(&format!("\n{message}"));
+            }
+            text
+        });
         rows.push(vec![
             host.host.clone(),
             status,
             host.docker_version.clone().unwrap_or_default(),
             proxy,
             containers,
+            lock,
         ]);
     }
     printer::table(&rows)

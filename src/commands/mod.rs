@@ -2,19 +2,26 @@
 //! resolved configuration and the [`Printer`] and return errors for `main` to report.
 
 mod accessory;
+mod config;
 mod details;
+mod init;
 mod sandbox;
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, DestinationArg, GlobalArgs};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::printer::Printer;
 use crate::report::hinted;
 
 pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
     match cli.command {
         Command::Sandbox(command) => sandbox::run(command, printer).await,
+        Command::Config(ref args) => {
+            let config = load_config(&cli.global, args)?;
+            config::run(&config, printer)
+        }
+        Command::Init => init::run(&cli.global, printer),
         Command::Details(ref destination) => {
             let config = load_config(&cli.global, destination)?;
             let hosts = select_hosts(&config, &cli.global)?;
@@ -30,17 +37,11 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
 
 /// deploy.toml (or `-c`), with the destination from the positional argument or `-d`.
 fn load_config(global: &GlobalArgs, positional: &DestinationArg) -> Result<Config> {
-    let destination = match (&positional.destination, &global.destination) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(hinted(
-                format!("Two destinations given: `{a}` and `-d {b}`"),
-                "give the destination once, e.g. `hoist deploy staging`",
-            ));
-        }
-        (Some(a), _) => Some(a.as_str()),
-        (None, b) => b.as_deref(),
-    };
-    Ok(config::load(global.config.as_deref(), destination)?)
+    let destination = crate::config::destination(
+        positional.destination.as_deref(),
+        global.destination.as_deref(),
+    )?;
+    Ok(crate::config::load(global.config.as_deref(), destination.as_deref())?)
 }
 
 /// The hosts a command works on: every configured host, narrowed by `--roles` and `--hosts`.

@@ -6,7 +6,7 @@
 mod pull;
 pub mod ssh_transport;
 
-pub use pull::{PullProgress, pull};
+pub use pull::pull;
 
 use std::collections::HashMap;
 

@@ -21,12 +21,6 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
-impl ExecOutput {
-    pub fn success(&self) -> bool {
-        self.status == Some(0)
-    }
-}
-
 impl Session {
     /// Run `command` and collect its output.
     pub async fn exec(&self, command: &str) -> Result<ExecOutput, SshError> {

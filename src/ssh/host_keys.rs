@@ -6,20 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use russh::keys::{Algorithm, HashAlg, PublicKey, known_hosts};
-use serde::{Deserialize, Serialize};
-
+use super::HostKeyChecking;
 use super::error::SshError;
-
-/// How to treat a host whose key is not recorded yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyChecking {
-    /// Refuse it (the default).
-    #[default]
-    Strict,
-    /// Record its key and go on; a changed key is still refused.
-    AcceptNew,
-}
 
 /// The known_hosts file and the policy, shared by every connection of one command.
 #[derive(Debug)]
@@ -37,10 +25,6 @@ impl HostKeyVerifier {
             checking,
             learn: Mutex::new(()),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Key algorithms recorded for `host`, to ask the server for a key we can check (a server
@@ -95,12 +79,12 @@ impl HostKeyVerifier {
             }),
             HostKeyChecking::AcceptNew => {
                 let _guard = self.learn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                known_hosts::learn_known_hosts_path(host, port, presented, &self.path).map_err(
-                    |source| SshError::KnownHosts {
+                append(&self.path, host, port, presented).map_err(|source| {
+                    SshError::KnownHosts {
                         path: self.path.clone(),
                         source,
-                    },
-                )?;
+                    }
+                })?;
                 tracing::info!(host, key = %describe(presented), path = %self.path.display(), "recorded new host key");
                 Ok(())
             }
@@ -117,6 +101,37 @@ pub fn describe(key: &PublicKey) -> String {
         other => other.to_string(),
     };
     format!("{kind} key {}", key.fingerprint(HashAlg::Sha256))
+}
+
+/// Add `host key` as a line of `path` (created 0600 with its directory if missing), as OpenSSH
+/// writes it: `[host]:port` for ports other than 22.
+fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<(), russh::keys::Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let existing = std::fs::read(path).unwrap_or_default();
+    let mut line = String::new();
+    if existing.last().is_some_and(|last| *last != b'\n') {
+        line.push('\n');
+    }
+    if port == 22 {
+        line.push_str(host);
+    } else {
+        line.push_str(&format!("[{host}]:{port}"));
+    }
+    line.push(' ');
+    line.push_str(&key.to_openssh()?);
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(line.as_bytes())?;
+    Ok(())
 }
 
 /// The 1-based line of `path` that records `key` (the library's own count skips comments).

@@ -15,13 +15,14 @@ use std::time::Duration;
 use russh::ChannelStream;
 use russh::client::{self, Handle, Msg};
 use russh::keys::PublicKeyOrCertificate;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 pub use auth::Credentials;
 pub use error::SshError;
-pub use exec::{ExecOutput, OutputStream};
-pub use host_keys::{HostKeyChecking, HostKeyVerifier};
+pub use exec::OutputStream;
+pub use host_keys::HostKeyVerifier;
+
+pub use crate::config::{HostKeyChecking, JumpHost};
 
 /// How to reach servers, from `[ssh]` in deploy.toml.
 #[derive(Debug, Clone)]
@@ -32,27 +33,6 @@ pub struct SshOptions {
     /// Keepalive interval; `None` sends none.
     pub keepalive: Option<Duration>,
     pub proxy_jump: Option<JumpHost>,
-}
-
-/// A bastion to connect through, as for `ssh -J [user@]host[:port]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JumpHost {
-    pub user: Option<String>,
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for JumpHost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(user) = &self.user {
-            write!(f, "{user}@")?;
-        }
-        write!(f, "{}", self.host)?;
-        if self.port != 22 {
-            write!(f, ":{}", self.port)?;
-        }
-        Ok(())
-    }
 }
 
 /// An authenticated SSH connection to one server. Cheap to share (`Arc`): every operation opens

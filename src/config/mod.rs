@@ -1,0 +1,471 @@
+//! The configuration hoist runs with: deploy.toml and its destination overlay, loaded, checked
+//! and resolved into [`Config`] with every default applied. This file holds the public types and
+//! their queries; reading and merging files is load.rs, defaults and cross-key checks resolve.rs,
+//! the file format schema.rs and values.rs, error wording error.rs, key locations locate.rs.
+//! Secret values are not here: the config only names them (see crate::secrets).
+
+mod error;
+mod load;
+mod locate;
+mod options;
+mod resolve;
+mod schema;
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+pub use error::ConfigError;
+pub use load::{destination, load};
+pub use locate::{Location, display_path};
+pub use options::{Arch, BootLimit, HostKeyChecking, JumpHost};
+pub use values::{check_env_name, check_name};
+#[allow(
+    unused_imports,
+    reason = "public API for the deploy commands, which are not wired yet"
+)]
+pub use values::{format_duration, parse_duration};
+
+use values::{serialize_duration, serialize_optional_duration};
+
+/// Everything deploy.toml (merged with `deploy.<destination>.toml`) says, defaults applied.
+/// Paths are absolute.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Directory of deploy.toml; relative paths in it resolve against this.
+    #[serde(skip)]
+    pub root: PathBuf,
+    /// Files read, in merge order.
+    #[serde(skip)]
+    pub files: Vec<PathBuf>,
+    #[serde(skip)]
+    pub destination: Option<String>,
+    pub service: String,
+    pub image: String,
+    pub retain_containers: u32,
+    pub hooks_path: PathBuf,
+    pub registry: RegistryConfig,
+    #[serde(rename = "servers")]
+    pub roles: BTreeMap<String, RoleConfig>,
+    pub proxy: ProxyConfig,
+    pub env: EnvConfig,
+    pub ssh: SshConfig,
+    pub builder: BuilderConfig,
+    pub boot: BootConfig,
+    pub accessories: BTreeMap<String, AccessoryConfig>,
+    pub loadbalancer: Option<LoadBalancerConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryConfig {
+    pub server: String,
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleConfig {
+    pub hosts: Vec<String>,
+    /// Runs behind hoist-proxy (default: the role named `web`).
+    pub proxy: bool,
+    pub cmd: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    /// This role's own `[servers.<role>.env]`; [`Config::role_env`] merges it with `[env]`.
+    pub env: EnvConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyConfig {
+    pub hosts: Vec<String>,
+    pub app_port: u16,
+    pub tls: bool,
+    #[serde(serialize_with = "serialize_duration")]
+    pub deploy_timeout: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub drain_timeout: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub response_timeout: Duration,
+    pub forward_headers: bool,
+    pub healthcheck: HealthcheckConfig,
+    pub buffering: BufferingConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthcheckConfig {
+    pub path: String,
+    #[serde(serialize_with = "serialize_duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BufferingConfig {
+    pub requests: bool,
+    pub responses: bool,
+    /// Bytes of each buffer kept in memory.
+    pub memory: u64,
+    /// Largest request body in bytes; 0 = unlimited.
+    pub max_request_body: u64,
+    /// Largest response body in bytes; 0 = unlimited.
+    pub max_response_body: u64,
+}
+
+/// Environment of a container: plain values and the names of secrets.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EnvConfig {
+    pub clear: BTreeMap<String, String>,
+    pub secret: Vec<SecretRef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SshConfig {
+    pub user: String,
+    pub port: u16,
+    pub proxy_jump: Option<JumpHost>,
+    /// Key files, `~` expanded; empty = the agent, then the default key files.
+    pub keys: Vec<PathBuf>,
+    pub known_hosts: PathBuf,
+    pub host_key_checking: HostKeyChecking,
+    #[serde(serialize_with = "serialize_duration")]
+    pub connect_timeout: Duration,
+    /// `None` when written "0s".
+    #[serde(serialize_with = "serialize_optional_duration")]
+    pub keepalive: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuilderConfig {
+    /// Relative to `context`, as written.
+    pub dockerfile: PathBuf,
+    /// Absolute.
+    pub context: PathBuf,
+    pub args: BTreeMap<String, String>,
+    pub secrets: Vec<SecretRef>,
+    pub target: Option<String>,
+    pub arch: Vec<Arch>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BootConfig {
+    /// `None` = every host at once.
+    pub limit: Option<BootLimit>,
+    #[serde(serialize_with = "serialize_duration")]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessoryConfig {
+    pub image: String,
+    /// `host` or `hosts`, normalised to a list.
+    pub hosts: Vec<String>,
+    pub cmd: Option<String>,
+    pub volumes: Vec<String>,
+    /// As written: "PORT", "HOST_PORT:CONTAINER_PORT" or "ADDRESS:HOST_PORT:CONTAINER_PORT".
+    pub port: Option<String>,
+    pub env: EnvConfig,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadBalancerConfig {
+    pub host: String,
+}
+
+/// The name of a secret, and where the configuration names it (for "not defined" errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    pub name: String,
+    pub location: Location,
+}
+
+/// Serialized as the bare name: that is what deploy.toml holds.
+impl Serialize for SecretRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
+impl Config {
+    /// The environment of a role's containers: `[env]` with `[servers.<role>.env]` over it
+    /// (its `clear` keys win, its `secret` names are added).
+    #[allow(
+        dead_code,
+        reason = "public API for the deploy commands, which are not wired yet"
+    )]
+    pub fn role_env(&self, role: &str) -> EnvConfig {
+        let mut env = self.env.clone();
+        if let Some(role) = self.roles.get(role) {
+            merge_env(&mut env, &role.env);
+        }
+        env
+    }
+
+    /// Every secret the configuration names, each name once (at its first mention): registry
+    /// password, `[env]`, roles' env, builder secrets, accessories' env.
+    pub fn secret_refs(&self) -> Vec<&SecretRef> {
+        let mut refs: Vec<&SecretRef> = Vec::new();
+        let all = self
+            .registry
+            .password
+            .iter()
+            .chain(&self.env.secret)
+            .chain(self.roles.values().flat_map(|role| &role.env.secret))
+            .chain(&self.builder.secrets)
+            .chain(self.accessories.values().flat_map(|acc| &acc.env.secret));
+        for secret in all {
+            if !refs.iter().any(|known| known.name == secret.name) {
+                refs.push(secret);
+            }
+        }
+        refs
+    }
+
+    /// Every host: roles' (in role order), then accessories', then the load balancer; each
+    /// once, in that order.
+    #[allow(
+        dead_code,
+        reason = "public API for the deploy commands, which are not wired yet"
+    )]
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = Vec::new();
+        let all = self
+            .roles
+            .values()
+            .flat_map(|role| &role.hosts)
+            .chain(self.accessories.values().flat_map(|acc| &acc.hosts))
+            .chain(self.loadbalancer.iter().map(|lb| &lb.host));
+        for host in all {
+            if !hosts.contains(host) {
+                hosts.push(host.clone());
+            }
+        }
+        hosts
+    }
+
+    /// The merged configuration as TOML, defaults included (empty tables and lists left out),
+    /// for `hoist config`. Secrets appear by name only: the configuration holds no values.
+    pub fn to_toml(&self) -> String {
+        let files: Vec<String> = self.files.iter().map(|file| display_path(file)).collect();
+        let body = toml::Table::try_from(self)
+            .map(|mut table| {
+                prune_empty(&mut table);
+                table
+            })
+            .and_then(|table| toml::to_string(&table))
+            .unwrap_or_else(|err| format!("# Failed to render the configuration: {err}\n"));
+        format!(
+            "# hoist configuration merged from {}, defaults included\n\n{body}",
+            files.join(" + ")
+        )
+    }
+}
+
+/// Drop empty tables and arrays, innermost first.
+fn prune_empty(table: &mut toml::Table) {
+    for (_, value) in table.iter_mut() {
+        if let toml::Value::Table(inner) = value {
+            prune_empty(inner);
+        }
+    }
+    table.retain(|_, value| match value {
+        toml::Value::Table(inner) => !inner.is_empty(),
+        toml::Value::Array(items) => !items.is_empty(),
+        _ => true,
+    });
+}
+
+/// Overlay `over` onto `env`: `clear` keys replace, `secret` names are added once.
+fn merge_env(env: &mut EnvConfig, over: &EnvConfig) {
+    env.clear
+        .extend(over.clear.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for secret in &over.secret {
+        if !env.secret.iter().any(|known| known.name == secret.name) {
+            env.secret.push(secret.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    #[test]
+    fn reference_example_loads_with_its_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            include_str!("../../deploy.toml.example"),
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
+        assert_eq!(config.service, "hello");
+        assert_eq!(config.proxy.app_port, 3000);
+        assert!(config.proxy.tls && !config.proxy.forward_headers);
+        assert_eq!(config.boot.limit, Some(BootLimit::Count(1)));
+        assert_eq!(config.boot.wait, Duration::from_secs(10));
+        assert_eq!(config.accessories["db"].hosts, ["203.0.113.12"]);
+        assert_eq!(config.ssh.keepalive, Some(Duration::from_secs(30)));
+        assert_eq!(config.builder.context, dir.path());
+        assert_eq!(config.hooks_path, dir.path().join("hooks"));
+        assert!(config.roles["web"].proxy && !config.roles["jobs"].proxy);
+    }
+
+    #[test]
+    fn defaults_apply_to_a_minimal_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\"]\n[servers.jobs]\nhosts = [\"h2\"]\n",
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
+        assert_eq!(config.retain_containers, 5);
+        assert_eq!(config.registry.server, "ghcr.io");
+        assert_eq!(config.proxy.app_port, 80);
+        assert!(config.proxy.forward_headers, "true without TLS");
+        assert_eq!(config.proxy.deploy_timeout, Duration::from_secs(30));
+        assert_eq!(config.proxy.healthcheck.path, "/up");
+        assert_eq!(config.proxy.buffering.memory, 1_048_576);
+        assert_eq!(config.ssh.user, "root");
+        assert_eq!(config.ssh.port, 22);
+        assert_eq!(config.ssh.host_key_checking, HostKeyChecking::Strict);
+        assert_eq!(config.ssh.connect_timeout, Duration::from_secs(10));
+        assert_eq!(config.builder.arch, [Arch::Amd64]);
+        assert_eq!(config.builder.dockerfile, PathBuf::from("Dockerfile"));
+        assert_eq!(config.boot.limit, None);
+        assert!(config.roles["web"].proxy && !config.roles["jobs"].proxy);
+        assert!(config.loadbalancer.is_none());
+    }
+
+    #[test]
+    fn destination_overlay_merges_tables_and_replaces_arrays() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\", \"h2\"]\ncmd = \"serve\"\n[env]\nclear = { A = \"1\", B = \"2\" }\nsecret = [\"S1\"]\n[ssh]\nkeepalive = \"1m\"\n",
+        );
+        write(
+            dir.path(),
+            "deploy.staging.toml",
+            "[servers.web]\nhosts = [\"s1\"]\n[env.clear]\nB = \"staging\"\n[ssh]\nkeepalive = \"0s\"\n",
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), Some("staging")).expect("loads");
+        assert_eq!(config.destination.as_deref(), Some("staging"));
+        assert_eq!(config.files.len(), 2);
+        assert_eq!(config.roles["web"].hosts, ["s1"]);
+        assert_eq!(config.roles["web"].cmd.as_deref(), Some("serve"));
+        assert_eq!(config.env.clear["A"], "1");
+        assert_eq!(config.env.clear["B"], "staging");
+        assert_eq!(config.ssh.keepalive, None);
+        // Locations follow the file that set the key last.
+        let secret = &config.env.secret[0];
+        assert_eq!((secret.location.line, secret.location.column), (8, 11));
+        assert!(secret.location.file.ends_with("deploy.toml"));
+    }
+
+    #[test]
+    fn role_env_secret_refs_and_hosts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            r#"service = "a"
+image = "r/a"
+[registry]
+username = "u"
+password = "TOKEN"
+[servers.web]
+hosts = ["h1", "h2"]
+env = { clear = { A = "web" }, secret = ["WEB_ONLY", "SHARED"] }
+[servers.jobs]
+hosts = ["h2", "h3"]
+[env]
+clear = { A = "all", B = "all" }
+secret = ["SHARED"]
+[builder]
+secrets = ["BUILD"]
+[accessories.db]
+image = "postgres:16"
+hosts = ["h4", "h1"]
+env = { secret = ["DB_PASSWORD"] }
+[loadbalancer]
+host = "lb"
+"#,
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
+        let web = config.role_env("web");
+        assert_eq!(web.clear["A"], "web");
+        assert_eq!(web.clear["B"], "all");
+        let names: Vec<&str> = web.secret.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["SHARED", "WEB_ONLY"]);
+        assert_eq!(config.role_env("jobs").clear["A"], "all");
+        let names: Vec<&str> = config
+            .secret_refs()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["TOKEN", "SHARED", "WEB_ONLY", "BUILD", "DB_PASSWORD"]
+        );
+        // Roles in role (name) order: jobs, then web.
+        assert_eq!(config.hosts(), ["h2", "h3", "h1", "h4", "lb"]);
+        let toml = config.to_toml();
+        assert!(toml.contains("password = \"TOKEN\""), "{toml}");
+        assert!(toml.contains("[servers.web]"), "{toml}");
+    }
+
+    #[test]
+    fn cross_key_errors_point_at_the_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (text, expected) in [
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\n[registry]\nusername = \"u\"\n",
+                (
+                    "deploy.toml:6:1",
+                    "`registry.username` needs `registry.password`",
+                ),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n",
+                ("deploy.toml:1:1", "at least one role is required"),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\n[accessories.db]\nimage = \"p:1\"\n",
+                ("deploy.toml:5:14", "`accessories.db` needs `host`"),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\nlabels = { role = \"x\" }\n",
+                ("deploy.toml:5:12", "hoist sets the `role` label itself"),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\", \"h\"]\n",
+                ("deploy.toml:4:15", "lists `h` twice"),
+            ),
+            (
+                "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\n[env]\nclear = { X = \"1\" }\nsecret = [\"X\"]\n",
+                ("deploy.toml:7:11", "`X` is both a plain"),
+            ),
+        ] {
+            write(dir.path(), "deploy.toml", text);
+            let err = load(Some(&dir.path().join("deploy.toml")), None)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                err.contains(&format!("{}: {}", expected.0, expected.1))
+                    || (err.contains(expected.0) && err.contains(expected.1)),
+                "{err}"
+            );
+        }
+    }
+}

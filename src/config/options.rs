@@ -1,0 +1,398 @@
+//! Option values of deploy.toml that `Config` exposes as types: `boot.limit`, `builder.arch`,
+//! `ssh.host_key_checking`, `ssh.proxy_jump`, and accessories' `port` and `volumes`. Checked
+//! inside `Deserialize` like the scalars in values.rs.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::values::{check_host, checked_str};
+
+/// `boot.limit`: how many hosts switch at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootLimit {
+    /// This many hosts at a time.
+    Count(usize),
+    /// This percentage of the hosts at a time (rounded up, at least one host).
+    Percent(u8),
+}
+
+impl<'de> Deserialize<'de> for BootLimit {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LimitVisitor;
+        impl Visitor<'_> for LimitVisitor {
+            type Value = BootLimit;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of hosts (such as `2`) or a percentage (such as `\"25%\"`)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<BootLimit, E> {
+                match usize::try_from(v) {
+                    Ok(count) if count > 0 => Ok(BootLimit::Count(count)),
+                    _ => Err(E::custom(format!(
+                        "invalid limit `{v}`: expected at least 1 host, or a percentage such as `\"25%\"`"
+                    ))),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BootLimit, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BootLimit, E> {
+                let percent = v
+                    .strip_suffix('%')
+                    .and_then(|number| number.trim().parse::<u8>().ok())
+                    .filter(|percent| (1..=100).contains(percent));
+                percent.map(BootLimit::Percent).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid limit `{v}`: expected a number of hosts such as `2` or a percentage from `\"1%\"` to `\"100%\"`"
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_any(LimitVisitor)
+    }
+}
+
+impl Serialize for BootLimit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BootLimit::Count(count) => s.serialize_u64(*count as u64),
+            BootLimit::Percent(percent) => s.serialize_str(&format!("{percent}%")),
+        }
+    }
+}
+
+/// A CPU architecture of the servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    /// The Docker platform string: `linux/amd64`.
+    #[allow(
+        dead_code,
+        reason = "public API for the deploy commands, which are not wired yet"
+    )]
+    pub fn platform(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "linux/amd64",
+            Arch::Arm64 => "linux/arm64",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Arch, String> {
+        match text {
+            "amd64" => Ok(Arch::Amd64),
+            "arm64" => Ok(Arch::Arm64),
+            other => Err(format!(
+                "invalid architecture `{other}`: expected `amd64` or `arm64`"
+            )),
+        }
+    }
+}
+
+/// One element of a `builder.arch` list.
+struct ArchItem(Arch);
+
+impl<'de> Deserialize<'de> for ArchItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(deserializer, "`\"amd64\"` or `\"arm64\"`", |text| {
+            Arch::parse(text).map(ArchItem)
+        })
+    }
+}
+
+/// `builder.arch`: one architecture or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchList(pub Vec<Arch>);
+
+impl<'de> Deserialize<'de> for ArchList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ArchVisitor;
+        impl<'de> Visitor<'de> for ArchVisitor {
+            type Value = ArchList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`\"amd64\"`, `\"arm64\"` or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ArchList, E> {
+                Ok(ArchList(vec![Arch::parse(v).map_err(E::custom)?]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ArchList, A::Error> {
+                let mut list = Vec::new();
+                while let Some(ArchItem(arch)) = seq.next_element::<ArchItem>()? {
+                    if !list.contains(&arch) {
+                        list.push(arch);
+                    }
+                }
+                if list.is_empty() {
+                    return Err(de::Error::custom(
+                        "empty list: expected `\"amd64\"`, `\"arm64\"` or both",
+                    ));
+                }
+                Ok(ArchList(list))
+            }
+        }
+        deserializer.deserialize_any(ArchVisitor)
+    }
+}
+
+/// `ssh.host_key_checking`: what to do with a host key that isn't in known_hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    /// Refuse hosts whose key isn't already known.
+    Strict,
+    /// Record the key of a host seen for the first time; refuse a changed key.
+    AcceptNew,
+}
+
+impl<'de> Deserialize<'de> for HostKeyChecking {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(
+            deserializer,
+            "`\"strict\"` or `\"accept-new\"`",
+            |text| match text {
+                "strict" => Ok(HostKeyChecking::Strict),
+                "accept-new" => Ok(HostKeyChecking::AcceptNew),
+                other => Err(format!(
+                    "invalid value `{other}`: expected `\"strict\"` or `\"accept-new\"`"
+                )),
+            },
+        )
+    }
+}
+
+/// `ssh.proxy_jump`: a jump host, as for `ssh -J`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JumpHost {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl JumpHost {
+    /// Parse "[user@]host[:port]"; an IPv6 address with a port is written "[::1]:2222".
+    pub fn parse(text: &str) -> Result<JumpHost, String> {
+        let invalid = |why: String| format!("invalid jump host `{text}`: {why}");
+        let (user, rest) = match text.rsplit_once('@') {
+            Some((user, rest)) => {
+                if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c == ':') {
+                    return Err(invalid(format!("invalid user `{user}`")));
+                }
+                (Some(user.to_string()), rest)
+            }
+            None => (None, text),
+        };
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| invalid("missing `]` after the IPv6 address".to_string()))?;
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(invalid(format!("unexpected `{after}`"))),
+                },
+            }
+        } else if rest.parse::<Ipv6Addr>().is_ok() {
+            (rest, None)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        check_host(host).map_err(|why| invalid(why.replacen("invalid host", "host", 1)))?;
+        let port = match port {
+            None => 22,
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| invalid(format!("invalid port `{port}`")))?,
+        };
+        Ok(JumpHost {
+            user,
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for JumpHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if self.port != 22 {
+            write!(f, ":{}", self.port)?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for JumpHost {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(
+            deserializer,
+            "a jump host `\"[user@]host[:port]\"`",
+            JumpHost::parse,
+        )
+    }
+}
+
+impl Serialize for JumpHost {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Check an accessory's published port: "PORT", "HOST_PORT:CONTAINER_PORT" or
+/// "ADDRESS:HOST_PORT:CONTAINER_PORT".
+pub fn check_published_port(text: &str) -> Result<(), String> {
+    let invalid = || {
+        format!(
+            "invalid port `{text}`: expected \"PORT\", \"HOST_PORT:CONTAINER_PORT\" or \"ADDRESS:HOST_PORT:CONTAINER_PORT\""
+        )
+    };
+    let is_port = |part: &str| part.parse::<u16>().is_ok_and(|port| port > 0);
+    let parts: Vec<&str> = text.rsplitn(3, ':').collect();
+    let ok = match parts.as_slice() {
+        [port] => is_port(port),
+        [container, host] => is_port(container) && is_port(host),
+        [container, host, address] => {
+            let address = address.trim_start_matches('[').trim_end_matches(']');
+            is_port(container)
+                && is_port(host)
+                && (address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok())
+        }
+        _ => false,
+    };
+    if ok { Ok(()) } else { Err(invalid()) }
+}
+
+/// An accessory's published port, written as a string or a bare integer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort(pub String);
+
+impl<'de> Deserialize<'de> for PublishedPort {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PortVisitor;
+        impl Visitor<'_> for PortVisitor {
+            type Value = PublishedPort;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port such as `\"5432\"` or `\"127.0.0.1:5432:5432\"`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PublishedPort, E> {
+                check_published_port(v).map_err(E::custom)?;
+                Ok(PublishedPort(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PublishedPort, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PublishedPort, E> {
+                self.visit_str(&v.to_string())
+            }
+        }
+        deserializer.deserialize_any(PortVisitor)
+    }
+}
+
+/// Check a volume: "SOURCE:/container/path" with an optional ":ro" or ":rw".
+pub fn check_volume(text: &str) -> Result<(), String> {
+    let invalid = || {
+        format!(
+            "invalid volume `{text}`: expected \"NAME:/path\" or \"/host/path:/path\", optionally ending in `:ro`"
+        )
+    };
+    let body = text
+        .strip_suffix(":ro")
+        .or_else(|| text.strip_suffix(":rw"))
+        .unwrap_or(text);
+    match body.split_once(':') {
+        Some((source, target))
+            if !source.is_empty()
+                && target.starts_with('/')
+                && !target.contains(':')
+                && !text.chars().any(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(invalid()),
+    }
+}
+
+/// A volume of an accessory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume(pub String);
+
+impl<'de> Deserialize<'de> for Volume {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(deserializer, "a volume such as `\"name:/path\"`", |text| {
+            check_volume(text)?;
+            Ok(Volume(text.to_string()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_jump_parses_user_host_and_port() {
+        let jump = JumpHost::parse("deploy@203.0.113.2").expect("parses");
+        assert_eq!(jump.user.as_deref(), Some("deploy"));
+        assert_eq!((jump.host.as_str(), jump.port), ("203.0.113.2", 22));
+        let jump = JumpHost::parse("bastion.example.com:2222").expect("parses");
+        assert_eq!(
+            (jump.user, jump.host.as_str(), jump.port),
+            (None, "bastion.example.com", 2222)
+        );
+        let jump = JumpHost::parse("me@[2001:db8::1]:2200").expect("parses");
+        assert_eq!((jump.host.as_str(), jump.port), ("2001:db8::1", 2200));
+        assert_eq!(jump.to_string(), "me@[2001:db8::1]:2200");
+        let jump = JumpHost::parse("2001:db8::1").expect("parses");
+        assert_eq!((jump.host.as_str(), jump.port), ("2001:db8::1", 22));
+    }
+
+    #[test]
+    fn proxy_jump_refuses_bad_values() {
+        for bad in [
+            "",
+            "@host",
+            "host:0",
+            "host:x",
+            "bad host",
+            "host:70000",
+            "[::1",
+        ] {
+            assert!(JumpHost::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn published_ports_and_volumes() {
+        for good in ["5432", "15432:5432", "0.0.0.0:5432:5432", "[::1]:5432:5432"] {
+            assert_eq!(check_published_port(good), Ok(()), "{good}");
+        }
+        for bad in ["", "x", "1:2:3:4", "host:5432:5432", "0"] {
+            assert!(check_published_port(bad).is_err(), "{bad}");
+        }
+        for good in ["pgdata:/var/lib/postgresql/data", "/srv/data:/data:ro"] {
+            assert_eq!(check_volume(good), Ok(()), "{good}");
+        }
+        for bad in ["pgdata", ":/data", "pgdata:data", "a:/b:c"] {
+            assert!(check_volume(bad).is_err(), "{bad}");
+        }
+    }
+}

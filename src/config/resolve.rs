@@ -1,0 +1,540 @@
+//! From the merged file schema to [`Config`]: defaults from deploy.toml.example, paths made
+//! absolute, and the checks that involve several keys (required keys, `tls` needs `hosts`,
+//! `username` needs `password`, ...). Every error points at the key that causes it.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::locate::Locator;
+use super::options::{Arch, HostKeyChecking};
+use super::schema::{AccessorySchema, EnvSchema, FileSchema, RoleSchema};
+use super::values::{DurationValue, Host};
+use super::{
+    AccessoryConfig, BootConfig, BufferingConfig, BuilderConfig, Config, EnvConfig,
+    HealthcheckConfig, LoadBalancerConfig, ProxyConfig, RegistryConfig, RoleConfig, SecretRef,
+    SshConfig,
+};
+
+/// Default of `retain_containers`.
+pub const DEFAULT_RETAIN_CONTAINERS: u32 = 5;
+/// Default of `registry.server`.
+pub const DEFAULT_REGISTRY: &str = "ghcr.io";
+/// Default of `proxy.deploy_timeout`, `drain_timeout` and `response_timeout`.
+pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `proxy.healthcheck.interval`.
+pub const DEFAULT_HEALTHCHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Default of `proxy.healthcheck.timeout`.
+pub const DEFAULT_HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `proxy.buffering.memory`, in bytes.
+pub const DEFAULT_BUFFER_MEMORY: u64 = 1_048_576;
+/// Default of `ssh.connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `ssh.keepalive`.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+/// Labels hoist sets itself on every container.
+const RESERVED_LABELS: [&str; 4] = ["service", "role", "destination", "version"];
+
+pub fn resolve(
+    schema: FileSchema,
+    locator: &Locator,
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    destination: Option<String>,
+) -> Result<Config, ConfigError> {
+    let fail = |path: &str, message: String, hint: Option<String>| {
+        let (location, snippet) = locator.place(path);
+        ConfigError::Invalid {
+            location,
+            message,
+            snippet,
+            hint,
+        }
+    };
+    let secret = |path: String, name: String| SecretRef {
+        name,
+        location: locator.location(&path),
+    };
+
+    let service = schema.service.map(|name| name.0).ok_or_else(|| {
+        fail(
+            "",
+            "`service` is required".to_string(),
+            Some("add `service = \"myapp\"` at the top of deploy.toml".to_string()),
+        )
+    })?;
+    let image = schema.image.map(|image| image.0).ok_or_else(|| {
+        fail(
+            "",
+            "`image` is required".to_string(),
+            Some("add `image = \"ghcr.io/<user>/<app>\"` at the top of deploy.toml".to_string()),
+        )
+    })?;
+
+    let registry = schema.registry.unwrap_or_default();
+    match (&registry.username, &registry.password) {
+        (Some(_), None) => {
+            return Err(fail(
+                "registry.username",
+                "`registry.username` needs `registry.password`, the name of the secret holding the password or token".to_string(),
+                Some("add `password = \"GHCR_TOKEN\"` under `[registry]` and define it in .hoist/secrets".to_string()),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(fail(
+                "registry.password",
+                "`registry.password` needs `registry.username`".to_string(),
+                Some("add `username = \"...\"` under `[registry]`".to_string()),
+            ));
+        }
+        _ => {}
+    }
+    let registry = RegistryConfig {
+        server: registry
+            .server
+            .map_or_else(|| DEFAULT_REGISTRY.to_string(), |host| host.0),
+        username: registry.username.map(|user| user.0),
+        password: registry
+            .password
+            .map(|name| secret("registry.password".to_string(), name.0)),
+    };
+
+    let servers = schema.servers.unwrap_or_default();
+    if servers.is_empty() {
+        return Err(fail(
+            "servers",
+            "at least one role is required".to_string(),
+            Some(
+                "add a role such as `[servers.web]` with `hosts = [\"203.0.113.10\"]`".to_string(),
+            ),
+        ));
+    }
+    let mut roles = BTreeMap::new();
+    for (name, role) in servers {
+        let role = resolve_role(&name.0, role, &fail, &secret)?;
+        roles.insert(name.0, role);
+    }
+
+    let proxy = schema.proxy.unwrap_or_default();
+    let tls = proxy.tls.unwrap_or(false);
+    let proxy_hosts: Vec<String> = proxy
+        .hosts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|h| h.0)
+        .collect();
+    if tls && proxy_hosts.is_empty() {
+        return Err(fail(
+            "proxy.tls",
+            "`proxy.tls = true` needs `proxy.hosts`, the names to get certificates for".to_string(),
+            Some("add `hosts = [\"app.example.com\"]` under `[proxy]`".to_string()),
+        ));
+    }
+    let healthcheck = proxy.healthcheck.unwrap_or_default();
+    let buffering = proxy.buffering.unwrap_or_default();
+    let proxy = ProxyConfig {
+        hosts: proxy_hosts,
+        app_port: proxy.app_port.map_or(80, |port| port.0),
+        tls,
+        deploy_timeout: positive(
+            proxy.deploy_timeout,
+            DEFAULT_PROXY_TIMEOUT,
+            "proxy.deploy_timeout",
+            &fail,
+        )?,
+        drain_timeout: proxy.drain_timeout.map_or(DEFAULT_PROXY_TIMEOUT, |d| d.0),
+        response_timeout: positive(
+            proxy.response_timeout,
+            DEFAULT_PROXY_TIMEOUT,
+            "proxy.response_timeout",
+            &fail,
+        )?,
+        forward_headers: proxy.forward_headers.unwrap_or(!tls),
+        healthcheck: HealthcheckConfig {
+            path: healthcheck
+                .path
+                .map_or_else(|| "/up".to_string(), |path| path.0),
+            interval: positive(
+                healthcheck.interval,
+                DEFAULT_HEALTHCHECK_INTERVAL,
+                "proxy.healthcheck.interval",
+                &fail,
+            )?,
+            timeout: positive(
+                healthcheck.timeout,
+                DEFAULT_HEALTHCHECK_TIMEOUT,
+                "proxy.healthcheck.timeout",
+                &fail,
+            )?,
+        },
+        buffering: BufferingConfig {
+            requests: buffering.requests.unwrap_or(true),
+            responses: buffering.responses.unwrap_or(true),
+            memory: buffering.memory.unwrap_or(DEFAULT_BUFFER_MEMORY),
+            max_request_body: buffering.max_request_body.unwrap_or(0),
+            max_response_body: buffering.max_response_body.unwrap_or(0),
+        },
+    };
+
+    let env = resolve_env("env", schema.env, &fail, &secret)?;
+    for (name, role) in &roles {
+        check_env_overlap(&format!("servers.{name}.env"), &env, &role.env, &fail)?;
+    }
+
+    let ssh = schema.ssh.unwrap_or_default();
+    let ssh = SshConfig {
+        user: ssh.user.map_or_else(|| "root".to_string(), |user| user.0),
+        port: ssh.port.map_or(22, |port| port.0),
+        proxy_jump: ssh.proxy_jump,
+        keys: ssh
+            .keys
+            .unwrap_or_default()
+            .into_iter()
+            .map(|key| absolute(&root, &key.0))
+            .collect(),
+        known_hosts: ssh.known_hosts.map_or_else(
+            || absolute(&root, "~/.ssh/known_hosts"),
+            |path| absolute(&root, &path.0),
+        ),
+        host_key_checking: ssh.host_key_checking.unwrap_or(HostKeyChecking::Strict),
+        connect_timeout: positive(
+            ssh.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+            "ssh.connect_timeout",
+            &fail,
+        )?,
+        keepalive: match ssh.keepalive {
+            None => Some(DEFAULT_KEEPALIVE),
+            Some(keepalive) if keepalive.0.is_zero() => None,
+            Some(keepalive) => Some(keepalive.0),
+        },
+    };
+
+    let builder = schema.builder.unwrap_or_default();
+    let builder = BuilderConfig {
+        dockerfile: PathBuf::from(
+            builder
+                .dockerfile
+                .map_or_else(|| "Dockerfile".to_string(), |f| f.0),
+        ),
+        context: absolute(
+            &root,
+            &builder.context.map_or_else(|| ".".to_string(), |c| c.0),
+        ),
+        args: builder
+            .args
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key.0, value.0))
+            .collect(),
+        secrets: builder
+            .secrets
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| secret(format!("builder.secrets[{index}]"), name.0))
+            .collect(),
+        target: builder.target.map(|target| target.0),
+        arch: builder
+            .arch
+            .map_or_else(|| vec![Arch::Amd64], |list| list.0),
+    };
+
+    let boot = schema.boot.unwrap_or_default();
+    let boot = BootConfig {
+        limit: boot.limit,
+        wait: boot.wait.map_or(Duration::ZERO, |wait| wait.0),
+    };
+
+    let mut accessories = BTreeMap::new();
+    for (name, accessory) in schema.accessories.unwrap_or_default() {
+        let accessory = resolve_accessory(&name.0, accessory, &fail, &secret)?;
+        accessories.insert(name.0, accessory);
+    }
+
+    let loadbalancer = match schema.loadbalancer {
+        None => None,
+        Some(lb) => Some(LoadBalancerConfig {
+            host: lb.host.map(|host| host.0).ok_or_else(|| {
+                fail(
+                    "loadbalancer",
+                    "`loadbalancer.host` is required in `[loadbalancer]`".to_string(),
+                    Some(
+                        "add `host = \"203.0.113.5\"` under `[loadbalancer]`, or remove the table"
+                            .to_string(),
+                    ),
+                )
+            })?,
+        }),
+    };
+
+    Ok(Config {
+        hooks_path: absolute(
+            &root,
+            &schema
+                .hooks_path
+                .map_or_else(|| "hooks".to_string(), |p| p.0),
+        ),
+        root,
+        files,
+        destination,
+        service,
+        image,
+        retain_containers: schema
+            .retain_containers
+            .unwrap_or(DEFAULT_RETAIN_CONTAINERS),
+        registry,
+        roles,
+        proxy,
+        env,
+        ssh,
+        builder,
+        boot,
+        accessories,
+        loadbalancer,
+    })
+}
+
+type Fail<'a> = dyn Fn(&str, String, Option<String>) -> ConfigError + 'a;
+type MakeSecret<'a> = dyn Fn(String, String) -> SecretRef + 'a;
+
+fn resolve_role(
+    name: &str,
+    role: RoleSchema,
+    fail: &Fail<'_>,
+    secret: &MakeSecret<'_>,
+) -> Result<RoleConfig, ConfigError> {
+    let path = format!("servers.{name}");
+    let hosts = hosts_list(&format!("{path}.hosts"), role.hosts, fail)?.ok_or_else(|| {
+        fail(
+            &path,
+            format!("`{path}.hosts` is required: the hosts to run the `{name}` role on"),
+            Some(format!("add `hosts = [\"203.0.113.10\"]` under `[{path}]`")),
+        )
+    })?;
+    let labels: BTreeMap<String, String> = role
+        .labels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, value.0))
+        .collect();
+    if let Some(reserved) = labels
+        .keys()
+        .find(|key| RESERVED_LABELS.contains(&key.as_str()))
+    {
+        return Err(fail(
+            &format!("{path}.labels.{reserved}"),
+            format!("`{path}.labels.{reserved}`: hoist sets the `{reserved}` label itself"),
+            Some("choose another label name; `service`, `role`, `destination` and `version` are reserved".to_string()),
+        ));
+    }
+    Ok(RoleConfig {
+        hosts,
+        proxy: role.proxy.unwrap_or(name == "web"),
+        cmd: role.cmd.map(|cmd| cmd.0),
+        labels,
+        env: resolve_env(&format!("{path}.env"), role.env, fail, secret)?,
+    })
+}
+
+fn resolve_accessory(
+    name: &str,
+    accessory: AccessorySchema,
+    fail: &Fail<'_>,
+    secret: &MakeSecret<'_>,
+) -> Result<AccessoryConfig, ConfigError> {
+    let path = format!("accessories.{name}");
+    let image = accessory.image.map(|image| image.0).ok_or_else(|| {
+        fail(
+            &path,
+            format!("`{path}.image` is required"),
+            Some(format!(
+                "add `image = \"postgres:16\"` (for example) under `[{path}]`"
+            )),
+        )
+    })?;
+    let hosts = match (
+        accessory.host,
+        hosts_list(&format!("{path}.hosts"), accessory.hosts, fail)?,
+    ) {
+        (Some(host), None) => vec![host.0],
+        (None, Some(hosts)) => hosts,
+        (Some(_), Some(_)) => {
+            return Err(fail(
+                &format!("{path}.hosts"),
+                format!("`{path}` has both `host` and `hosts`"),
+                Some("keep one: `host` for one host, `hosts` for several".to_string()),
+            ));
+        }
+        (None, None) => {
+            return Err(fail(
+                &path,
+                format!("`{path}` needs `host` (or `hosts`): where to run it"),
+                Some(format!("add `host = \"203.0.113.12\"` under `[{path}]`")),
+            ));
+        }
+    };
+    Ok(AccessoryConfig {
+        image,
+        hosts,
+        cmd: accessory.cmd.map(|cmd| cmd.0),
+        volumes: accessory
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|volume| volume.0)
+            .collect(),
+        port: accessory.port.map(|port| port.0),
+        env: resolve_env(&format!("{path}.env"), accessory.env, fail, secret)?,
+    })
+}
+
+/// A host list that, when present, is non-empty and lists each host once.
+fn hosts_list(
+    path: &str,
+    hosts: Option<Vec<Host>>,
+    fail: &Fail<'_>,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    let Some(hosts) = hosts else {
+        return Ok(None);
+    };
+    if hosts.is_empty() {
+        return Err(fail(
+            path,
+            format!("`{path}` is empty: list at least one host"),
+            None,
+        ));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for (index, host) in hosts.into_iter().enumerate() {
+        if seen.contains(&host.0) {
+            return Err(fail(
+                &format!("{path}[{index}]"),
+                format!("`{path}` lists `{}` twice", host.0),
+                None,
+            ));
+        }
+        seen.push(host.0);
+    }
+    Ok(Some(seen))
+}
+
+fn resolve_env(
+    path: &str,
+    env: Option<EnvSchema>,
+    fail: &Fail<'_>,
+    secret: &MakeSecret<'_>,
+) -> Result<EnvConfig, ConfigError> {
+    let Some(env) = env else {
+        return Ok(EnvConfig::default());
+    };
+    let resolved = EnvConfig {
+        clear: env
+            .clear
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key.0, value.0))
+            .collect(),
+        secret: env
+            .secret
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| secret(format!("{path}.secret[{index}]"), name.0))
+            .collect(),
+    };
+    check_env_overlap(path, &EnvConfig::default(), &resolved, fail)?;
+    Ok(resolved)
+}
+
+/// A variable can't be both plain and secret, within one env table or between `[env]` and a
+/// role's env.
+fn check_env_overlap(
+    path: &str,
+    base: &EnvConfig,
+    env: &EnvConfig,
+    fail: &Fail<'_>,
+) -> Result<(), ConfigError> {
+    for (index, secret) in env.secret.iter().enumerate() {
+        if env.clear.contains_key(&secret.name) || base.clear.contains_key(&secret.name) {
+            return Err(fail(
+                &format!("{path}.secret[{index}]"),
+                format!(
+                    "`{}` is both a plain (`clear`) and a `secret` variable",
+                    secret.name
+                ),
+                Some("keep it in one of the two".to_string()),
+            ));
+        }
+    }
+    for key in env.clear.keys() {
+        if base.secret.iter().any(|secret| &secret.name == key) {
+            return Err(fail(
+                &format!("{path}.clear.{key}"),
+                format!("`{key}` is both a plain (`clear`) and a `secret` variable"),
+                Some("keep it in one of the two".to_string()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A duration that must be above zero, or its default.
+fn positive(
+    value: Option<DurationValue>,
+    default: Duration,
+    path: &str,
+    fail: &Fail<'_>,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(value) if value.0.is_zero() => Err(fail(
+            path,
+            format!("`{path}` must be longer than zero"),
+            None,
+        )),
+        Some(value) => Ok(value.0),
+    }
+}
+
+/// `~` expanded, then made absolute against `root`, without `.` and `..` components.
+fn absolute(root: &Path, path: &str) -> PathBuf {
+    let expanded = match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => match std::env::home_dir() {
+            Some(home) => home.join(rest.trim_start_matches('/')),
+            None => PathBuf::from(path),
+        },
+        _ => PathBuf::from(path),
+    };
+    let joined = root.join(expanded);
+    let mut normal = PathBuf::new();
+    for component in joined.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_absolute_and_tilde_expanded() {
+        let root = Path::new("/app");
+        assert_eq!(absolute(root, "."), PathBuf::from("/app"));
+        assert_eq!(absolute(root, "hooks"), PathBuf::from("/app/hooks"));
+        assert_eq!(absolute(root, "../x"), PathBuf::from("/x"));
+        assert_eq!(absolute(root, "/etc/x"), PathBuf::from("/etc/x"));
+        if let Some(home) = std::env::home_dir() {
+            assert_eq!(absolute(root, "~/.ssh/id"), home.join(".ssh/id"));
+        }
+        assert_eq!(absolute(root, "~x"), PathBuf::from("/app/~x"));
+    }
+}

@@ -1,0 +1,136 @@
+//! The shape of one deploy.toml file, key for key as in deploy.toml.example. Every field is
+//! optional here because a destination file may set any subset; required keys and defaults are
+//! applied after merging, in resolve.rs. Value checks live in values.rs.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::options::{ArchList, BootLimit, HostKeyChecking, JumpHost, PublishedPort, Volume};
+use super::values::{
+    DurationValue, EnvName, Host, Image, Name, NonEmpty, PlainValue, Port, Repository, UrlPath,
+};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSchema {
+    pub service: Option<Name>,
+    pub image: Option<Repository>,
+    pub retain_containers: Option<u32>,
+    pub hooks_path: Option<NonEmpty>,
+    pub registry: Option<RegistrySchema>,
+    pub servers: Option<BTreeMap<Name, RoleSchema>>,
+    pub proxy: Option<ProxySchema>,
+    pub env: Option<EnvSchema>,
+    pub ssh: Option<SshSchema>,
+    pub builder: Option<BuilderSchema>,
+    pub boot: Option<BootSchema>,
+    pub accessories: Option<BTreeMap<Name, AccessorySchema>>,
+    pub loadbalancer: Option<LoadBalancerSchema>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySchema {
+    pub server: Option<Host>,
+    pub username: Option<NonEmpty>,
+    pub password: Option<EnvName>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSchema {
+    pub hosts: Option<Vec<Host>>,
+    pub proxy: Option<bool>,
+    pub cmd: Option<NonEmpty>,
+    pub labels: Option<BTreeMap<String, PlainValue>>,
+    pub env: Option<EnvSchema>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSchema {
+    pub clear: Option<BTreeMap<EnvName, PlainValue>>,
+    pub secret: Option<Vec<EnvName>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySchema {
+    pub hosts: Option<Vec<Host>>,
+    pub app_port: Option<Port>,
+    pub tls: Option<bool>,
+    pub deploy_timeout: Option<DurationValue>,
+    pub drain_timeout: Option<DurationValue>,
+    pub response_timeout: Option<DurationValue>,
+    pub forward_headers: Option<bool>,
+    pub healthcheck: Option<HealthcheckSchema>,
+    pub buffering: Option<BufferingSchema>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthcheckSchema {
+    pub path: Option<UrlPath>,
+    pub interval: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferingSchema {
+    pub requests: Option<bool>,
+    pub responses: Option<bool>,
+    pub memory: Option<u64>,
+    pub max_request_body: Option<u64>,
+    pub max_response_body: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSchema {
+    pub user: Option<NonEmpty>,
+    pub port: Option<Port>,
+    pub proxy_jump: Option<JumpHost>,
+    pub keys: Option<Vec<NonEmpty>>,
+    pub known_hosts: Option<NonEmpty>,
+    pub host_key_checking: Option<HostKeyChecking>,
+    pub connect_timeout: Option<DurationValue>,
+    pub keepalive: Option<DurationValue>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderSchema {
+    pub dockerfile: Option<NonEmpty>,
+    pub context: Option<NonEmpty>,
+    pub args: Option<BTreeMap<EnvName, PlainValue>>,
+    pub secrets: Option<Vec<EnvName>>,
+    pub target: Option<NonEmpty>,
+    pub arch: Option<ArchList>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSchema {
+    pub limit: Option<BootLimit>,
+    pub wait: Option<DurationValue>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessorySchema {
+    pub image: Option<Image>,
+    pub host: Option<Host>,
+    pub hosts: Option<Vec<Host>>,
+    pub cmd: Option<NonEmpty>,
+    pub volumes: Option<Vec<Volume>>,
+    pub port: Option<PublishedPort>,
+    pub env: Option<EnvSchema>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancerSchema {
+    pub host: Option<Host>,
+}
