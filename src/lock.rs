@@ -36,7 +36,10 @@ pub async fn read(session: &Session, service: &str) -> Result<Option<LockInfo>> 
     match output.status {
         Some(0) => {
             let info = serde_json::from_slice(&output.stdout).with_context(|| {
-                format!("The deploy lock `~/{path}` on `{}` is not valid JSON", session.host())
+                format!(
+                    "The deploy lock `~/{path}` on `{}` is not valid JSON",
+                    session.host()
+                )
             })?;
             Ok(Some(info))
         }

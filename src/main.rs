@@ -6,12 +6,12 @@ mod cli;
 mod commands;
 mod config;
 mod docker;
-mod printer;
-mod report;
 mod lock;
 mod naming;
+mod printer;
 mod registry;
 mod remote;
+mod report;
 mod reporter;
 mod sandbox;
 mod secrets;
@@ -63,7 +63,12 @@ fn init_tracing(verbose: u8) {
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Whatever RUST_LOG says: these crates log request bodies and channel data at debug, where
     // container environments (secrets) and registry credentials travel.
-    for directive in ["bollard=info", "hyper=info", "hyper_util=info", "russh=info"] {
+    for directive in [
+        "bollard=info",
+        "hyper=info",
+        "hyper_util=info",
+        "russh=info",
+    ] {
         if let Ok(directive) = directive.parse() {
             filter = filter.add_directive(directive);
         }

@@ -79,7 +79,12 @@ pub fn table(rows: &[Vec<String>]) -> String {
         .collect();
     let mut out = String::new();
     for row in rows {
-        let height = row.iter().map(|cell| cell.lines().count()).max().unwrap_or(1).max(1);
+        let height = row
+            .iter()
+            .map(|cell| cell.lines().count())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         for line_index in 0..height {
             let line: Vec<String> = (0..columns)
                 .map(|i| {
@@ -102,7 +107,11 @@ mod tests {
     #[test]
     fn table_aligns_columns_and_grows_multi_line_cells() {
         let rows = vec![
-            vec!["HOST".to_string(), "CONTAINERS".to_string(), "X".to_string()],
+            vec![
+                "HOST".to_string(),
+                "CONTAINERS".to_string(),
+                "X".to_string(),
+            ],
             vec!["a".to_string(), "one\ntwo".to_string(), "y".to_string()],
         ];
         assert_eq!(

@@ -13,8 +13,8 @@ use futures_util::stream;
 
 use crate::config::Config;
 use crate::docker::ssh_transport;
-use crate::reporter::Reporter;
 use crate::report::{self, HintExt};
+use crate::reporter::Reporter;
 use crate::ssh::{Credentials, HostKeyVerifier, JumpHost, Session, SshError, SshOptions};
 
 /// Hosts connected at the same time. SSH handshakes are cheap for us but servers rate-limit

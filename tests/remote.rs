@@ -54,7 +54,13 @@ impl Sandbox {
     }
     /// Run a shell command on server `index` with the OpenSSH client.
     fn ssh(&self, index: usize, command: &str) -> Output {
-        ssh(self.server(index), &self.key(), &self.known_hosts(), command, None)
+        ssh(
+            self.server(index),
+            &self.key(),
+            &self.known_hosts(),
+            command,
+            None,
+        )
     }
 }
 
@@ -164,7 +170,11 @@ fn details_shows_every_server_and_reports_a_stopped_one_unreachable_within_the_t
     let output = context.hoist_in(app.path(), &["details"]);
     let elapsed = started.elapsed();
     let (stdout, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(
         elapsed < Duration::from_secs(12),
         "details took {elapsed:?} with a stopped server"
@@ -182,8 +192,9 @@ fn details_shows_every_server_and_reports_a_stopped_one_unreachable_within_the_t
         "the running servers are still shown:\n{stdout}"
     );
     assert!(
-        stderr.contains(&format!("error: Timed out after 3s connecting to `root@{three}`"))
-            || stderr.contains(&format!("error: Failed to connect to `root@{three}`")),
+        stderr.contains(&format!(
+            "error: Timed out after 3s connecting to `root@{three}`"
+        )) || stderr.contains(&format!("error: Failed to connect to `root@{three}`")),
         "{stderr}"
     );
     assert!(stderr.contains("hint: "), "{stderr}");
@@ -208,11 +219,17 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("error: Host key of `root@{host}` is not in `{}`", known_hosts.display())),
+        stderr.contains(&format!(
+            "error: Host key of `root@{host}` is not in `{}`",
+            known_hosts.display()
+        )),
         "{stderr}"
     );
     assert!(stderr.contains("ED25519 key SHA256:"), "{stderr}");
-    assert!(stderr.contains("accept-new"), "the hint names the option: {stderr}");
+    assert!(
+        stderr.contains("accept-new"),
+        "the hint names the option: {stderr}"
+    );
 
     // accept-new: connects and records the key.
     write_config_with_known_hosts(
@@ -230,14 +247,19 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
         "recorded: {recorded}"
     );
     // The recorded key is the server's real one (the sandbox knows it).
-    let real = sandbox.server(0)["known_hosts_line"].as_str().expect("line");
+    let real = sandbox.server(0)["known_hosts_line"]
+        .as_str()
+        .expect("line");
     assert_eq!(
         recorded.split_whitespace().nth(2),
         real.split_whitespace().nth(2)
     );
     // And strict mode now accepts it.
     write_config_with_known_hosts(app.path(), &sandbox, &host, &known_hosts, "");
-    assert_success(&context.hoist_in(app.path(), &["details"]), "details, strict, known");
+    assert_success(
+        &context.hoist_in(app.path(), &["details"]),
+        "details, strict, known",
+    );
 
     // A changed key is refused even in accept-new mode, with both fingerprints.
     let impostor_key = app.path().join("impostor");
@@ -269,7 +291,10 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(&format!("error: Host key of `root@{host}` has CHANGED: `{}` line 2 records ED25519 key SHA256:", known_hosts.display())),
+        stderr.contains(&format!(
+            "error: Host key of `root@{host}` has CHANGED: `{}` line 2 records ED25519 key SHA256:",
+            known_hosts.display()
+        )),
         "{stderr}"
     );
     assert_eq!(
@@ -318,7 +343,10 @@ fn a_key_the_server_does_not_accept_fails_login_naming_user_host_and_key() {
         )),
         "{stderr}"
     );
-    assert!(stderr.contains("hint: check that the public key is in"), "{stderr}");
+    assert!(
+        stderr.contains("hint: check that the public key is in"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -335,14 +363,18 @@ fn a_server_reachable_only_through_a_jump_host_is_reached_with_proxy_jump() {
     // server2 accepts SSH only from server1.
     let output = sandbox.ssh(
         1,
-        &format!("iptables -I INPUT -p tcp --dport 22 ! -s {bastion} -j REJECT --reject-with tcp-reset"),
+        &format!("iptables -I INPUT -p tcp --dport 22 --syn ! -s {bastion} -j REJECT --reject-with tcp-reset"),
     );
     assert_success(&output, "iptables on server2");
 
     write_config(app.path(), &sandbox, &[inner.clone()], "", "");
     let output = context.hoist_in(app.path(), &["details"]);
     let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(1), "direct access must fail: {stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "direct access must fail: {stderr}"
+    );
     assert!(stderr.contains(&format!("`root@{inner}`")), "{stderr}");
 
     write_config(
@@ -454,21 +486,39 @@ async fn a_command_secret_reaches_the_accessory_environment_and_nothing_else() {
         .iter()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
-    assert!(env.contains(&format!("API_TOKEN={secret_value}")), "{env:?}");
+    assert!(
+        env.contains(&format!("API_TOKEN={secret_value}")),
+        "{env:?}"
+    );
     assert!(env.contains(&"PLAIN=visible".to_string()), "{env:?}");
     let labels = inspect[0]["Config"]["Labels"].to_string();
     assert!(labels.contains("\"accessory\":\"edge\""), "{labels}");
-    assert!(!labels.contains(&secret_value), "secret in labels: {labels}");
+    assert!(
+        !labels.contains(&secret_value),
+        "secret in labels: {labels}"
+    );
 
     // ...and nowhere else.
-    assert!(local_argv.contains("sleep 0.3"), "the recorder saw the secret command run");
-    assert!(!local_argv.contains(&secret_value), "secret in a local argv");
+    assert!(
+        local_argv.contains("sleep 0.3"),
+        "the recorder saw the secret command run"
+    );
+    assert!(
+        !local_argv.contains(&secret_value),
+        "secret in a local argv"
+    );
     let remote_argv = sandbox.ssh(0, "cat /tmp/argv.log");
     let remote_argv = String::from_utf8_lossy(&remote_argv.stdout);
     assert!(remote_argv.contains("dockerd"), "the server recorder ran");
-    assert!(!remote_argv.contains(&secret_value), "secret in a server argv");
+    assert!(
+        !remote_argv.contains(&secret_value),
+        "secret in a server argv"
+    );
     assert!(!boot_stdout.contains(&secret_value) && !boot_stderr.contains(&secret_value));
-    assert!(!boot_stderr.contains(&password), "registry password in the logs");
+    assert!(
+        !boot_stderr.contains(&password),
+        "registry password in the logs"
+    );
     let config = context.hoist_in(app.path(), &["config", "-vv"]);
     assert_success(&config, "hoist config");
     let (config_stdout, config_stderr) = text(&config);
@@ -476,13 +526,16 @@ async fn a_command_secret_reaches_the_accessory_environment_and_nothing_else() {
     assert!(!config_stdout.contains(&secret_value) && !config_stderr.contains(&secret_value));
 
     // The accessory runs and serves; logs and exec stream back through the SSH connection.
+    let answered = support::eventually(Duration::from_secs(10), || {
+        support::http_get(&format!("{host}:8080"), "/")
+            .map(|(status, _)| status == 404)
+            .unwrap_or(false)
+    });
     assert!(
-        support::eventually(Duration::from_secs(10), || {
-            support::http_get(&format!("{host}:8080"), "/")
-                .map(|(status, _)| status == 404)
-                .unwrap_or(false)
-        }),
-        "the accessory answers on the server's published port"
+        answered,
+        "the accessory answers on the server's published port; logs: {:?}; containers: {}",
+        text(&context.hoist_in(app.path(), &["accessory", "logs", "edge"])),
+        String::from_utf8_lossy(&sandbox.ssh(0, "docker ps -a").stdout)
     );
     let logs = context.hoist_in(app.path(), &["accessory", "logs", "edge"]);
     assert_success(&logs, "accessory logs");
@@ -492,19 +545,35 @@ async fn a_command_secret_reaches_the_accessory_environment_and_nothing_else() {
         "{:?}",
         text(&logs)
     );
-    let exec = context.hoist_in(app.path(), &["accessory", "exec", "edge", "hoist-proxy", "list"]);
+    let exec = context.hoist_in(
+        app.path(),
+        &["accessory", "exec", "edge", "hoist-proxy", "list"],
+    );
     assert_success(&exec, "accessory exec");
     assert!(text(&exec).0.contains("Service"), "{:?}", text(&exec));
-    let failing = context.hoist_in(app.path(), &["accessory", "exec", "edge", "hoist-proxy", "nope"]);
+    let failing = context.hoist_in(
+        app.path(),
+        &["accessory", "exec", "edge", "hoist-proxy", "nope"],
+    );
     assert_eq!(failing.status.code(), Some(1), "a failing exec fails hoist");
 
     // details lists it; a second boot is refused with a hint; remove removes it.
     let details = context.hoist_in(app.path(), &["details"]);
     assert_success(&details, "details");
-    assert!(text(&details).0.contains("hello-edge [running] accessory edge"), "{}", text(&details).0);
+    assert!(
+        text(&details)
+            .0
+            .contains("hello-edge [running] accessory edge"),
+        "{}",
+        text(&details).0
+    );
     let again = context.hoist_in(app.path(), &["accessory", "boot", "edge"]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again).1.contains("hoist accessory reboot edge"), "{}", text(&again).1);
+    assert!(
+        text(&again).1.contains("hoist accessory reboot edge"),
+        "{}",
+        text(&again).1
+    );
     assert_success(
         &context.hoist_in(app.path(), &["accessory", "remove", "edge"]),
         "accessory remove",

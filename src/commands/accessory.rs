@@ -8,6 +8,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
     PortBinding, RestartPolicy, RestartPolicyNameEnum,
@@ -20,7 +21,9 @@ use futures_util::StreamExt;
 use crate::cli::AccessoryCommand;
 use crate::config::{AccessoryConfig, Config};
 use crate::docker::{self, ExecStream};
-use crate::naming::{LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_SERVICE, NETWORK, accessory_container};
+use crate::naming::{
+    LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_SERVICE, NETWORK, accessory_container,
+};
 use crate::printer::Printer;
 use crate::registry;
 use crate::remote::{Connector, Server};
@@ -38,56 +41,54 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
     };
     let accessory = find(config, &name)?;
     let container = accessory_container(&config.service, &name);
-    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let reporter = Reporter::new(*printer);
+    // Secrets first: a missing one or a failing `$(command)` stops before any server is touched.
+    let prepared = match &command {
+        AccessoryCommand::Boot { .. } | AccessoryCommand::Reboot { .. } => {
+            let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+            Some(Prepared::new(
+                config, &secrets, &name, accessory, &container,
+            )?)
+        }
+        _ => None,
+    };
 
     let connector = Connector::from_config(config)?;
-    let reporter = Reporter::new(*printer);
-    let (servers, unreachable) = connector
-        .connect_all(&accessory.hosts, &reporter)
-        .await?;
+    let (servers, unreachable) = connector.connect_all(&accessory.hosts, &reporter).await?;
     if let Some(failure) = unreachable.into_iter().next() {
         return Err(failure.error);
     }
-
-    let result = match command {
-        AccessoryCommand::Boot { .. } => {
-            for server in &servers {
-                boot(config, &secrets, &name, accessory, &container, server, &reporter).await?;
-            }
-            Ok(())
-        }
-        AccessoryCommand::Reboot { .. } => {
-            for server in &servers {
-                remove(&server.docker, &container).await?;
-                boot(config, &secrets, &name, accessory, &container, server, &reporter).await?;
-            }
-            Ok(())
-        }
-        AccessoryCommand::Remove { .. } => {
-            for server in &servers {
-                let progress = reporter.host(&server.host);
-                progress.step(format!("removing {container}"));
-                remove(&server.docker, &container).await?;
-                progress.done(format!("removed {container}"));
-            }
-            Ok(())
-        }
-        AccessoryCommand::Logs { .. } => {
-            for server in &servers {
-                if servers.len() > 1 {
-                    printer.status("Logs", format!("{container} on {}", server.host));
+    let result = async {
+        for server in &servers {
+            match (&command, &prepared) {
+                (AccessoryCommand::Boot { .. }, Some(prepared)) => {
+                    boot(prepared, server, &reporter).await?
                 }
-                logs(&server.docker, &container).await?;
+                (AccessoryCommand::Reboot { .. }, Some(prepared)) => {
+                    remove(&server.docker, &container).await?;
+                    boot(prepared, server, &reporter).await?
+                }
+                (AccessoryCommand::Remove { .. }, _) => {
+                    let progress = reporter.host(&server.host);
+                    progress.step(format!("removing {container}"));
+                    remove(&server.docker, &container).await?;
+                    progress.done(format!("removed {container}"));
+                }
+                (AccessoryCommand::Logs { .. }, _) => {
+                    if servers.len() > 1 {
+                        printer.status("Logs", format!("{container} on {}", server.host));
+                    }
+                    logs(&server.docker, &container).await?
+                }
+                (AccessoryCommand::Exec { command, .. }, _) => {
+                    exec(&server.docker, &container, &server.host, command).await?
+                }
+                (AccessoryCommand::Boot { .. } | AccessoryCommand::Reboot { .. }, None) => {}
             }
-            Ok(())
         }
-        AccessoryCommand::Exec { command, .. } => {
-            for server in &servers {
-                exec(&server.docker, &container, &server.host, &command).await?;
-            }
-            Ok(())
-        }
-    };
+        Ok(())
+    }
+    .await;
     for server in &servers {
         server.session.close().await;
     }
@@ -112,15 +113,106 @@ fn find<'a>(config: &'a Config, name: &str) -> Result<&'a AccessoryConfig> {
     })
 }
 
-async fn boot(
-    config: &Config,
-    secrets: &Secrets,
-    name: &str,
-    accessory: &AccessoryConfig,
-    container: &str,
-    server: &Server,
-    reporter: &Reporter,
-) -> Result<()> {
+/// What boot needs, resolved before connecting: the container definition (secrets included) and
+/// the registry credentials.
+struct Prepared {
+    name: String,
+    container: String,
+    image: String,
+    body: ContainerCreateBody,
+    credentials: Option<DockerCredentials>,
+}
+
+impl Prepared {
+    fn new(
+        config: &Config,
+        secrets: &Secrets,
+        name: &str,
+        accessory: &AccessoryConfig,
+        container: &str,
+    ) -> Result<Self> {
+        let credentials = registry::credentials_for(config, secrets, &accessory.image)?;
+        let mut env: Vec<String> = accessory
+            .env
+            .clear
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        for reference in &accessory.env.secret {
+            let value = secrets.resolve(reference)?;
+            env.push(format!("{}={}", reference.name, value.expose()));
+        }
+        let mut labels = HashMap::from([
+            (LABEL_SERVICE.to_string(), config.service.clone()),
+            (LABEL_ACCESSORY.to_string(), name.to_string()),
+        ]);
+        if let Some(destination) = &config.destination {
+            labels.insert(LABEL_DESTINATION.to_string(), destination.clone());
+        }
+        let cmd = match &accessory.cmd {
+            Some(cmd) => Some(shlex::split(cmd).ok_or_else(|| {
+                hinted(
+                    format!("Can't split the `cmd` of accessory `{name}` into words: `{cmd}`"),
+                    "check its quotes",
+                )
+            })?),
+            None => None,
+        };
+        let (exposed_ports, port_bindings) = match &accessory.port {
+            Some(port) => {
+                let (container_port, binding) = parse_port(port)
+                    .with_context(|| format!("Invalid `port` of accessory `{name}`: `{port}`"))?;
+                (
+                    Some(vec![container_port.clone()]),
+                    Some(HashMap::from([(container_port, Some(vec![binding]))])),
+                )
+            }
+            None => (None, None),
+        };
+        let body = ContainerCreateBody {
+            image: Some(accessory.image.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            cmd,
+            exposed_ports,
+            host_config: Some(HostConfig {
+                binds: Some(accessory.volumes.clone()),
+                port_bindings,
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                network_mode: Some(NETWORK.to_string()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    NETWORK.to_string(),
+                    EndpointSettings {
+                        aliases: Some(vec![container.to_string()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        Ok(Self {
+            name: name.to_string(),
+            container: container.to_string(),
+            image: accessory.image.clone(),
+            body,
+            credentials,
+        })
+    }
+}
+
+async fn boot(prepared: &Prepared, server: &Server, reporter: &Reporter) -> Result<()> {
+    let Prepared {
+        name,
+        container,
+        image,
+        ..
+    } = prepared;
     let docker = &server.docker;
     let progress = reporter.host(&server.host);
     if docker.inspect_container(container, None).await.is_ok() {
@@ -131,13 +223,11 @@ async fn boot(
         ));
     }
 
-    let credentials = registry::credentials_for(config, secrets, &accessory.image)?;
-    progress.step(format!("pulling {}", accessory.image));
-    docker::pull(docker, &accessory.image, credentials, |p| {
+    progress.step(format!("pulling {image}"));
+    docker::pull(docker, image, prepared.credentials.clone(), |p| {
         if p.total > 0 {
             progress.step(format!(
-                "pulling {} ({}/{} layers, {:.1}/{:.1} MB)",
-                accessory.image,
+                "pulling {image} ({}/{} layers, {:.1}/{:.1} MB)",
                 p.layers_done,
                 p.layers,
                 p.current as f64 / 1e6,
@@ -149,75 +239,11 @@ async fn boot(
     .with_context(|| format!("on `{}`", server.host))?;
 
     ensure_network(docker).await?;
-    let mut env: Vec<String> = accessory
-        .env
-        .clear
-        .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect();
-    for reference in &accessory.env.secret {
-        let value = secrets.resolve(reference)?;
-        env.push(format!("{}={}", reference.name, value.expose()));
-    }
-    let mut labels = HashMap::from([
-        (LABEL_SERVICE.to_string(), config.service.clone()),
-        (LABEL_ACCESSORY.to_string(), name.to_string()),
-    ]);
-    if let Some(destination) = &config.destination {
-        labels.insert(LABEL_DESTINATION.to_string(), destination.clone());
-    }
-    let cmd = match &accessory.cmd {
-        Some(cmd) => Some(shlex::split(cmd).ok_or_else(|| {
-            hinted(
-                format!("Can't split the `cmd` of accessory `{name}` into words: `{cmd}`"),
-                "check its quotes",
-            )
-        })?),
-        None => None,
-    };
-    let (exposed_ports, port_bindings) = match &accessory.port {
-        Some(port) => {
-            let (container_port, binding) = parse_port(port)
-                .with_context(|| format!("Invalid `port` of accessory `{name}`: `{port}`"))?;
-            (
-                Some(vec![container_port.clone()]),
-                Some(HashMap::from([(container_port, Some(vec![binding]))])),
-            )
-        }
-        None => (None, None),
-    };
-    let body = ContainerCreateBody {
-        image: Some(accessory.image.clone()),
-        env: Some(env),
-        labels: Some(labels),
-        cmd,
-        exposed_ports,
-        host_config: Some(HostConfig {
-            binds: Some(accessory.volumes.clone()),
-            port_bindings,
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            network_mode: Some(NETWORK.to_string()),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                NETWORK.to_string(),
-                EndpointSettings {
-                    aliases: Some(vec![container.to_string()]),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    };
     progress.step(format!("starting {container}"));
     docker
         .create_container(
             Some(CreateContainerOptionsBuilder::new().name(container).build()),
-            body,
+            prepared.body.clone(),
         )
         .await
         .with_context(|| format!("Failed to create `{container}` on `{}`", server.host))?;
@@ -225,10 +251,8 @@ async fn boot(
         .start_container(container, None)
         .await
         .with_context(|| format!("Failed to start `{container}` on `{}`", server.host))
-        .hint(format!(
-            "see its output with `hoist accessory logs {name}`"
-        ))?;
-    progress.done(format!("booted {container} ({})", accessory.image));
+        .hint(format!("see its output with `hoist accessory logs {name}`"))?;
+    progress.done(format!("booted {container} ({image})"));
     Ok(())
 }
 
@@ -306,7 +330,10 @@ async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) 
     })
     .await?;
     if code != 0 {
-        bail!("`{}` exited with status {code} in `{container}` on `{host}`", command.join(" "));
+        bail!(
+            "`{}` exited with status {code} in `{container}` on `{host}`",
+            command.join(" ")
+        );
     }
     Ok(())
 }

@@ -228,7 +228,10 @@ fn render(details: &[HostDetails]) -> String {
     ];
     for host in details {
         let status = if !host.reachable {
-            format!("unreachable: {}", host.error.as_deref().unwrap_or("unknown"))
+            format!(
+                "unreachable: {}",
+                host.error.as_deref().unwrap_or("unknown")
+            )
         } else if let Some(error) = &host.error {
             format!("error: {error}")
         } else {
@@ -256,13 +259,14 @@ fn render(details: &[HostDetails]) -> String {
                 .map(|c| {
                     let what = match (&c.role, &c.accessory) {
                         (_, Some(accessory)) => format!("accessory {accessory}"),
-                        (Some(role), None) => format!(
-                            "{role} {}",
-                            c.version.as_deref().unwrap_or("(no version)")
-                        ),
+                        (Some(role), None) => {
+                            format!("{role} {}", c.version.as_deref().unwrap_or("(no version)"))
+                        }
                         (None, None) => String::new(),
                     };
-                    format!("{} [{}] {what}", c.name, c.state).trim_end().to_string()
+                    format!("{} [{}] {what}", c.name, c.state)
+                        .trim_end()
+                        .to_string()
                 })
                 .collect::<Vec<_>>()
                 .join("\n")

@@ -41,7 +41,10 @@ fn load_config(global: &GlobalArgs, positional: &DestinationArg) -> Result<Confi
         positional.destination.as_deref(),
         global.destination.as_deref(),
     )?;
-    Ok(crate::config::load(global.config.as_deref(), destination.as_deref())?)
+    Ok(crate::config::load(
+        global.config.as_deref(),
+        destination.as_deref(),
+    )?)
 }
 
 /// The hosts a command works on: every configured host, narrowed by `--roles` and `--hosts`.

@@ -128,30 +128,38 @@ fn deploy_snippet(info: &SandboxInfo) -> String {
 }
 
 fn table(sandboxes: &[SandboxInfo]) -> String {
-    let mut rows = vec![["SANDBOX", "NAME", "ADDRESS", "STATUS", "KIND"].map(String::from).to_vec()];
+    let mut rows = vec![
+        ["SANDBOX", "NAME", "ADDRESS", "STATUS", "KIND"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for info in sandboxes {
         for server in &info.servers {
-            rows.push([
-                info.name.clone(),
-                server.name.clone(),
-                server.address.clone(),
-                server.status.clone().unwrap_or_default(),
-                if info.bare {
-                    "server (bare)".into()
-                } else {
-                    "server".into()
-                },
-            ]
-            .to_vec());
+            rows.push(
+                [
+                    info.name.clone(),
+                    server.name.clone(),
+                    server.address.clone(),
+                    server.status.clone().unwrap_or_default(),
+                    if info.bare {
+                        "server (bare)".into()
+                    } else {
+                        "server".into()
+                    },
+                ]
+                .to_vec(),
+            );
         }
-        rows.push([
-            info.name.clone(),
-            "registry".into(),
-            info.registry.address.clone(),
-            info.registry.status.clone().unwrap_or_default(),
-            "registry".into(),
-        ]
-        .to_vec());
+        rows.push(
+            [
+                info.name.clone(),
+                "registry".into(),
+                info.registry.address.clone(),
+                info.registry.status.clone().unwrap_or_default(),
+                "registry".into(),
+            ]
+            .to_vec(),
+        );
     }
     crate::printer::table(&rows)
 }

@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use super::options::{ArchList, BootLimit, HostKeyChecking, JumpHost, PublishedPort, Volume};
 use super::values::{
-    DurationValue, EnvName, Host, Image, Name, NonEmpty, PlainValue, Port, Repository, UrlPath,
+    DurationValue, EnvName, Host, Image, Name, NonEmpty, PlainValue, Port, RegistryServer,
+    Repository, UrlPath,
 };
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -32,7 +33,7 @@ pub struct FileSchema {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySchema {
-    pub server: Option<Host>,
+    pub server: Option<RegistryServer>,
     pub username: Option<NonEmpty>,
     pub password: Option<EnvName>,
 }

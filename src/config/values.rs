@@ -160,6 +160,36 @@ pub fn check_host(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A registry address: a host, optionally with `:port` (`ghcr.io`, `10.0.0.2:5000`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryServer(pub String);
+
+impl<'de> Deserialize<'de> for RegistryServer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(
+            deserializer,
+            "a registry host, optionally with `:port`",
+            |text| {
+                let host = match text.rsplit_once(':') {
+                    Some((host, port)) if text.parse::<Ipv6Addr>().is_err() => {
+                        port.parse::<u16>()
+                            .ok()
+                            .filter(|port| *port > 0)
+                            .ok_or_else(|| {
+                                format!("invalid registry `{text}`: `{port}` is not a port number")
+                            })?;
+                        host
+                    }
+                    _ => text,
+                };
+                check_host(host)
+                    .map_err(|why| why.replacen("invalid host", "invalid registry host", 1))?;
+                Ok(RegistryServer(text.to_string()))
+            },
+        )
+    }
+}
+
 /// A host name or address, checked by [`check_host`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host(pub String);
@@ -381,6 +411,19 @@ impl<'de> Deserialize<'de> for NonEmpty {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_servers_take_an_optional_port() {
+        let parse = |text: &str| {
+            toml::from_str::<std::collections::BTreeMap<String, RegistryServer>>(&format!(
+                "s = \"{text}\""
+            ))
+        };
+        assert!(parse("ghcr.io").is_ok());
+        assert!(parse("10.0.0.2:5000").is_ok());
+        assert!(parse("10.0.0.2:x").is_err());
+        assert!(parse("https://ghcr.io").is_err());
+    }
 
     #[test]
     fn durations_parse_with_units() {

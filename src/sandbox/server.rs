@@ -82,7 +82,13 @@ pub async fn create_and_start(
         ..Default::default()
     };
     if spec.nested_docker {
-        host_config.cap_add = Some(vec!["SYS_ADMIN".into(), "NET_ADMIN".into()]);
+        // SYS_PTRACE: `docker exec` into a container running as a non-root user (hoist-proxy
+        // runs as 65532) opens that process's namespaces, which root may do only with it.
+        host_config.cap_add = Some(vec![
+            "SYS_ADMIN".into(),
+            "NET_ADMIN".into(),
+            "SYS_PTRACE".into(),
+        ]);
         host_config.security_opt = Some(vec![
             "apparmor=unconfined".into(),
             "seccomp=unconfined".into(),

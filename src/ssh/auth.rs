@@ -41,7 +41,9 @@ impl Credentials {
         let candidates: Vec<PathBuf> = if explicit {
             keys.to_vec()
         } else {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
             DEFAULT_KEY_FILES
                 .iter()
                 .map(|name| home.join(".ssh").join(name))

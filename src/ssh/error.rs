@@ -109,14 +109,20 @@ impl SshError {
                  for slow links"
                     .into()
             }
-            SshError::UnknownHostKey { target, known_hosts, .. } => format!(
+            SshError::UnknownHostKey {
+                target,
+                known_hosts,
+                ..
+            } => format!(
                 "compare the fingerprint with the server's (`ssh-keygen -lf \
                  /etc/ssh/ssh_host_ed25519_key.pub` on it), then add it with `ssh-keyscan {} >> {}`, \
                  or set `ssh.host_key_checking = \"accept-new\"` to record keys of new hosts",
                 target.rsplit('@').next().unwrap_or(target),
                 known_hosts.display()
             ),
-            SshError::HostKeyChanged { line, known_hosts, .. } => format!(
+            SshError::HostKeyChanged {
+                line, known_hosts, ..
+            } => format!(
                 "if the server was reinstalled, remove line {line} of `{}` and connect again; \
                  otherwise someone may be intercepting the connection",
                 known_hosts.display()
@@ -155,9 +161,7 @@ impl SshError {
             }
             SshError::UnknownHostKey { .. } => "unknown host key".into(),
             SshError::HostKeyChanged { .. } => "host key changed".into(),
-            SshError::AuthFailed { .. } | SshError::NoKeys { .. } => {
-                "authentication failed".into()
-            }
+            SshError::AuthFailed { .. } | SshError::NoKeys { .. } => "authentication failed".into(),
             SshError::Jump { .. } => "unreachable through the jump host".into(),
             SshError::Streamlocal { .. } => "Docker socket unreachable".into(),
             SshError::Key { .. } | SshError::KnownHosts { .. } | SshError::Protocol { .. } => {

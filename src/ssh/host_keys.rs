@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use russh::keys::{Algorithm, HashAlg, PublicKey, known_hosts};
 use super::HostKeyChecking;
 use super::error::SshError;
+use russh::keys::{Algorithm, HashAlg, PublicKey, known_hosts};
 
 /// The known_hosts file and the policy, shared by every connection of one command.
 #[derive(Debug)]
@@ -31,7 +31,8 @@ impl HostKeyVerifier {
     /// offering ed25519 and ECDSA would otherwise look unknown when only one is recorded).
     pub fn recorded_algorithms(&self, host: &str, port: u16) -> Vec<Algorithm> {
         let mut algorithms = Vec::new();
-        for (_, key) in known_hosts::known_host_keys_path(host, port, &self.path).unwrap_or_default()
+        for (_, key) in
+            known_hosts::known_host_keys_path(host, port, &self.path).unwrap_or_default()
         {
             if !algorithms.contains(&key.algorithm()) {
                 algorithms.push(key.algorithm());
@@ -48,12 +49,13 @@ impl HostKeyVerifier {
         port: u16,
         presented: &PublicKey,
     ) -> Result<(), SshError> {
-        let recorded = known_hosts::known_host_keys_path(host, port, &self.path).map_err(|source| {
-            SshError::KnownHosts {
-                path: self.path.clone(),
-                source,
-            }
-        })?;
+        let recorded =
+            known_hosts::known_host_keys_path(host, port, &self.path).map_err(|source| {
+                SshError::KnownHosts {
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
         if recorded.iter().any(|(_, key)| key == presented) {
             return Ok(());
         }
@@ -78,7 +80,10 @@ impl HostKeyVerifier {
                 known_hosts: self.path.clone(),
             }),
             HostKeyChecking::AcceptNew => {
-                let _guard = self.learn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let _guard = self
+                    .learn
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 append(&self.path, host, port, presented).map_err(|source| {
                     SshError::KnownHosts {
                         path: self.path.clone(),

@@ -19,7 +19,6 @@ use tokio::net::TcpStream;
 
 pub use auth::Credentials;
 pub use error::SshError;
-pub use exec::OutputStream;
 pub use host_keys::HostKeyVerifier;
 
 pub use crate::config::{HostKeyChecking, JumpHost};
@@ -266,7 +265,10 @@ impl client::Handler for ClientHandler {
                 russh::keys::PublicKey::from(certificate.public_key().clone())
             }
         };
-        match self.verifier.verify(&self.target, &self.host, self.port, &key) {
+        match self
+            .verifier
+            .verify(&self.target, &self.host, self.port, &key)
+        {
             Ok(()) => Ok(true),
             Err(err) => {
                 *self.rejection.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);

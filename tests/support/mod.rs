@@ -44,9 +44,7 @@ impl TestContext {
     /// `hoist ARGS` run in the app directory `dir` (where deploy.toml is), without an ssh-agent so
     /// only the configured keys are offered.
     pub fn hoist_in(&self, dir: &Path, args: &[&str]) -> Output {
-        self.hoist_command(dir, args)
-            .output()
-            .expect("run hoist")
+        self.hoist_command(dir, args).output().expect("run hoist")
     }
 
     /// The command [`Self::hoist_in`] runs, to spawn it.
