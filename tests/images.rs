@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
@@ -13,7 +12,7 @@ use bollard::query_parameters::{
     RemoveImageOptionsBuilder,
 };
 use futures_util::StreamExt;
-use support::{docker, eventually, http_get, static_binary, tar_context, unique_name};
+use support::{docker, eventually, http_get, unique_name};
 
 async fn create_and_start(docker: &bollard::Docker, name: &str, body: ContainerCreateBody) {
     docker

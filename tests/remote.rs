@@ -367,7 +367,7 @@ fn a_server_reachable_only_through_a_jump_host_is_reached_with_proxy_jump() {
     );
     assert_success(&output, "iptables on server2");
 
-    write_config(app.path(), &sandbox, &[inner.clone()], "", "");
+    write_config(app.path(), &sandbox, std::slice::from_ref(&inner), "", "");
     let output = context.hoist_in(app.path(), &["details"]);
     let (_, stderr) = text(&output);
     assert_eq!(
@@ -380,7 +380,7 @@ fn a_server_reachable_only_through_a_jump_host_is_reached_with_proxy_jump() {
     write_config(
         app.path(),
         &sandbox,
-        &[inner.clone()],
+        std::slice::from_ref(&inner),
         &format!("proxy_jump = \"root@{bastion}\""),
         "",
     );
@@ -432,7 +432,7 @@ async fn a_command_secret_reaches_the_accessory_environment_and_nothing_else() {
     write_config(
         app.path(),
         &sandbox,
-        &[host.clone()],
+        std::slice::from_ref(&host),
         "",
         &format!(
             "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\npassword = \"REGISTRY_PASSWORD\"\n\

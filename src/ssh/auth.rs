@@ -66,7 +66,12 @@ impl Credentials {
                     path.display(),
                     path.display()
                 )),
-                Err(source) if explicit => return Err(SshError::Key { path, source }),
+                Err(source) if explicit => {
+                    return Err(SshError::Key {
+                        path,
+                        source: Box::new(source),
+                    });
+                }
                 Err(source) => credentials
                     .skipped
                     .push(format!("`{}`: {source}", path.display())),
@@ -97,9 +102,9 @@ impl Credentials {
         user: &str,
         host: &str,
     ) -> Result<(), SshError> {
-        let protocol = |source| SshError::Protocol {
+        let protocol = |source: russh::Error| SshError::Protocol {
             target: format!("{user}@{host}"),
-            source,
+            source: Box::new(source),
         };
         let mut tried = Vec::new();
         let rsa_hash = handle

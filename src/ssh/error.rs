@@ -48,7 +48,7 @@ pub enum SshError {
     KnownHosts {
         path: PathBuf,
         #[source]
-        source: russh::keys::Error,
+        source: Box<russh::keys::Error>,
     },
 
     #[error("Authentication failed for `{user}@{host}`: the server accepted none of {tried}")]
@@ -65,7 +65,7 @@ pub enum SshError {
     Key {
         path: PathBuf,
         #[source]
-        source: russh::keys::Error,
+        source: Box<russh::keys::Error>,
     },
 
     #[error("No SSH key to log in with: no agent (`SSH_AUTH_SOCK` unset) and none of {searched}")]
@@ -76,7 +76,7 @@ pub enum SshError {
         target: String,
         jump: String,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
 
     #[error("Failed to open a connection to `{socket}` on `{host}`")]
@@ -84,14 +84,14 @@ pub enum SshError {
         host: String,
         socket: String,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
 
     #[error("SSH session with `{target}` failed")]
     Protocol {
         target: String,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
 }
 

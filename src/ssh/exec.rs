@@ -45,9 +45,9 @@ impl Session {
         command: &str,
         mut sink: impl FnMut(OutputStream, &[u8]),
     ) -> Result<Option<u32>, SshError> {
-        let protocol = |source| SshError::Protocol {
+        let protocol = |source: russh::Error| SshError::Protocol {
             target: self.to_string(),
-            source,
+            source: Box::new(source),
         };
         tracing::debug!(host = %self.host, command, "remote exec");
         let mut channel = self.handle.channel_open_session().await.map_err(protocol)?;

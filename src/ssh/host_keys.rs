@@ -53,7 +53,7 @@ impl HostKeyVerifier {
             known_hosts::known_host_keys_path(host, port, &self.path).map_err(|source| {
                 SshError::KnownHosts {
                     path: self.path.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         if recorded.iter().any(|(_, key)| key == presented) {
@@ -87,7 +87,7 @@ impl HostKeyVerifier {
                 append(&self.path, host, port, presented).map_err(|source| {
                     SshError::KnownHosts {
                         path: self.path.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 tracing::info!(host, key = %describe(presented), path = %self.path.display(), "recorded new host key");

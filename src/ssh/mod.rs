@@ -119,7 +119,7 @@ impl Session {
                     .map_err(|source| SshError::Jump {
                         target: target.clone(),
                         jump: bastion.to_string(),
-                        source,
+                        source: Box::new(source),
                     })?;
                 set_stage("SSH handshake");
                 client::connect_stream(config, channel.into_stream(), handler).await
@@ -155,7 +155,10 @@ impl Session {
                 {
                     return Err(rejection);
                 }
-                return Err(SshError::Protocol { target, source });
+                return Err(SshError::Protocol {
+                    target,
+                    source: Box::new(source),
+                });
             }
         };
         set_stage("login");
@@ -182,7 +185,7 @@ impl Session {
             .map_err(|source| SshError::Streamlocal {
                 host: self.host.clone(),
                 socket: path.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(channel.into_stream())
     }
