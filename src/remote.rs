@@ -15,7 +15,9 @@ use crate::config::Config;
 use crate::docker::ssh_transport;
 use crate::report::{self, HintExt};
 use crate::reporter::Reporter;
-use crate::ssh::{Credentials, HostKeyVerifier, JumpHost, Session, SshError, SshOptions};
+use crate::ssh::{
+    Credentials, HostKeyVerifier, JumpHost, Session, SshClient, SshError, SshOptions,
+};
 
 /// Hosts connected at the same time. SSH handshakes are cheap for us but servers rate-limit
 /// unauthenticated connections (`MaxStartups`, 10 by default in OpenSSH).
@@ -27,9 +29,7 @@ const DOCKER_API_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Everything needed to reach servers, resolved once per command.
 pub struct Connector {
-    options: SshOptions,
-    verifier: Arc<HostKeyVerifier>,
-    credentials: Credentials,
+    ssh: SshClient,
 }
 
 /// One reachable server.
@@ -55,18 +55,20 @@ impl Connector {
         let ssh = &config.ssh;
         let credentials = Credentials::load(&ssh.keys).map_err(with_hint)?;
         Ok(Self {
-            options: SshOptions {
-                user: ssh.user.clone(),
-                port: ssh.port,
-                connect_timeout: ssh.connect_timeout,
-                keepalive: ssh.keepalive,
-                proxy_jump: ssh.proxy_jump.clone(),
+            ssh: SshClient {
+                options: SshOptions {
+                    user: ssh.user.clone(),
+                    port: ssh.port,
+                    connect_timeout: ssh.connect_timeout,
+                    keepalive: ssh.keepalive,
+                    proxy_jump: ssh.proxy_jump.clone(),
+                },
+                verifier: Arc::new(HostKeyVerifier::new(
+                    ssh.known_hosts.clone(),
+                    ssh.host_key_checking,
+                )),
+                credentials,
             },
-            verifier: Arc::new(HostKeyVerifier::new(
-                ssh.known_hosts.clone(),
-                ssh.host_key_checking,
-            )),
-            credentials,
         })
     }
 
@@ -77,7 +79,7 @@ impl Connector {
         hosts: &[String],
         reporter: &Reporter,
     ) -> Result<(Vec<Server>, Vec<Unreachable>)> {
-        let via = match &self.options.proxy_jump {
+        let via = match &self.ssh.options.proxy_jump {
             Some(jump) => Some(self.connect_jump(jump).await?),
             None => None,
         };
@@ -119,39 +121,30 @@ impl Connector {
     }
 
     async fn connect_jump(&self, jump: &JumpHost) -> Result<Arc<Session>> {
-        let user = jump.user.as_deref().unwrap_or(&self.options.user);
-        let session = Session::connect(
-            &jump.host,
-            user,
-            jump.port,
-            &self.options,
-            &self.verifier,
-            &self.credentials,
-            None,
-        )
-        .await
-        .map_err(with_hint)
-        .with_context(|| format!("Failed to connect to jump host `{jump}` (`ssh.proxy_jump`)"))?;
+        let user = jump.user.as_deref().unwrap_or(&self.ssh.options.user);
+        let session = self
+            .ssh
+            .connect(&jump.host, user, jump.port, None)
+            .await
+            .map_err(with_hint)
+            .with_context(|| {
+                format!("Failed to connect to jump host `{jump}` (`ssh.proxy_jump`)")
+            })?;
         Ok(Arc::new(session))
     }
 
     async fn connect(&self, host: &str, via: Option<Arc<Session>>) -> Result<Server, Unreachable> {
         let started = Instant::now();
-        let session = Session::connect(
-            host,
-            &self.options.user,
-            self.options.port,
-            &self.options,
-            &self.verifier,
-            &self.credentials,
-            via,
-        )
-        .await
-        .map_err(|err| Unreachable {
-            host: host.to_string(),
-            summary: err.summary(),
-            error: with_hint(err),
-        })?;
+        let options = &self.ssh.options;
+        let session = self
+            .ssh
+            .connect(host, &options.user, options.port, via)
+            .await
+            .map_err(|err| Unreachable {
+                host: host.to_string(),
+                summary: err.summary(),
+                error: with_hint(err),
+            })?;
         let session = Arc::new(session);
         let (docker, docker_version) = connect_docker(&session).await.map_err(|error| {
             let summary = format!("{:#}", error.root_cause());

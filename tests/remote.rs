@@ -19,6 +19,18 @@ struct Sandbox {
 }
 
 impl Sandbox {
+    /// A sandbox of `servers` servers, removed when the guard drops.
+    fn up<'a>(
+        context: &'a TestContext,
+        prefix: &str,
+        servers: u8,
+    ) -> (support::SandboxGuard<'a>, Sandbox) {
+        let name = unique_name(prefix);
+        let (guard, _) = context.sandbox_up(&name, &["--servers", &servers.to_string()]);
+        let json = context.sandbox_json(&name);
+        (guard, Sandbox { json })
+    }
+
     fn server(&self, index: usize) -> &Value {
         &self.json["servers"][index]
     }
@@ -88,6 +100,22 @@ fn write_config(dir: &Path, sandbox: &Sandbox, hosts: &[String], ssh_extra: &str
     std::fs::write(dir.join("deploy.toml"), text).expect("write deploy.toml");
 }
 
+/// A new ed25519 key pair at `path` (OpenSSH's ssh-keygen); returns the base64 public key.
+fn keygen(path: &Path) -> String {
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    std::fs::read_to_string(path.with_extension("pub"))
+        .expect("read the public key")
+        .split_whitespace()
+        .nth(1)
+        .expect("key")
+        .to_string()
+}
+
 fn app_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("hoist-app-")
@@ -114,11 +142,7 @@ fn assert_success(output: &Output, what: &str) {
 #[test]
 fn details_shows_every_server_and_reports_a_stopped_one_unreachable_within_the_timeout() {
     let context = TestContext::new();
-    let name = unique_name("details");
-    let (_guard, _) = context.sandbox_up(&name, &["--servers", "3"]);
-    let sandbox = Sandbox {
-        json: context.sandbox_json(&name),
-    };
+    let (_guard, sandbox) = Sandbox::up(&context, "details", 3);
     let app = app_dir();
     let (one, two, three) = (sandbox.address(0), sandbox.address(1), sandbox.address(2));
 
@@ -203,11 +227,7 @@ fn details_shows_every_server_and_reports_a_stopped_one_unreachable_within_the_t
 #[test]
 fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_refused() {
     let context = TestContext::new();
-    let name = unique_name("hostkeys");
-    let (_guard, _) = context.sandbox_up(&name, &["--servers", "1"]);
-    let sandbox = Sandbox {
-        json: context.sandbox_json(&name),
-    };
+    let (_guard, sandbox) = Sandbox::up(&context, "hostkeys", 1);
     let app = app_dir();
     let host = sandbox.address(0);
     let known_hosts = app.path().join("known_hosts");
@@ -262,19 +282,7 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
     );
 
     // A changed key is refused even in accept-new mode, with both fingerprints.
-    let impostor_key = app.path().join("impostor");
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&impostor_key)
-        .status()
-        .expect("ssh-keygen");
-    assert!(status.success());
-    let impostor = std::fs::read_to_string(impostor_key.with_extension("pub"))
-        .expect("read impostor key")
-        .split_whitespace()
-        .nth(1)
-        .expect("key")
-        .to_string();
+    let impostor = keygen(&app.path().join("impostor"));
     std::fs::write(
         &known_hosts,
         format!("# a comment line\n{host} ssh-ed25519 {impostor}\n"),
@@ -312,20 +320,11 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
 #[test]
 fn a_key_the_server_does_not_accept_fails_login_naming_user_host_and_key() {
     let context = TestContext::new();
-    let name = unique_name("wrongkey");
-    let (_guard, _) = context.sandbox_up(&name, &["--servers", "1"]);
-    let sandbox = Sandbox {
-        json: context.sandbox_json(&name),
-    };
+    let (_guard, sandbox) = Sandbox::up(&context, "wrongkey", 1);
     let app = app_dir();
     let host = sandbox.address(0);
     let wrong_key = app.path().join("id_wrong");
-    let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&wrong_key)
-        .status()
-        .expect("ssh-keygen");
-    assert!(status.success());
+    keygen(&wrong_key);
     let config = format!(
         "service = \"hello\"\nimage = \"x/hello\"\n[servers.web]\nhosts = [\"{host}\"]\n\
          [ssh]\nkeys = [\"{}\"]\nknown_hosts = \"{}\"\n",
@@ -352,11 +351,7 @@ fn a_key_the_server_does_not_accept_fails_login_naming_user_host_and_key() {
 #[test]
 fn a_server_reachable_only_through_a_jump_host_is_reached_with_proxy_jump() {
     let context = TestContext::new();
-    let name = unique_name("jump");
-    let (_guard, _) = context.sandbox_up(&name, &["--servers", "2"]);
-    let sandbox = Sandbox {
-        json: context.sandbox_json(&name),
-    };
+    let (_guard, sandbox) = Sandbox::up(&context, "jump", 2);
     let app = app_dir();
     let (bastion, inner) = (sandbox.address(0), sandbox.address(1));
 
@@ -398,11 +393,7 @@ fn a_server_reachable_only_through_a_jump_host_is_reached_with_proxy_jump() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_secret_reaches_the_accessory_environment_and_nothing_else() {
     let context = TestContext::new();
-    let name = unique_name("secrets");
-    let (_guard, _) = context.sandbox_up(&name, &["--servers", "1"]);
-    let sandbox = Sandbox {
-        json: context.sandbox_json(&name),
-    };
+    let (_guard, sandbox) = Sandbox::up(&context, "secrets", 1);
     let docker = support::docker().await;
     let registry = sandbox.registry();
     let (username, password) = sandbox.registry_credentials();

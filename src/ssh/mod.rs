@@ -53,48 +53,42 @@ impl std::fmt::Debug for Session {
     }
 }
 
-impl Session {
-    /// Connect to `host` (directly, or through `via`), verify its key and log in, all within
-    /// `options.connect_timeout`.
+/// What every connection of one command shares: options, the host key policy and the keys.
+pub struct SshClient {
+    pub options: SshOptions,
+    pub verifier: Arc<HostKeyVerifier>,
+    pub credentials: Credentials,
+}
+
+impl SshClient {
+    /// Connect to `user@host:port` (directly, or through `via`), verify its key and log in, all
+    /// within `options.connect_timeout`.
     pub async fn connect(
+        &self,
         host: &str,
         user: &str,
         port: u16,
-        options: &SshOptions,
-        verifier: &Arc<HostKeyVerifier>,
-        credentials: &Credentials,
         via: Option<Arc<Session>>,
     ) -> Result<Session, SshError> {
         let target = target_name(user, host, port);
         let stage = Arc::new(Mutex::new("TCP connect"));
-        let attempt = Self::connect_inner(
-            host,
-            user,
-            port,
-            options,
-            verifier,
-            credentials,
-            via,
-            stage.clone(),
-        );
-        match tokio::time::timeout(options.connect_timeout, attempt).await {
+        let attempt = self.connect_within(host, user, port, via, stage.clone());
+        match tokio::time::timeout(self.options.connect_timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(SshError::Timeout {
                 target,
-                after: options.connect_timeout,
+                after: self.options.connect_timeout,
                 stage: *stage.lock().unwrap_or_else(|p| p.into_inner()),
             }),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn connect_inner(
+    /// The connection itself; `stage` says what is under way, for the timeout error.
+    async fn connect_within(
+        &self,
         host: &str,
         user: &str,
         port: u16,
-        options: &SshOptions,
-        verifier: &Arc<HostKeyVerifier>,
-        credentials: &Credentials,
         via: Option<Arc<Session>>,
         stage: Arc<Mutex<&'static str>>,
     ) -> Result<Session, SshError> {
@@ -105,10 +99,10 @@ impl Session {
             target: target.clone(),
             host: host.to_string(),
             port,
-            verifier: verifier.clone(),
+            verifier: self.verifier.clone(),
             rejection: rejection.clone(),
         };
-        let config = Arc::new(client_config(options, verifier, host, port));
+        let config = Arc::new(client_config(&self.options, &self.verifier, host, port));
 
         let connected = match &via {
             Some(bastion) => {
@@ -162,7 +156,9 @@ impl Session {
             }
         };
         set_stage("login");
-        credentials.authenticate(&mut handle, user, host).await?;
+        self.credentials
+            .authenticate(&mut handle, user, host)
+            .await?;
         tracing::debug!(%target, via = via.as_ref().map(|v| v.to_string()), "connected");
         Ok(Session {
             handle,
@@ -171,7 +167,9 @@ impl Session {
             _via: via,
         })
     }
+}
 
+impl Session {
     pub fn host(&self) -> &str {
         &self.host
     }
