@@ -76,8 +76,31 @@ impl Sandbox {
     }
 }
 
-/// A deploy.toml for `hosts` of the sandbox, with an `[ssh]` table and extra TOML appended.
+/// A deploy.toml for `hosts` of the sandbox (its login key and known_hosts), with lines added to
+/// `[ssh]` and extra TOML appended.
 fn write_config(dir: &Path, sandbox: &Sandbox, hosts: &[String], ssh_extra: &str, extra: &str) {
+    let login = SshFiles {
+        key: &sandbox.key(),
+        known_hosts: &sandbox.known_hosts(),
+    };
+    write_config_with(dir, sandbox, hosts, login, ssh_extra, extra);
+}
+
+/// The key file and known_hosts file a deploy.toml names.
+struct SshFiles<'a> {
+    key: &'a Path,
+    known_hosts: &'a Path,
+}
+
+/// [`write_config`] with another key or known_hosts file.
+fn write_config_with(
+    dir: &Path,
+    sandbox: &Sandbox,
+    hosts: &[String],
+    files: SshFiles<'_>,
+    ssh_extra: &str,
+    extra: &str,
+) {
     let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
     let text = format!(
         "service = \"hello\"\n\
@@ -94,8 +117,8 @@ fn write_config(dir: &Path, sandbox: &Sandbox, hosts: &[String], ssh_extra: &str
          {extra}",
         registry = sandbox.registry(),
         hosts = hosts.join(", "),
-        key = sandbox.key().display(),
-        known_hosts = sandbox.known_hosts().display(),
+        key = files.key.display(),
+        known_hosts = files.known_hosts.display(),
     );
     std::fs::write(dir.join("deploy.toml"), text).expect("write deploy.toml");
 }
@@ -234,7 +257,17 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
 
     // Unknown host, strict (the default): refused, the presented fingerprint shown.
     std::fs::write(&known_hosts, "").expect("empty known_hosts");
-    write_config_with_known_hosts(app.path(), &sandbox, &host, &known_hosts, "");
+    write_config_with(
+        app.path(),
+        &sandbox,
+        std::slice::from_ref(&host),
+        SshFiles {
+            key: &sandbox.key(),
+            known_hosts: &known_hosts,
+        },
+        "",
+        "",
+    );
     let output = context.hoist_in(app.path(), &["details"]);
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -252,12 +285,16 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
     );
 
     // accept-new: connects and records the key.
-    write_config_with_known_hosts(
+    write_config_with(
         app.path(),
         &sandbox,
-        &host,
-        &known_hosts,
+        std::slice::from_ref(&host),
+        SshFiles {
+            key: &sandbox.key(),
+            known_hosts: &known_hosts,
+        },
         "host_key_checking = \"accept-new\"",
+        "",
     );
     let output = context.hoist_in(app.path(), &["details"]);
     assert_success(&output, "details with accept-new");
@@ -275,7 +312,17 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
         real.split_whitespace().nth(2)
     );
     // And strict mode now accepts it.
-    write_config_with_known_hosts(app.path(), &sandbox, &host, &known_hosts, "");
+    write_config_with(
+        app.path(),
+        &sandbox,
+        std::slice::from_ref(&host),
+        SshFiles {
+            key: &sandbox.key(),
+            known_hosts: &known_hosts,
+        },
+        "",
+        "",
+    );
     assert_success(
         &context.hoist_in(app.path(), &["details"]),
         "details, strict, known",
@@ -288,12 +335,16 @@ fn host_keys_are_checked_strictly_recorded_with_accept_new_and_a_changed_key_is_
         format!("# a comment line\n{host} ssh-ed25519 {impostor}\n"),
     )
     .expect("write known_hosts");
-    write_config_with_known_hosts(
+    write_config_with(
         app.path(),
         &sandbox,
-        &host,
-        &known_hosts,
+        std::slice::from_ref(&host),
+        SshFiles {
+            key: &sandbox.key(),
+            known_hosts: &known_hosts,
+        },
         "host_key_checking = \"accept-new\"",
+        "",
     );
     let output = context.hoist_in(app.path(), &["details"]);
     let (_, stderr) = text(&output);
@@ -325,13 +376,18 @@ fn a_key_the_server_does_not_accept_fails_login_naming_user_host_and_key() {
     let host = sandbox.address(0);
     let wrong_key = app.path().join("id_wrong");
     keygen(&wrong_key);
-    let config = format!(
-        "service = \"hello\"\nimage = \"x/hello\"\n[servers.web]\nhosts = [\"{host}\"]\n\
-         [ssh]\nkeys = [\"{}\"]\nknown_hosts = \"{}\"\n",
-        wrong_key.display(),
-        sandbox.known_hosts().display()
+    let files = SshFiles {
+        key: &wrong_key,
+        known_hosts: &sandbox.known_hosts(),
+    };
+    write_config_with(
+        app.path(),
+        &sandbox,
+        std::slice::from_ref(&host),
+        files,
+        "",
+        "",
     );
-    std::fs::write(app.path().join("deploy.toml"), config).expect("write");
     let output = context.hoist_in(app.path(), &["details"]);
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
@@ -571,21 +627,4 @@ async fn a_command_secret_reaches_the_accessory_environment_and_nothing_else() {
     );
     let gone = sandbox.ssh(0, "docker ps -a --format '{{.Names}}'");
     assert!(!String::from_utf8_lossy(&gone.stdout).contains("hello-edge"));
-}
-
-fn write_config_with_known_hosts(
-    dir: &Path,
-    sandbox: &Sandbox,
-    host: &str,
-    known_hosts: &Path,
-    ssh_extra: &str,
-) {
-    let text = format!(
-        "service = \"hello\"\nimage = \"{}/hello\"\n[servers.web]\nhosts = [\"{host}\"]\n\
-         [ssh]\nkeys = [\"{}\"]\nknown_hosts = \"{}\"\nconnect_timeout = \"3s\"\n{ssh_extra}\n",
-        sandbox.registry(),
-        sandbox.key().display(),
-        known_hosts.display(),
-    );
-    std::fs::write(dir.join("deploy.toml"), text).expect("write deploy.toml");
 }

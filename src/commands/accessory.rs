@@ -160,8 +160,11 @@ impl Prepared {
         };
         let (exposed_ports, port_bindings) = match &accessory.port {
             Some(port) => {
-                let (container_port, binding) = parse_port(port)
-                    .with_context(|| format!("Invalid `port` of accessory `{name}`: `{port}`"))?;
+                let container_port = format!("{}/tcp", port.container_port);
+                let binding = PortBinding {
+                    host_ip: Some(port.address.clone()),
+                    host_port: Some(port.host_port.to_string()),
+                };
                 (
                     Some(vec![container_port.clone()]),
                     Some(HashMap::from([(container_port, Some(vec![binding]))])),
@@ -336,47 +339,4 @@ async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) 
         );
     }
     Ok(())
-}
-
-/// "PORT", "HOST:CONTAINER" or "ADDRESS:HOST:CONTAINER" → ("CONTAINER/tcp", binding). Without an
-/// address the port is published on 127.0.0.1 only.
-fn parse_port(spec: &str) -> Result<(String, PortBinding)> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (address, host, container) = match parts.as_slice() {
-        [port] => ("127.0.0.1", *port, *port),
-        [host, container] => ("127.0.0.1", *host, *container),
-        [address, host, container] => (*address, *host, *container),
-        _ => bail!("expected PORT, HOST_PORT:CONTAINER_PORT or ADDRESS:HOST_PORT:CONTAINER_PORT"),
-    };
-    for port in [host, container] {
-        port.parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .with_context(|| format!("`{port}` is not a port number"))?;
-    }
-    Ok((
-        format!("{container}/tcp"),
-        PortBinding {
-            host_ip: Some(address.to_string()),
-            host_port: Some(host.to_string()),
-        },
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_port;
-
-    #[test]
-    fn ports_publish_on_loopback_unless_an_address_is_given() {
-        let (container, binding) = parse_port("5432").expect("port");
-        assert_eq!(container, "5432/tcp");
-        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
-        let (container, binding) = parse_port("0.0.0.0:6000:5432").expect("port");
-        assert_eq!(container, "5432/tcp");
-        assert_eq!(binding.host_ip.as_deref(), Some("0.0.0.0"));
-        assert_eq!(binding.host_port.as_deref(), Some("6000"));
-        assert!(parse_port("x").is_err());
-        assert!(parse_port("1:2:3:4").is_err());
-    }
 }

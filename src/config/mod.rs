@@ -21,7 +21,7 @@ use serde::{Serialize, Serializer};
 pub use error::ConfigError;
 pub use load::{destination, load};
 pub use locate::{Location, display_path};
-pub use options::{Arch, BootLimit, HostKeyChecking, JumpHost};
+pub use options::{Arch, BootLimit, HostKeyChecking, JumpHost, PublishedPort};
 pub use values::{check_env_name, check_name};
 #[allow(
     unused_imports,
@@ -164,8 +164,7 @@ pub struct AccessoryConfig {
     pub hosts: Vec<String>,
     pub cmd: Option<String>,
     pub volumes: Vec<String>,
-    /// As written: "PORT", "HOST_PORT:CONTAINER_PORT" or "ADDRESS:HOST_PORT:CONTAINER_PORT".
-    pub port: Option<String>,
+    pub port: Option<PublishedPort>,
     pub env: EnvConfig,
 }
 

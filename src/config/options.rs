@@ -256,33 +256,57 @@ impl Serialize for JumpHost {
     }
 }
 
-/// Check an accessory's published port: "PORT", "HOST_PORT:CONTAINER_PORT" or
-/// "ADDRESS:HOST_PORT:CONTAINER_PORT".
-pub fn check_published_port(text: &str) -> Result<(), String> {
-    let invalid = || {
-        format!(
-            "invalid port `{text}`: expected \"PORT\", \"HOST_PORT:CONTAINER_PORT\" or \"ADDRESS:HOST_PORT:CONTAINER_PORT\""
-        )
-    };
-    let is_port = |part: &str| part.parse::<u16>().is_ok_and(|port| port > 0);
-    let parts: Vec<&str> = text.rsplitn(3, ':').collect();
-    let ok = match parts.as_slice() {
-        [port] => is_port(port),
-        [container, host] => is_port(container) && is_port(host),
-        [container, host, address] => {
-            let address = address.trim_start_matches('[').trim_end_matches(']');
-            is_port(container)
-                && is_port(host)
-                && (address.parse::<Ipv4Addr>().is_ok() || address.parse::<Ipv6Addr>().is_ok())
-        }
-        _ => false,
-    };
-    if ok { Ok(()) } else { Err(invalid()) }
+/// An accessory's published port, from "PORT", "HOST_PORT:CONTAINER_PORT" or
+/// "ADDRESS:HOST_PORT:CONTAINER_PORT" (written as a string or a bare integer). Without an
+/// address it is published on 127.0.0.1 only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// As written, for `hoist config`.
+    pub text: String,
+    /// Host address to bind, brackets of an IPv6 address removed.
+    pub address: String,
+    pub host_port: u16,
+    pub container_port: u16,
 }
 
-/// An accessory's published port, written as a string or a bare integer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishedPort(pub String);
+impl PublishedPort {
+    pub fn parse(text: &str) -> Result<PublishedPort, String> {
+        let invalid = || {
+            format!(
+                "invalid port `{text}`: expected \"PORT\", \"HOST_PORT:CONTAINER_PORT\" or \"ADDRESS:HOST_PORT:CONTAINER_PORT\""
+            )
+        };
+        let port = |part: &str| part.parse::<u16>().ok().filter(|port| *port > 0);
+        let parts: Vec<&str> = text.rsplitn(3, ':').collect();
+        let (address, host, container) = match parts.as_slice() {
+            [only] => ("127.0.0.1", *only, *only),
+            [container, host] => ("127.0.0.1", *host, *container),
+            [container, host, address] => {
+                let address = address.trim_start_matches('[').trim_end_matches(']');
+                if address.parse::<Ipv4Addr>().is_err() && address.parse::<Ipv6Addr>().is_err() {
+                    return Err(invalid());
+                }
+                (address, *host, *container)
+            }
+            _ => return Err(invalid()),
+        };
+        match (port(host), port(container)) {
+            (Some(host_port), Some(container_port)) => Ok(PublishedPort {
+                text: text.to_string(),
+                address: address.to_string(),
+                host_port,
+                container_port,
+            }),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl Serialize for PublishedPort {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
 
 impl<'de> Deserialize<'de> for PublishedPort {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -293,8 +317,7 @@ impl<'de> Deserialize<'de> for PublishedPort {
                 f.write_str("a port such as `\"5432\"` or `\"127.0.0.1:5432:5432\"`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<PublishedPort, E> {
-                check_published_port(v).map_err(E::custom)?;
-                Ok(PublishedPort(v.to_string()))
+                PublishedPort::parse(v).map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<PublishedPort, E> {
                 self.visit_str(&v.to_string())
@@ -383,11 +406,25 @@ mod tests {
     #[test]
     fn published_ports_and_volumes() {
         for good in ["5432", "15432:5432", "0.0.0.0:5432:5432", "[::1]:5432:5432"] {
-            assert_eq!(check_published_port(good), Ok(()), "{good}");
+            assert!(PublishedPort::parse(good).is_ok(), "{good}");
         }
         for bad in ["", "x", "1:2:3:4", "host:5432:5432", "0"] {
-            assert!(check_published_port(bad).is_err(), "{bad}");
+            assert!(PublishedPort::parse(bad).is_err(), "{bad}");
         }
+        // Loopback unless an address is given; HOST_PORT:CONTAINER_PORT in that order.
+        let port = PublishedPort::parse("5432").expect("port");
+        assert_eq!(
+            (port.address.as_str(), port.host_port, port.container_port),
+            ("127.0.0.1", 5432, 5432)
+        );
+        let port = PublishedPort::parse("0.0.0.0:6000:5432").expect("port");
+        assert_eq!(
+            (port.address.as_str(), port.host_port, port.container_port),
+            ("0.0.0.0", 6000, 5432)
+        );
+        let port = PublishedPort::parse("[::1]:6000:5432").expect("port");
+        assert_eq!(port.address, "::1");
+        assert_eq!(port.text, "[::1]:6000:5432");
         for good in ["pgdata:/var/lib/postgresql/data", "/srv/data:/data:ro"] {
             assert_eq!(check_volume(good), Ok(()), "{good}");
         }

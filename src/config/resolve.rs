@@ -385,7 +385,7 @@ fn resolve_accessory(
             .into_iter()
             .map(|volume| volume.0)
             .collect(),
-        port: accessory.port.map(|port| port.0),
+        port: accessory.port,
         env: resolve_env(&format!("{path}.env"), accessory.env, fail, secret)?,
     })
 }
