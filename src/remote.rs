@@ -167,20 +167,13 @@ impl Connector {
 /// The server's engine over the SSH session, with the API version agreed.
 async fn connect_docker(session: &Arc<Session>) -> Result<(Docker, String)> {
     let host = session.host().to_string();
-    let docker = ssh_transport::connect(session.clone(), DOCKER_API_TIMEOUT)
-        .with_context(|| format!("Failed to set up the Docker client for `{host}`"))?;
-    let docker = docker
-        .negotiate_version()
+    let (docker, version) = ssh_transport::connect(session.clone(), DOCKER_API_TIMEOUT)
         .await
         .with_context(|| format!("Failed to reach the Docker engine on `{host}`"))
         .hint(
             "check that Docker runs there (`hoist setup` installs it) and that the SSH user may \
              use `/var/run/docker.sock` (root or the docker group)",
         )?;
-    let version = docker
-        .version()
-        .await
-        .with_context(|| format!("Failed to read the Docker version on `{host}`"))?;
     tracing::debug!(%host, api_version = %docker.client_version(), "Docker engine reached");
     Ok((docker, version.version.unwrap_or_else(|| "unknown".into())))
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bollard::{API_DEFAULT_VERSION, BollardRequest, Docker};
+use bollard::models::SystemVersion;
+use bollard::{API_DEFAULT_VERSION, BollardRequest, ClientVersion, Docker};
 use hyper::Uri;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -23,29 +24,60 @@ use crate::ssh::{Session, SshError};
 /// Where Docker listens on servers.
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
-/// A bollard client for the engine on `session`'s server. Call `negotiate_version` before use.
-pub fn connect(session: Arc<Session>, timeout: Duration) -> Result<Docker, bollard::errors::Error> {
+/// A bollard client for the engine on `session`'s server, with the API version agreed, and the
+/// engine's version report. One `/version` call does both: bollard's `negotiate_version` would
+/// read it once to agree and the caller again for the report, a round trip more per server.
+pub async fn connect(
+    session: Arc<Session>,
+    timeout: Duration,
+) -> Result<(Docker, SystemVersion), bollard::errors::Error> {
     let connector = Connector {
         session,
         socket: DOCKER_SOCKET,
     };
+    // One pool of channels, shared by the probing client and the negotiated one.
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector);
-    Docker::connect_with_custom_transport(
-        move |request: BollardRequest| {
-            let client = client.clone();
-            async move {
-                client
-                    .request(request)
-                    .await
-                    .map_err(bollard::errors::Error::from)
-            }
-        },
-        Some("http://docker"),
-        timeout.as_secs().max(1),
-        API_DEFAULT_VERSION,
-    )
+    let docker_with = |version: &ClientVersion| {
+        let client = client.clone();
+        Docker::connect_with_custom_transport(
+            move |request: BollardRequest| {
+                let client = client.clone();
+                async move {
+                    client
+                        .request(request)
+                        .await
+                        .map_err(bollard::errors::Error::from)
+                }
+            },
+            Some("http://docker"),
+            timeout.as_secs().max(1),
+            version,
+        )
+    };
+    let report = docker_with(API_DEFAULT_VERSION)?.version().await?;
+    let server = report
+        .api_version
+        .as_deref()
+        .and_then(parse_api_version)
+        .ok_or(bollard::errors::Error::APIVersionParseError {})?;
+    // As `negotiate_version`: the lower of ours and the server's.
+    let agreed = if server < *API_DEFAULT_VERSION {
+        server
+    } else {
+        *API_DEFAULT_VERSION
+    };
+    Ok((docker_with(&agreed)?, report))
+}
+
+/// "1.41" → 1.41.
+fn parse_api_version(text: &str) -> Option<ClientVersion> {
+    let (major, minor) = text.split_once('.')?;
+    Some(ClientVersion {
+        major_version: major.parse().ok()?,
+        minor_version: minor.parse().ok()?,
+    })
 }
 
 /// Opens one SSH channel per HTTP connection hyper asks for.
@@ -108,5 +140,18 @@ impl AsyncWrite for Stream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_api_version;
+
+    #[test]
+    fn api_versions_parse_as_major_and_minor() {
+        let version = parse_api_version("1.41").expect("parses");
+        assert_eq!((version.major_version, version.minor_version), (1, 41));
+        assert!(parse_api_version("1").is_none());
+        assert!(parse_api_version("x.41").is_none());
     }
 }
