@@ -70,35 +70,28 @@ impl HostProgress<'_> {
 
     /// The host is done; the line stays with `message`.
     pub fn done(&self, message: impl AsRef<str>) {
-        match &self.bar {
-            Some(bar) => {
-                bar.set_style(
-                    ProgressStyle::with_template("  {prefix:>16} {wide_msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                bar.finish_with_message(message.as_ref().to_string());
-            }
-            None => self
-                .reporter
-                .printer
-                .status("Done", format!("{}: {}", self.host, message.as_ref())),
-        }
+        self.finish("  ", "Done", message.as_ref());
     }
 
     /// The host failed; the line stays with `message`.
     pub fn failed(&self, message: impl AsRef<str>) {
+        self.finish("✗ ", "Failed", message.as_ref());
+    }
+
+    /// End the spinner with `mark` in its place, or print a plain status line with `verb`.
+    fn finish(&self, mark: &str, verb: &str, message: &str) {
         match &self.bar {
             Some(bar) => {
                 bar.set_style(
-                    ProgressStyle::with_template("✗ {prefix:>16} {wide_msg}")
+                    ProgressStyle::with_template(&format!("{mark}{{prefix:>16}} {{wide_msg}}"))
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.finish_with_message(message.as_ref().to_string());
+                bar.finish_with_message(message.to_string());
             }
             None => self
                 .reporter
                 .printer
-                .status("Failed", format!("{}: {}", self.host, message.as_ref())),
+                .status(verb, format!("{}: {message}", self.host)),
         }
     }
 }
