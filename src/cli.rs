@@ -74,15 +74,11 @@ pub enum Command {
     /// Prepare fresh servers (install Docker, boot the proxy and accessories), then deploy
     Setup(DestinationArg),
     /// Build, push and roll out a new version with zero downtime
-    Deploy(DestinationArg),
+    Deploy(DeployArgs),
     /// Deploy again without booting the proxy or pruning
-    Redeploy(DestinationArg),
-    /// Go back to a previous version (default: the one before the live one)
-    Rollback {
-        /// Version to roll back to
-        #[arg(value_name = "VERSION")]
-        to_version: Option<String>,
-    },
+    Redeploy(DeployArgs),
+    /// Go back to a previous version (default: the one live before the current one)
+    Rollback(RollbackArgs),
     /// List the retained versions on each server, marking the live one
     Versions(DestinationArg),
     /// Show servers, Docker, containers, versions and proxy status
@@ -116,6 +112,49 @@ pub enum Command {
     /// Local throw-away servers and a registry to try a deploy on
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub destination: DestinationArg,
+
+    /// Version to deploy [default: the git commit of the app]
+    #[arg(long, value_name = "VERSION")]
+    pub version: Option<String>,
+
+    /// Don't build or push: deploy `image:VERSION` already in the registry
+    #[arg(long)]
+    pub skip_build: bool,
+
+    /// Deploy uncommitted changes (the version becomes `<commit>_uncommitted_<hash>`)
+    #[arg(long)]
+    pub allow_dirty: bool,
+
+    #[command(flatten)]
+    pub lock: LockWaitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Version to roll back to (see `hoist versions`)
+    #[arg(value_name = "VERSION")]
+    pub to_version: Option<String>,
+
+    #[command(flatten)]
+    pub lock: LockWaitArg,
+}
+
+#[derive(Debug, Args)]
+pub struct LockWaitArg {
+    /// If another deploy holds the lock, wait up to this long for it (e.g. `5m`) [default: fail
+    /// at once]
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub lock_wait: Option<std::time::Duration>,
+}
+
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,7 +272,7 @@ mod tests {
     fn destination_is_positional_or_flag() {
         let cli = Cli::try_parse_from(["hoist", "deploy", "staging"]).expect("parses");
         assert!(
-            matches!(cli.command, Command::Deploy(DestinationArg { destination: Some(ref d) }) if d == "staging")
+            matches!(cli.command, Command::Deploy(DeployArgs { destination: DestinationArg { destination: Some(ref d) }, .. }) if d == "staging")
         );
         let cli = Cli::try_parse_from(["hoist", "-d", "staging", "deploy"]).expect("parses");
         assert_eq!(cli.global.destination.as_deref(), Some("staging"));

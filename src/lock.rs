@@ -1,10 +1,13 @@
-//! The deploy lock on each server: a file `~/.hoist/<service>/lock.json` holding who took it,
-//! when and for what. This file reads it (for `hoist details`); taking and releasing it belong
-//! with `hoist deploy` and `hoist lock`.
+//! The deploy lock: a file `~/.hoist/<service>[-<destination>]/lock.json` on the primary host
+//! (the first configured host), holding who took it, when and for what. Taking it is one atomic
+//! exclusive create (`set -C`), so of two deploys started at once exactly one gets it; releasing
+//! removes the file only if it is still the one this command wrote. A lock left by a killed
+//! deploy stays until `hoist lock release`: it is reported, never silently stolen.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::naming;
 use crate::ssh::Session;
 
 /// Who holds the lock and why.
@@ -17,35 +20,130 @@ pub struct LockInfo {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The command holding it (`deploy`, `rollback`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Random token of the holding process: release removes only its own lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl LockInfo {
+    /// A lock for `command` by `holder` now, with a fresh id.
+    pub fn new(holder: &str, command: &str, version: Option<&str>) -> Result<Self> {
+        let mut token = [0u8; 8];
+        getrandom::fill(&mut token).context("Failed to draw a random lock id")?;
+        Ok(Self {
+            holder: holder.to_string(),
+            at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            version: version.map(str::to_string),
+            message: None,
+            command: Some(command.to_string()),
+            id: Some(token.iter().map(|b| format!("{b:02x}")).collect()),
+        })
+    }
+
+    /// One line for messages: `alice@laptop (deploy of abc123) since 2026-…`.
+    pub fn describe(&self) -> String {
+        let mut text = self.holder.clone();
+        match (&self.command, &self.version) {
+            (Some(command), Some(version)) => text.push_str(&format!(" ({command} of {version})")),
+            (Some(command), None) => text.push_str(&format!(" ({command})")),
+            _ => {}
+        }
+        text.push_str(&format!(" since {}", self.at));
+        if let Some(message) = &self.message {
+            text.push_str(&format!(": {message}"));
+        }
+        text
+    }
 }
 
 /// The lock file's path on a server, relative to the SSH user's home.
-pub fn path(service: &str) -> String {
-    format!(".hoist/{service}/lock.json")
+pub fn path(scope: &str) -> String {
+    format!("{}/lock.json", naming::state_dir(scope))
 }
 
-/// The lock on `session`'s server, if one is held. Runs `cat` over SSH: exit 0 with the file,
-/// 1 without it.
-pub async fn read(session: &Session, service: &str) -> Result<Option<LockInfo>> {
-    let path = path(service);
+fn quoted(text: &str) -> Result<String> {
+    Ok(shlex::try_quote(text)
+        .context("A lock path or value holds a NUL byte")?
+        .into_owned())
+}
+
+/// The lock on `session`'s server, if one is held.
+pub async fn read(session: &Session, scope: &str) -> Result<Option<LockInfo>> {
+    let path = path(scope);
     let command = format!(
         "if [ -e {path} ]; then cat {path}; else exit 3; fi",
-        path = shlex::try_quote(&path).context("Invalid service name")?
+        path = quoted(&path)?
     );
     let output = session.exec(&command).await?;
     match output.status {
-        Some(0) => {
-            let info = serde_json::from_slice(&output.stdout).with_context(|| {
-                format!(
-                    "The deploy lock `~/{path}` on `{}` is not valid JSON",
-                    session.host()
-                )
-            })?;
-            Ok(Some(info))
-        }
+        Some(0) => Ok(Some(parse(session, &path, &output.stdout)?)),
         Some(3) => Ok(None),
-        status => anyhow::bail!(
+        status => bail!(
             "Failed to read `~/{path}` on `{}` (exit status {status:?}): {}",
+            session.host(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+    }
+}
+
+fn parse(session: &Session, path: &str, bytes: &[u8]) -> Result<LockInfo> {
+    serde_json::from_slice(bytes).with_context(|| {
+        format!(
+            "The deploy lock `~/{path}` on `{}` is not valid JSON",
+            session.host()
+        )
+    })
+}
+
+/// Take the lock with `info`, or return who holds it.
+pub async fn try_acquire(
+    session: &Session,
+    scope: &str,
+    info: &LockInfo,
+) -> Result<Option<LockInfo>> {
+    let path = path(scope);
+    let json = serde_json::to_string(info).context("Failed to encode the lock")?;
+    // `set -C` makes `>` an exclusive create (O_EXCL): atomic against a concurrent deploy.
+    let command = format!(
+        "mkdir -p {dir} && if (set -C; printf '%s\\n' {json} > {path}) 2>/dev/null; then exit 0; \
+         elif [ -e {path} ]; then cat {path}; exit 3; else exit 4; fi",
+        dir = quoted(&naming::state_dir(scope))?,
+        json = quoted(&json)?,
+        path = quoted(&path)?,
+    );
+    let output = session.exec(&command).await?;
+    match output.status {
+        Some(0) => Ok(None),
+        Some(3) => Ok(Some(parse(session, &path, &output.stdout)?)),
+        status => bail!(
+            "Failed to create the deploy lock `~/{path}` on `{}` (exit status {status:?}): {}",
+            session.host(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+    }
+}
+
+/// Remove the lock: only if it carries `id` when one is given, whoever holds it otherwise.
+/// Returns whether a lock was removed.
+pub async fn release(session: &Session, scope: &str, id: Option<&str>) -> Result<bool> {
+    let path = path(scope);
+    let path_q = quoted(&path)?;
+    let command = match id {
+        Some(id) => format!(
+            "if grep -qF {needle} {path_q} 2>/dev/null; then rm -f {path_q}; else exit 3; fi",
+            needle = quoted(&format!("\"id\":\"{id}\""))?
+        ),
+        None => format!("if [ -e {path_q} ]; then rm -f {path_q}; else exit 3; fi"),
+    };
+    let output = session.exec(&command).await?;
+    match output.status {
+        Some(0) => Ok(true),
+        Some(3) => Ok(false),
+        status => bail!(
+            "Failed to remove the deploy lock `~/{path}` on `{}` (exit status {status:?}): {}",
             session.host(),
             String::from_utf8_lossy(&output.stderr).trim()
         ),

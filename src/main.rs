@@ -2,10 +2,14 @@
 //! chosen command and turns its outcome into an exit status and an `error:`/`Caused by:`/`hint:`
 //! report. Everything else lives in the modules below.
 
+mod audit;
+mod build;
 mod cli;
 mod commands;
 mod config;
+mod deploy;
 mod docker;
+mod hooks;
 mod lock;
 mod naming;
 mod printer;
@@ -16,6 +20,7 @@ mod reporter;
 mod sandbox;
 mod secrets;
 mod ssh;
+mod version;
 
 use std::process::ExitCode;
 

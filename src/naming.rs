@@ -22,3 +22,59 @@ pub const NETWORK: &str = "hoist";
 pub fn accessory_container(service: &str, accessory: &str) -> String {
     format!("{service}-{accessory}")
 }
+
+/// The named volume holding hoist-proxy's state (routes, certificates), mounted at
+/// [`PROXY_STATE_DIR`].
+pub const PROXY_VOLUME: &str = "hoist-proxy";
+/// Where the proxy image keeps its state.
+pub const PROXY_STATE_DIR: &str = "/var/lib/hoist-proxy";
+
+/// `<service>[-<destination>]`: what the lock, the audit log and a destination's containers are
+/// scoped by, so staging and production of one app on a host stay apart.
+pub fn scope(service: &str, destination: Option<&str>) -> String {
+    match destination {
+        Some(destination) => format!("{service}-{destination}"),
+        None => service.to_string(),
+    }
+}
+
+/// `<service>-<role>[-<destination>]`: a role's prefix for container names and its service name
+/// inside hoist-proxy.
+pub fn role_scope(service: &str, role: &str, destination: Option<&str>) -> String {
+    match destination {
+        Some(destination) => format!("{service}-{role}-{destination}"),
+        None => format!("{service}-{role}"),
+    }
+}
+
+/// `<service>-<role>[-<destination>]-<version>`: an app container.
+pub fn app_container(
+    service: &str,
+    role: &str,
+    destination: Option<&str>,
+    version: &str,
+) -> String {
+    format!("{}-{version}", role_scope(service, role, destination))
+}
+
+/// `~/.hoist/<scope>`, relative to the SSH user's home: the lock and the audit log.
+pub fn state_dir(scope: &str) -> String {
+    format!(".hoist/{scope}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_destination_only_when_there_is_one() {
+        assert_eq!(app_container("hello", "web", None, "abc"), "hello-web-abc");
+        assert_eq!(
+            app_container("hello", "web", Some("staging"), "abc"),
+            "hello-web-staging-abc"
+        );
+        assert_eq!(role_scope("hello", "jobs", None), "hello-jobs");
+        assert_eq!(scope("hello", Some("prod")), "hello-prod");
+        assert_eq!(state_dir("hello"), ".hoist/hello");
+    }
+}

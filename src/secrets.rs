@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, anyhow};
 
-use crate::config::{Config, SecretRef, display_path};
+use crate::config::{Config, EnvConfig, SecretRef, display_path};
 use crate::report::hinted;
 
 use dotenv::Part;
@@ -25,10 +25,6 @@ use dotenv::Part;
 pub struct Secret(String);
 
 impl Secret {
-    #[allow(
-        dead_code,
-        reason = "public API for the deploy commands, which are not wired yet"
-    )]
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -151,15 +147,27 @@ impl Secrets {
 
     /// The value of the secret `reference` names, running its commands the first time. Blocks
     /// while a command runs (it may prompt on the terminal).
-    #[allow(
-        dead_code,
-        reason = "public API for the deploy commands, which are not wired yet"
-    )]
     pub fn resolve(&self, reference: &SecretRef) -> anyhow::Result<Secret> {
         match self.by_name.get(&reference.name) {
             Some(index) => self.resolve_entry(*index),
             None => Err(self.undefined(reference)),
         }
+    }
+
+    /// `[env]`-style settings as `KEY=value` lines for a container: clear values, then each
+    /// named secret with its value. The result holds secret values: it goes into an Engine API
+    /// call and nowhere else.
+    pub fn container_env(&self, env: &EnvConfig) -> anyhow::Result<Vec<String>> {
+        let mut lines: Vec<String> = env
+            .clear
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        for reference in &env.secret {
+            let value = self.resolve(reference)?;
+            lines.push(format!("{}={}", reference.name, value.expose()));
+        }
+        Ok(lines)
     }
 
     /// Every secret the configuration names is defined. Runs no command.

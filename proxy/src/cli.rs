@@ -85,7 +85,7 @@ pub enum Command {
 
     /// List the services
     #[command(visible_alias = "ls")]
-    List,
+    List(ListArgs),
 
     /// Send part of a service's traffic to a second set of targets (canary)
     #[command(subcommand)]
@@ -105,13 +105,20 @@ impl Command {
             Command::Pause(_) => "pause",
             Command::Stop(_) => "stop",
             Command::Resume(_) => "resume",
-            Command::List => "list",
+            Command::List(_) => "list",
             Command::Rollout(RolloutCommand::Deploy(_)) => "rollout deploy",
             Command::Rollout(RolloutCommand::Set(_)) => "rollout set",
             Command::Rollout(RolloutCommand::Stop(_)) => "rollout stop",
             Command::Version => "version",
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print the services as one JSON array (for `hoist`), not a table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -801,7 +808,14 @@ mod tests {
             parse(&["rm", "web"]).unwrap().command,
             Command::Remove(_)
         ));
-        assert!(matches!(parse(&["ls"]).unwrap().command, Command::List));
+        assert!(matches!(
+            parse(&["ls"]).unwrap().command,
+            Command::List(ListArgs { json: false })
+        ));
+        assert!(matches!(
+            parse(&["list", "--json"]).unwrap().command,
+            Command::List(ListArgs { json: true })
+        ));
         let cli = parse(&["list", "--socket", "/s.sock", "--state-dir=/state"]).unwrap();
         assert_eq!(cli.global.socket, Some(PathBuf::from("/s.sock")));
         assert_eq!(cli.global.state_dir, Some(PathBuf::from("/state")));

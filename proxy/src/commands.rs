@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::cli::{Command, RolloutCommand};
+use crate::cli::{Command, ListArgs, RolloutCommand};
 use crate::control::{self, ControlRequest, ControlResponse};
 use crate::options::{DeployRequest, RolloutDeployRequest};
 use crate::paths::ProxyPaths;
@@ -11,6 +11,7 @@ use crate::router::ServiceSummary;
 
 /// Runs a control command (anything but `run` and `version`).
 pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
+    let json = matches!(command, Command::List(ListArgs { json: true }));
     let request = match command {
         Command::Deploy(args) => ControlRequest::Deploy(Box::new(DeployRequest::from_args(&args)?)),
         Command::Remove(args) => ControlRequest::Remove {
@@ -29,7 +30,7 @@ pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
         Command::Resume(args) => ControlRequest::Resume {
             service: args.service,
         },
-        Command::List => ControlRequest::List,
+        Command::List(_) => ControlRequest::List,
         Command::Rollout(RolloutCommand::Deploy(args)) => {
             ControlRequest::RolloutDeploy(RolloutDeployRequest::from_args(&args)?)
         }
@@ -46,6 +47,12 @@ pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
         }
     };
     match control::call(&paths.socket, &request).await? {
+        ControlResponse::Services { services } if json => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &services)?;
+            writeln!(out)?;
+            Ok(())
+        }
         ControlResponse::Services { services } => print_services(&services),
         ControlResponse::Done | ControlResponse::Failed { .. } => Ok(()),
     }

@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -132,16 +132,7 @@ impl Prepared {
         container: &str,
     ) -> Result<Self> {
         let credentials = registry::credentials_for(config, secrets, &accessory.image)?;
-        let mut env: Vec<String> = accessory
-            .env
-            .clear
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        for reference in &accessory.env.secret {
-            let value = secrets.resolve(reference)?;
-            env.push(format!("{}={}", reference.name, value.expose()));
-        }
+        let env = secrets.container_env(&accessory.env)?;
         let mut labels = HashMap::from([
             (LABEL_SERVICE.to_string(), config.service.clone()),
             (LABEL_ACCESSORY.to_string(), name.to_string()),
@@ -241,7 +232,7 @@ async fn boot(prepared: &Prepared, server: &Server, reporter: &Reporter) -> Resu
     .await
     .with_context(|| format!("on `{}`", server.host))?;
 
-    ensure_network(docker).await?;
+    docker::ensure_network(docker).await?;
     progress.step(format!("starting {container}"));
     docker
         .create_container(
@@ -257,28 +248,6 @@ async fn boot(prepared: &Prepared, server: &Server, reporter: &Reporter) -> Resu
         .hint(format!("see its output with `hoist accessory logs {name}`"))?;
     progress.done(format!("booted {container} ({image})"));
     Ok(())
-}
-
-/// The `hoist` network, created if missing.
-pub async fn ensure_network(docker: &Docker) -> Result<()> {
-    if docker.inspect_network(NETWORK, None).await.is_ok() {
-        return Ok(());
-    }
-    match docker
-        .create_network(NetworkCreateRequest {
-            name: NETWORK.to_string(),
-            driver: Some("bridge".into()),
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Created meanwhile by another command.
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        }) => Ok(()),
-        Err(err) => Err(err).context("Failed to create the `hoist` Docker network"),
-    }
 }
 
 async fn remove(docker: &Docker, container: &str) -> Result<()> {

@@ -13,7 +13,8 @@ use crate::config::Config;
 use crate::docker;
 use crate::lock::{self, LockInfo};
 use crate::naming::{
-    LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION, PROXY_CONTAINER,
+    self, LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION,
+    PROXY_CONTAINER,
 };
 use crate::printer::{self, Printer};
 use crate::remote::{Connector, Server};
@@ -122,10 +123,11 @@ async fn gather(config: &Config, server: &Server) -> HostDetails {
         containers: Vec::new(),
         lock: None,
     };
+    let scope = naming::scope(&config.service, config.destination.as_deref());
     let (listed, proxy_state, lock_state) = tokio::join!(
         containers(config, &server.docker),
         proxy(&server.docker),
-        lock::read(&server.session, &config.service)
+        lock::read(&server.session, &scope)
     );
     match lock_state {
         Ok(lock) => details.lock = lock,

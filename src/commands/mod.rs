@@ -3,14 +3,18 @@
 
 mod accessory;
 mod config;
+mod deploy;
 mod details;
 mod init;
+mod lock;
 mod sandbox;
+mod versions;
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, DestinationArg, GlobalArgs};
 use crate::config::Config;
+use crate::deploy::Kind;
 use crate::printer::Printer;
 use crate::report::hinted;
 
@@ -30,6 +34,30 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
         Command::Accessory(command) => {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;
             accessory::run(command, &config, printer).await
+        }
+        Command::Deploy(ref args) | Command::Redeploy(ref args) => {
+            let kind = if matches!(cli.command, Command::Deploy(_)) {
+                Kind::Deploy
+            } else {
+                Kind::Redeploy
+            };
+            let config = load_config(&cli.global, &args.destination)?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            deploy::deploy(kind, args, &config, &hosts, printer).await
+        }
+        Command::Rollback(ref args) => {
+            let config = load_config(&cli.global, &DestinationArg { destination: None })?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            deploy::rollback(args, &config, &hosts, printer).await
+        }
+        Command::Versions(ref destination) => {
+            let config = load_config(&cli.global, destination)?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            versions::run(&config, &hosts, printer).await
+        }
+        Command::Lock(ref command) => {
+            let config = load_config(&cli.global, &DestinationArg { destination: None })?;
+            lock::run(command, &config, printer).await
         }
         other => Err(not_yet(&other)),
     }

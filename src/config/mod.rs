@@ -79,6 +79,8 @@ pub struct RoleConfig {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyConfig {
+    /// The hoist-proxy image started as the `hoist-proxy` container.
+    pub image: String,
     pub hosts: Vec<String>,
     pub app_port: u16,
     pub tls: bool,

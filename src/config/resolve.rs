@@ -21,6 +21,11 @@ use super::{
 pub const DEFAULT_RETAIN_CONTAINERS: u32 = 5;
 /// Default of `registry.server`.
 pub const DEFAULT_REGISTRY: &str = "ghcr.io";
+/// Default of `proxy.image`: the published image of the hoist-proxy released with this hoist.
+pub const DEFAULT_PROXY_IMAGE: &str = concat!(
+    "ghcr.io/hoist-deploy/hoist-proxy:",
+    env!("CARGO_PKG_VERSION")
+);
 /// Default of `proxy.deploy_timeout`, `drain_timeout` and `response_timeout`.
 pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of `proxy.healthcheck.interval`.
@@ -134,6 +139,9 @@ pub fn resolve(
     let healthcheck = proxy.healthcheck.unwrap_or_default();
     let buffering = proxy.buffering.unwrap_or_default();
     let proxy = ProxyConfig {
+        image: proxy
+            .image
+            .map_or_else(|| DEFAULT_PROXY_IMAGE.to_string(), |image| image.0),
         hosts: proxy_hosts,
         app_port: proxy.app_port.map_or(80, |port| port.0),
         tls,

@@ -58,6 +58,7 @@ pub struct EnvSchema {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySchema {
+    pub image: Option<Image>,
     pub hosts: Option<Vec<Host>>,
     pub app_port: Option<Port>,
     pub tls: Option<bool>,

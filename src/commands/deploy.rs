@@ -1,0 +1,47 @@
+//! `hoist deploy`, `redeploy` and `rollback`: the command-line side of a release (deploy/).
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::{DeployArgs, LockWaitArg, RollbackArgs};
+use crate::config::Config;
+use crate::deploy::{self, Kind, Options};
+use crate::printer::Printer;
+
+pub async fn deploy(
+    kind: Kind,
+    args: &DeployArgs,
+    config: &Config,
+    hosts: &[String],
+    printer: &Printer,
+) -> Result<()> {
+    let options = Options {
+        kind,
+        version: args.version.clone(),
+        skip_build: args.skip_build,
+        allow_dirty: args.allow_dirty,
+        lock_wait: lock_wait(&args.lock),
+    };
+    deploy::run(config, hosts, options, printer).await
+}
+
+pub async fn rollback(
+    args: &RollbackArgs,
+    config: &Config,
+    hosts: &[String],
+    printer: &Printer,
+) -> Result<()> {
+    let options = Options {
+        kind: Kind::Rollback,
+        version: args.to_version.clone(),
+        skip_build: true,
+        allow_dirty: false,
+        lock_wait: lock_wait(&args.lock),
+    };
+    deploy::run(config, hosts, options, printer).await
+}
+
+fn lock_wait(arg: &LockWaitArg) -> Duration {
+    arg.lock_wait.unwrap_or(Duration::ZERO)
+}

@@ -1,0 +1,267 @@
+//! App containers on one server: the ones a role has (every version, any state), the definition
+//! of a new one, and the moves a release makes with them (create and start, stop, remove,
+//! rename aside, last log lines, readiness of a role without the proxy).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use crate::config::Config;
+use crate::docker::{ignore_not_found, remove_container_force};
+use crate::naming::{self, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION, NETWORK};
+use crate::report::hinted;
+
+/// Seconds a stopping container gets between SIGTERM and SIGKILL.
+const STOP_TIMEOUT_SECS: i32 = 10;
+/// Log lines shown when a new container fails.
+pub const LOG_LINES: usize = 20;
+/// How long a role without the proxy must keep running (no HEALTHCHECK) to count as ready.
+const READINESS_DELAY: Duration = Duration::from_secs(2);
+
+/// One container of a role, as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct AppContainer {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub running: bool,
+    pub state: String,
+    /// Unix time it was created.
+    pub created: i64,
+}
+
+/// Every container of `role` in this configuration's destination, newest first.
+pub async fn list(docker: &Docker, config: &Config, role: &str) -> Result<Vec<AppContainer>> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_SERVICE}={}", config.service),
+            format!("{LABEL_ROLE}={role}"),
+        ],
+    )]);
+    let listed = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("Failed to list containers")?;
+    let wanted_destination = config.destination.clone().unwrap_or_default();
+    let mut containers: Vec<AppContainer> = listed
+        .into_iter()
+        .filter_map(|summary| {
+            let labels = summary.labels.unwrap_or_default();
+            let destination = labels.get(LABEL_DESTINATION).cloned().unwrap_or_default();
+            if destination != wanted_destination {
+                return None;
+            }
+            let state = summary.state.unwrap_or(ContainerSummaryStateEnum::EMPTY);
+            Some(AppContainer {
+                id: summary.id?,
+                name: summary
+                    .names?
+                    .into_iter()
+                    .next()?
+                    .trim_start_matches('/')
+                    .to_string(),
+                version: labels.get(LABEL_VERSION).cloned()?,
+                running: matches!(
+                    state,
+                    ContainerSummaryStateEnum::RUNNING | ContainerSummaryStateEnum::RESTARTING
+                ),
+                state: state.to_string(),
+                created: summary.created.unwrap_or(0),
+            })
+        })
+        .collect();
+    containers.sort_by(|a, b| b.created.cmp(&a.created).then(b.name.cmp(&a.name)));
+    Ok(containers)
+}
+
+/// The definition of a new container of `role` at `version` on `host`; `env` holds the role's
+/// environment with secret values (it goes into the create call only).
+pub fn definition(
+    config: &Config,
+    role: &str,
+    version: &str,
+    host: &str,
+    env: &[String],
+) -> Result<ContainerCreateBody> {
+    let role_config = config
+        .roles
+        .get(role)
+        .with_context(|| format!("No role `{role}` in the configuration"))?;
+    let name = naming::app_container(
+        &config.service,
+        role,
+        config.destination.as_deref(),
+        version,
+    );
+    let mut env = env.to_vec();
+    env.push(format!("HOIST_CONTAINER_NAME={name}"));
+    env.push(format!("HOIST_VERSION={version}"));
+    env.push(format!("HOIST_HOST={host}"));
+    env.push(format!("HOIST_ROLE={role}"));
+    if let Some(destination) = &config.destination {
+        env.push(format!("HOIST_DESTINATION={destination}"));
+    }
+    let mut labels: HashMap<String, String> = role_config.labels.clone().into_iter().collect();
+    labels.insert(LABEL_SERVICE.to_string(), config.service.clone());
+    labels.insert(LABEL_ROLE.to_string(), role.to_string());
+    labels.insert(
+        LABEL_DESTINATION.to_string(),
+        config.destination.clone().unwrap_or_default(),
+    );
+    labels.insert(LABEL_VERSION.to_string(), version.to_string());
+    let cmd = match &role_config.cmd {
+        Some(cmd) => Some(shlex::split(cmd).ok_or_else(|| {
+            hinted(
+                format!("Can't split the `cmd` of role `{role}` into words: `{cmd}`"),
+                "check its quotes",
+            )
+        })?),
+        None => None,
+    };
+    Ok(ContainerCreateBody {
+        image: Some(format!("{}:{version}", config.image)),
+        env: Some(env),
+        labels: Some(labels),
+        cmd,
+        host_config: Some(HostConfig {
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(NETWORK.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// Create and start `name`; returns its id.
+pub async fn start_new(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String> {
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(name).build()),
+            body,
+        )
+        .await
+        .with_context(|| format!("Failed to create container `{name}`"))?;
+    docker
+        .start_container(name, None)
+        .await
+        .with_context(|| format!("Failed to start container `{name}`"))?;
+    Ok(created.id)
+}
+
+/// Stop a container (SIGTERM, then SIGKILL after [`STOP_TIMEOUT_SECS`]); gone already is fine.
+pub async fn stop(docker: &Docker, name: &str) -> Result<()> {
+    ignore_not_found(
+        docker
+            .stop_container(
+                name,
+                Some(
+                    StopContainerOptionsBuilder::new()
+                        .t(STOP_TIMEOUT_SECS)
+                        .build(),
+                ),
+            )
+            .await,
+    )
+    .with_context(|| format!("Failed to stop container `{name}`"))
+}
+
+/// Remove a container in any state.
+pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
+    remove_container_force(docker, name).await
+}
+
+/// Rename `name` to `<name>_replaced_<hex>`, freeing its name for a new container of the same
+/// version (a redeploy of the live version). The proxy addresses containers by id, so a running
+/// one keeps serving under its new name.
+pub async fn rename_aside(docker: &Docker, name: &str) -> Result<String> {
+    let mut token = [0u8; 8];
+    getrandom::fill(&mut token).context("Failed to draw a random suffix")?;
+    let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    let new_name = format!("{name}_replaced_{hex}");
+    docker
+        .rename_container(
+            name,
+            RenameContainerOptionsBuilder::new().name(&new_name).build(),
+        )
+        .await
+        .with_context(|| format!("Failed to rename container `{name}`"))?;
+    Ok(new_name)
+}
+
+/// The last `lines` lines a container printed (stdout and stderr interleaved).
+pub async fn last_logs(docker: &Docker, name: &str, lines: usize) -> Result<String> {
+    let options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .tail(&lines.to_string())
+        .build();
+    let mut stream = docker.logs(name, Some(options));
+    let mut out = Vec::new();
+    while let Some(item) = stream.next().await {
+        let chunk = item.with_context(|| format!("Failed to read the logs of `{name}`"))?;
+        out.extend_from_slice(&chunk.into_bytes());
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Readiness of a container of a role without the proxy: healthy if the image has a
+/// HEALTHCHECK, else still running after [`READINESS_DELAY`]; fails after `timeout`.
+pub async fn wait_ready(docker: &Docker, name: &str, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    let mut running_since: Option<Instant> = None;
+    loop {
+        let inspect = docker
+            .inspect_container(name, None)
+            .await
+            .with_context(|| format!("Failed to inspect container `{name}`"))?;
+        let state = inspect.state.unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let health = state
+            .health
+            .and_then(|h| h.status)
+            .map(|status| status.to_string());
+        match (running, health.as_deref()) {
+            (false, _) => bail!(
+                "container `{name}` stopped (exit code {})",
+                state.exit_code.unwrap_or(-1)
+            ),
+            (true, Some("healthy")) => return Ok(()),
+            (true, Some("unhealthy")) => bail!("container `{name}` is unhealthy"),
+            (true, Some("none") | None) => {
+                let since = *running_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= READINESS_DELAY {
+                    return Ok(());
+                }
+            }
+            (true, Some(_)) => {}
+        }
+        if started.elapsed() >= timeout {
+            bail!(
+                "container `{name}` not ready within {} ({})",
+                crate::config::format_duration(timeout),
+                health.unwrap_or_else(|| "running".into())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,875 @@
+//! A release: one version put live on every app host with zero downtime, for `hoist deploy`,
+//! `redeploy` and `rollback`. The sequence:
+//!
+//! 1. Resolve secrets, registry credentials and the version (nothing is touched yet);
+//!    `pre-connect`; build and push (`pre-build`), or check the registry has the image.
+//! 2. Connect; take the lock on the primary host (the first configured app host).
+//! 3. On every host at once: pull. Then `pre-deploy`, the `hoist` network and hoist-proxy, and
+//!    `pre-app-boot`.
+//! 4. On every host at once, each role in turn ([`boot`]): clean up what an interrupted deploy
+//!    left, start the new container, let the proxy health-check it, swap and drain (roles without
+//!    the proxy: wait until it is ready), then stop the old container. A new container that fails
+//!    gets no traffic: its logs are shown and it is removed.
+//! 5. `post-app-boot`, prune (deploy only), an audit line per host, `post-deploy`, and only then
+//!    the lock is released.
+//!
+//! Ctrl-C stops at the next step that can stop safely (never in the middle of a proxy swap),
+//! removes the new containers that got no traffic and releases the lock.
+
+pub mod app;
+pub mod proxy;
+pub mod prune;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use bollard::auth::DockerCredentials;
+use futures_util::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit;
+use crate::build;
+use crate::config::Config;
+use crate::docker;
+use crate::hooks::{Hook, Hooks};
+use crate::lock::{self, LockInfo};
+use crate::naming;
+use crate::printer::Printer;
+use crate::registry;
+use crate::remote::{Connector, Server};
+use crate::report::hinted;
+use crate::reporter::{HostProgress, Reporter};
+use crate::secrets::Secrets;
+use crate::version;
+
+/// Which command a release serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Build, push, boot the proxy if needed, switch, prune.
+    Deploy,
+    /// Like deploy, without booting the proxy or pruning.
+    Redeploy,
+    /// Switch back to a version still on the servers: no build, no pull, no prune.
+    Rollback,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Deploy => "deploy",
+            Kind::Redeploy => "redeploy",
+            Kind::Rollback => "rollback",
+        }
+    }
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub kind: Kind,
+    /// `--version`, or rollback's VERSION.
+    pub version: Option<String>,
+    pub skip_build: bool,
+    pub allow_dirty: bool,
+    pub lock_wait: Duration,
+}
+
+/// How long each phase took, for the summary and `--json`.
+#[derive(Debug, Default)]
+struct Timings(Vec<(&'static str, Duration)>);
+
+impl Timings {
+    fn add(&mut self, phase: &'static str, since: Instant) {
+        self.0.push((phase, since.elapsed()));
+    }
+
+    fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|(phase, took)| format!("{phase} {:.1}s", took.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Everything secret or remote a release needs, resolved before the first connection.
+struct Prepared {
+    /// Role name → its containers' environment (secret values included).
+    env: BTreeMap<String, Vec<String>>,
+    app_credentials: Option<DockerCredentials>,
+    proxy_credentials: Option<DockerCredentials>,
+    performer: String,
+}
+
+/// Why a release stopped early because of Ctrl-C.
+#[derive(Debug, thiserror::Error)]
+#[error("Interrupted (Ctrl-C)")]
+struct Interrupted;
+
+pub async fn run(
+    config: &Config,
+    hosts: &[String],
+    options: Options,
+    printer: &Printer,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let kind = options.kind;
+    let roles = roles_on(config, hosts);
+    if roles.is_empty() {
+        return Err(hinted(
+            "No app role runs on the selected hosts",
+            "check `--hosts`/`--roles` against `[servers.<role>] hosts` in deploy.toml",
+        ));
+    }
+    let app_hosts: Vec<String> = hosts
+        .iter()
+        .filter(|host| roles.iter().any(|(_, hosts)| hosts.contains(host)))
+        .cloned()
+        .collect();
+
+    // 1. Everything that can fail without touching a server.
+    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let prepared = prepare(config, &secrets, &roles)?;
+    let version = match kind {
+        Kind::Deploy | Kind::Redeploy => Some(version::resolve(
+            &config.root,
+            options.version.as_deref(),
+            options.allow_dirty,
+        )?),
+        Kind::Rollback => options.version.clone(),
+    };
+    if let Some(version) = &version {
+        version::check(version)?;
+    }
+    let mut hook_vars = vec![
+        ("HOIST_SERVICE".to_string(), config.service.clone()),
+        ("HOIST_PERFORMER".to_string(), prepared.performer.clone()),
+        ("HOIST_COMMAND".to_string(), kind.name().to_string()),
+        (
+            "HOIST_RECORDED_AT".to_string(),
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        ),
+    ];
+    if let Some(destination) = &config.destination {
+        hook_vars.push(("HOIST_DESTINATION".to_string(), destination.clone()));
+    }
+    let hook_secrets = config
+        .secret_refs()
+        .into_iter()
+        .map(|reference| {
+            Ok((
+                reference.name.clone(),
+                secrets.resolve(reference)?.expose().to_string(),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut hooks = Hooks::new(
+        &config.hooks_path,
+        *printer,
+        with_version(&hook_vars, version.as_deref()),
+    )
+    .with_secrets(hook_secrets.clone());
+
+    hooks.run(Hook::PreConnect, &app_hosts)?;
+    if let (Some(version), Kind::Deploy | Kind::Redeploy) = (&version, kind) {
+        if options.skip_build {
+            let phase = Instant::now();
+            check_registry(config, version, prepared.app_credentials.clone(), printer).await?;
+            timings.add("registry check", phase);
+        } else {
+            hooks.run(Hook::PreBuild, &app_hosts)?;
+            build_and_push(config, version, &prepared, printer, &mut timings).await?;
+        }
+    }
+
+    // 2. Connect and lock.
+    let phase = Instant::now();
+    let reporter = Reporter::new(*printer);
+    let primary = primary_host(config).unwrap_or_else(|| app_hosts[0].clone());
+    let mut connect_to = app_hosts.clone();
+    if !connect_to.contains(&primary) {
+        connect_to.insert(0, primary.clone());
+    }
+    let connector = Connector::from_config(config)?;
+    let (servers, unreachable) = connector.connect_all(&connect_to, &reporter).await?;
+    if let Some(failure) = unreachable.into_iter().next() {
+        close_all(&servers).await;
+        return Err(failure.error.context(format!(
+            "Can't {} while `{}` is unreachable; nothing was changed",
+            kind.name(),
+            failure.host
+        )));
+    }
+    timings.add("connect", phase);
+    let Some(primary_server) = servers.iter().find(|s| s.host == primary) else {
+        close_all(&servers).await;
+        return Err(anyhow!("The primary host `{primary}` is not connected"));
+    };
+    let version = match version {
+        Some(version) => version,
+        None => match rollback_target(config, &roles, primary_server).await {
+            Ok(version) => version,
+            Err(err) => {
+                close_all(&servers).await;
+                return Err(err);
+            }
+        },
+    };
+    hooks = Hooks::new(
+        &config.hooks_path,
+        *printer,
+        with_version(&hook_vars, Some(&version)),
+    )
+    .with_secrets(hook_secrets);
+    let scope = naming::scope(&config.service, config.destination.as_deref());
+    let phase = Instant::now();
+    let lock_info = LockInfo::new(&prepared.performer, kind.name(), Some(&version))?;
+    if let Err(err) = take_lock(
+        primary_server,
+        &scope,
+        &lock_info,
+        options.lock_wait,
+        printer,
+    )
+    .await
+    {
+        close_all(&servers).await;
+        return Err(err);
+    }
+    timings.add("lock", phase);
+
+    // 3.–5. With the lock held; Ctrl-C is ours from here on.
+    let interrupt = CancellationToken::new();
+    let listener = tokio::spawn(listen_for_ctrl_c(interrupt.clone(), *printer));
+    let app_servers: Vec<&Server> = servers
+        .iter()
+        .filter(|server| app_hosts.contains(&server.host))
+        .collect();
+    let context = Release {
+        config,
+        kind,
+        version: &version,
+        prepared: &prepared,
+        roles: &roles,
+        reporter: &reporter,
+        interrupt: &interrupt,
+    };
+    let result = context
+        .run_locked(&app_servers, &app_hosts, &hooks, &mut timings)
+        .await;
+    listener.abort();
+
+    let released = lock::release(&primary_server.session, &scope, lock_info.id.as_deref()).await;
+    close_all(&servers).await;
+    if let Err(err) = released {
+        printer.warn(format!(
+            "{err:#}; release it with `hoist lock release` once you are sure no deploy runs"
+        ));
+    }
+    result?;
+    let message = format!(
+        "{} {} on {} host{} in {:.1}s ({})",
+        match kind {
+            Kind::Rollback => "rolled back to",
+            _ => "deployed",
+        },
+        short(&version),
+        app_hosts.len(),
+        if app_hosts.len() == 1 { "" } else { "s" },
+        started.elapsed().as_secs_f64(),
+        timings.summary()
+    );
+    printer.status("Finished", message);
+    if printer.json() {
+        let phases: serde_json::Map<String, serde_json::Value> = timings
+            .0
+            .iter()
+            .map(|(phase, took)| (phase.to_string(), serde_json::json!(took.as_secs_f64())))
+            .collect();
+        printer.data(format!(
+            "{}\n",
+            serde_json::json!({
+                "command": kind.name(),
+                "version": version,
+                "hosts": app_hosts,
+                "seconds": started.elapsed().as_secs_f64(),
+                "phases": phases,
+            })
+        ));
+    }
+    Ok(())
+}
+
+/// The host holding the deploy lock: the first host of the first role, whatever `--hosts`
+/// narrows, so every deploy of a service meets the same lock.
+pub fn primary_host(config: &Config) -> Option<String> {
+    config
+        .roles
+        .values()
+        .flat_map(|role| role.hosts.first())
+        .next()
+        .cloned()
+}
+
+/// The roles with hosts among `hosts`, each with those hosts.
+fn roles_on(config: &Config, hosts: &[String]) -> Vec<(String, Vec<String>)> {
+    config
+        .roles
+        .iter()
+        .map(|(name, role)| {
+            let on: Vec<String> = role
+                .hosts
+                .iter()
+                .filter(|host| hosts.contains(host))
+                .cloned()
+                .collect();
+            (name.clone(), on)
+        })
+        .filter(|(_, on)| !on.is_empty())
+        .collect()
+}
+
+fn prepare(
+    config: &Config,
+    secrets: &Secrets,
+    roles: &[(String, Vec<String>)],
+) -> Result<Prepared> {
+    let mut env = BTreeMap::new();
+    for (role, _) in roles {
+        env.insert(role.clone(), secrets.container_env(&config.role_env(role))?);
+    }
+    Ok(Prepared {
+        env,
+        app_credentials: registry::credentials_for(config, secrets, &config.image)?,
+        proxy_credentials: registry::credentials_for(config, secrets, &config.proxy.image)?,
+        performer: version::performer(&config.root),
+    })
+}
+
+fn with_version(vars: &[(String, String)], version: Option<&str>) -> Vec<(String, String)> {
+    let mut vars = vars.to_vec();
+    vars.push((
+        "HOIST_VERSION".to_string(),
+        version.unwrap_or_default().to_string(),
+    ));
+    vars
+}
+
+/// The first 12 characters of a commit-like version, for messages.
+fn short(version: &str) -> &str {
+    if version.len() == 40 && version.chars().all(|c| c.is_ascii_hexdigit()) {
+        &version[..12]
+    } else {
+        version
+    }
+}
+
+async fn close_all(servers: &[Server]) {
+    for server in servers {
+        server.session.close().await;
+    }
+}
+
+async fn check_registry(
+    config: &Config,
+    version: &str,
+    credentials: Option<DockerCredentials>,
+    printer: &Printer,
+) -> Result<()> {
+    let reference = format!("{}:{version}", config.image);
+    match docker::connect_local().await {
+        Ok(local) => {
+            printer.status("Checking", format!("{reference} in the registry"));
+            build::check_pushed(&local, &reference, credentials).await
+        }
+        Err(err) => {
+            printer.warn(format!(
+                "can't check `{reference}` in the registry before deploying ({err:#}); the \
+                 servers will find out when they pull"
+            ));
+            Ok(())
+        }
+    }
+}
+
+async fn build_and_push(
+    config: &Config,
+    version: &str,
+    prepared: &Prepared,
+    printer: &Printer,
+    timings: &mut Timings,
+) -> Result<()> {
+    let local = docker::connect_local().await?;
+    let reference = format!("{}:{version}", config.image);
+    let phase = Instant::now();
+    printer.status(
+        "Building",
+        format!("{reference} with the local Docker engine"),
+    );
+    build::build(&local, config, version, |line| printer.detail(line)).await?;
+    timings.add("build", phase);
+    let phase = Instant::now();
+    printer.status("Pushing", &reference);
+    let reporter = Reporter::new(*printer);
+    let progress = reporter.host("registry");
+    build::push(
+        &local,
+        &config.image,
+        version,
+        prepared.app_credentials.clone(),
+        |layers| progress.step(format!("pushing ({layers} layers done)")),
+    )
+    .await
+    .inspect_err(|_| progress.failed("push failed"))?;
+    progress.done(format!("pushed {reference}"));
+    timings.add("push", phase);
+    Ok(())
+}
+
+/// Take the lock, waiting up to `wait` for another holder to release it.
+async fn take_lock(
+    server: &Server,
+    scope: &str,
+    info: &LockInfo,
+    wait: Duration,
+    printer: &Printer,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut announced = false;
+    loop {
+        let Some(holder) = lock::try_acquire(&server.session, scope, info).await? else {
+            return Ok(());
+        };
+        if started.elapsed() >= wait {
+            return Err(hinted(
+                format!(
+                    "The deploy lock on `{}` is held by {}",
+                    server.host,
+                    holder.describe()
+                ),
+                "wait for that deploy to finish (`--lock-wait 5m` waits for it); if none is \
+                 running (a killed deploy leaves its lock), `hoist lock release` removes it",
+            ));
+        }
+        if !announced {
+            printer.status(
+                "Waiting",
+                format!("for the deploy lock, held by {}", holder.describe()),
+            );
+            announced = true;
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(wait.saturating_sub(started.elapsed())))
+            .await;
+    }
+}
+
+/// The version to roll back to: the most recently stopped container of the first role on the
+/// primary host, i.e. the version that was live before the current one.
+async fn rollback_target(
+    config: &Config,
+    roles: &[(String, Vec<String>)],
+    server: &Server,
+) -> Result<String> {
+    let (role, _) = &roles[0];
+    let containers = app::list(&server.docker, config, role).await?;
+    let live: Vec<&str> = containers
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| c.version.as_str())
+        .collect();
+    let mut best: Option<(std::time::SystemTime, String)> = None;
+    for container in containers.iter().filter(|c| !c.running) {
+        if live.contains(&container.version.as_str()) {
+            continue;
+        }
+        let inspect = server
+            .docker
+            .inspect_container(&container.name, None)
+            .await
+            .with_context(|| format!("Failed to inspect `{}`", container.name))?;
+        let finished = inspect
+            .state
+            .and_then(|s| s.finished_at)
+            .and_then(|at| humantime::parse_rfc3339_weak(&at).ok())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        if best.as_ref().is_none_or(|(at, _)| finished > *at) {
+            best = Some((finished, container.version.clone()));
+        }
+    }
+    best.map(|(_, version)| version).ok_or_else(|| {
+        hinted(
+            format!(
+                "No previous version of role `{role}` is left on `{}` to roll back to",
+                server.host
+            ),
+            "`hoist versions` lists the versions kept on each server",
+        )
+    })
+}
+
+async fn listen_for_ctrl_c(interrupt: CancellationToken, printer: Printer) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    printer.warn(
+        "interrupted: stopping at the next safe point (a proxy switch in progress finishes \
+         first); Ctrl-C again to quit at once",
+    );
+    interrupt.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        printer.warn("quit at once: the deploy lock stays; `hoist details` shows what runs");
+        std::process::exit(130);
+    }
+}
+
+/// One release in progress, shared by every host's work.
+struct Release<'a> {
+    config: &'a Config,
+    kind: Kind,
+    version: &'a str,
+    prepared: &'a Prepared,
+    roles: &'a [(String, Vec<String>)],
+    reporter: &'a Reporter,
+    interrupt: &'a CancellationToken,
+}
+
+impl Release<'_> {
+    /// `fut`, unless Ctrl-C comes first.
+    async fn interruptible<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            result = fut => result,
+            () = self.interrupt.cancelled() => Err(Interrupted.into()),
+        }
+    }
+
+    async fn run_locked(
+        &self,
+        servers: &[&Server],
+        hosts: &[String],
+        hooks: &Hooks,
+        timings: &mut Timings,
+    ) -> Result<()> {
+        let image = format!("{}:{}", self.config.image, self.version);
+
+        let phase = Instant::now();
+        let results = join_all(servers.iter().map(|server| self.pull(server, &image))).await;
+        first_error(results)?;
+        timings.add("pull", phase);
+
+        hooks.run(Hook::PreDeploy, hosts)?;
+
+        if self.kind != Kind::Redeploy {
+            let phase = Instant::now();
+            let results = join_all(servers.iter().map(|server| self.ensure_proxy(server))).await;
+            first_error(results)?;
+            timings.add("proxy", phase);
+        }
+
+        hooks.run(Hook::PreAppBoot, hosts)?;
+        let phase = Instant::now();
+        let results = join_all(servers.iter().map(|server| self.boot_host(server))).await;
+        let failed: Vec<&anyhow::Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        let switched: Vec<&str> = servers
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| result.is_ok())
+            .map(|(server, _)| server.host.as_str())
+            .collect();
+        if !failed.is_empty() {
+            if !switched.is_empty() {
+                self.reporter.host("summary").failed(format!(
+                    "{} now runs on {}",
+                    short(self.version),
+                    switched.join(", ")
+                ));
+            }
+            return Err(first_error(results)
+                .err()
+                .unwrap_or_else(|| anyhow!("boot failed")));
+        }
+        timings.add("boot", phase);
+        hooks.run(Hook::PostAppBoot, hosts)?;
+
+        if self.kind == Kind::Deploy {
+            let phase = Instant::now();
+            let results = join_all(servers.iter().map(|server| self.prune(server))).await;
+            first_error(results)?;
+            timings.add("prune", phase);
+        }
+        let scope = naming::scope(&self.config.service, self.config.destination.as_deref());
+        let message = match self.kind {
+            Kind::Rollback => format!("Rolled back to version {}", self.version),
+            _ => format!("Deployed version {}", self.version),
+        };
+        for server in servers {
+            if let Err(err) =
+                audit::append(&server.session, &scope, &self.prepared.performer, &message).await
+            {
+                tracing::warn!(host = %server.host, error = %format!("{err:#}"), "audit line not written");
+            }
+        }
+        hooks.run(Hook::PostDeploy, hosts)?;
+        Ok(())
+    }
+
+    async fn pull(&self, server: &Server, image: &str) -> Result<()> {
+        let progress = self.reporter.host(&server.host);
+        let present = docker::image_exists(&server.docker, image).await?;
+        if present {
+            progress.done(format!("{} already present", short(self.version)));
+            return Ok(());
+        }
+        if self.kind == Kind::Rollback {
+            progress.failed("image missing");
+            return Err(hinted(
+                format!(
+                    "Version {} is not on `{}` any more",
+                    self.version, server.host
+                ),
+                "`hoist versions` lists the versions each server keeps",
+            ));
+        }
+        progress.step(format!("pulling {image}"));
+        let pulled = self
+            .interruptible(docker::pull(
+                &server.docker,
+                image,
+                self.prepared.app_credentials.clone(),
+                |p| {
+                    if p.total > 0 {
+                        progress.step(format!(
+                            "pulling ({}/{} layers, {:.1}/{:.1} MB)",
+                            p.layers_done,
+                            p.layers,
+                            p.current as f64 / 1e6,
+                            p.total as f64 / 1e6
+                        ));
+                    }
+                },
+            ))
+            .await
+            .with_context(|| format!("on `{}`", server.host));
+        match pulled {
+            Ok(()) => {
+                progress.done(format!("pulled {}", short(self.version)));
+                Ok(())
+            }
+            Err(err) => {
+                progress.failed("pull failed");
+                Err(err)
+            }
+        }
+    }
+
+    async fn ensure_proxy(&self, server: &Server) -> Result<()> {
+        if !self.roles.iter().any(|(role, hosts)| {
+            hosts.contains(&server.host) && self.config.roles.get(role).is_some_and(|r| r.proxy)
+        }) {
+            return Ok(());
+        }
+        let progress = self.reporter.host(&server.host);
+        progress.step("checking hoist-proxy");
+        let ensured = self
+            .interruptible(async {
+                docker::ensure_network(&server.docker).await?;
+                proxy::ensure(
+                    &server.docker,
+                    self.config,
+                    self.prepared.proxy_credentials.clone(),
+                )
+                .await
+            })
+            .await
+            .with_context(|| format!("on `{}`", server.host));
+        match ensured {
+            Ok(ensured) => {
+                progress.done(match ensured {
+                    proxy::Ensured::Running => "hoist-proxy running".to_string(),
+                    proxy::Ensured::Started => "hoist-proxy started".to_string(),
+                    proxy::Ensured::Created => {
+                        format!("hoist-proxy booted ({})", self.config.proxy.image)
+                    }
+                });
+                Ok(())
+            }
+            Err(err) => {
+                progress.failed("hoist-proxy failed");
+                Err(err)
+            }
+        }
+    }
+
+    /// Every role of this release on `server`, one after the other.
+    async fn boot_host(&self, server: &Server) -> Result<()> {
+        let progress = self.reporter.host(&server.host);
+        for (role, hosts) in self.roles {
+            if !hosts.contains(&server.host) {
+                continue;
+            }
+            if let Err(err) = self.boot(server, role, &progress).await {
+                progress.failed(format!("{role}: {}", first_line(&err)));
+                return Err(err);
+            }
+        }
+        progress.done(format!("{} live", short(self.version)));
+        Ok(())
+    }
+
+    /// Switch `role` on `server` to the new version.
+    async fn boot(&self, server: &Server, role: &str, progress: &HostProgress<'_>) -> Result<()> {
+        let config = self.config;
+        let docker = &server.docker;
+        let behind_proxy = config.roles.get(role).is_some_and(|r| r.proxy);
+        let destination = config.destination.as_deref();
+        let service = naming::role_scope(&config.service, role, destination);
+        let name = naming::app_container(&config.service, role, destination, self.version);
+
+        progress.step(format!("{role}: preparing {name}"));
+        let containers = self.interruptible(app::list(docker, config, role)).await?;
+        let live_id = if behind_proxy {
+            let services = self.interruptible(proxy::list(docker)).await?;
+            proxy::live_target(&services, &service)
+        } else {
+            None
+        };
+        let is_live = |id: &str| live_id.as_deref().is_some_and(|live| id.starts_with(live));
+        // Running containers the proxy doesn't route to were left by an interrupted deploy.
+        let mut old = Vec::new();
+        for container in containers.iter().filter(|c| c.running) {
+            if behind_proxy && live_id.is_some() && !is_live(&container.id) {
+                progress.step(format!(
+                    "{role}: removing {} (left by an interrupted deploy)",
+                    container.name
+                ));
+                app::remove(docker, &container.name).await?;
+            } else {
+                old.push(container.clone());
+            }
+        }
+        if let Some(existing) = containers.iter().find(|c| c.name == name) {
+            if old.iter().any(|c| c.id == existing.id) {
+                // Redeploying the live version: its name goes to the new container.
+                app::rename_aside(docker, &name).await?;
+            } else {
+                // A stopped container of this version (rollback): start afresh from its image
+                // with the current environment.
+                app::remove(docker, &name).await?;
+            }
+        }
+
+        let env = self.prepared.env.get(role).cloned().unwrap_or_default();
+        let body = app::definition(config, role, self.version, &server.host, &env)?;
+        progress.step(format!("{role}: starting {name}"));
+        let started = self
+            .interruptible(app::start_new(docker, &name, body))
+            .await;
+        let id = match started {
+            Ok(id) => id,
+            Err(err) => {
+                self.discard(docker, &name, &live_id).await;
+                return Err(err.context(format!("on `{}`", server.host)));
+            }
+        };
+
+        let switched = if behind_proxy {
+            progress.step(format!(
+                "{role}: health check on {}",
+                config.proxy.healthcheck.path
+            ));
+            // Not interruptible: the proxy finishes a swap it has started either way.
+            proxy::deploy(docker, config, &service, &id).await
+        } else {
+            progress.step(format!("{role}: waiting until {name} is ready"));
+            self.interruptible(app::wait_ready(docker, &name, config.proxy.deploy_timeout))
+                .await
+        };
+        if let Err(err) = switched {
+            if err.is::<Interrupted>() {
+                self.discard(docker, &name, &live_id).await;
+                return Err(err);
+            }
+            let logs = app::last_logs(docker, &name, app::LOG_LINES)
+                .await
+                .unwrap_or_else(|err| format!("(logs unavailable: {err:#})"));
+            self.discard(docker, &name, &live_id).await;
+            let still = match old.first() {
+                Some(container) => format!("{} keeps serving", short(&container.version)),
+                None => "nothing was serving before".to_string(),
+            };
+            let logs = if logs.trim().is_empty() {
+                "(it printed nothing)".to_string()
+            } else {
+                logs.trim_end().lines().collect::<Vec<_>>().join("\n    ")
+            };
+            return Err(hinted(
+                format!(
+                    "The new container `{name}` on `{}` failed; it got no traffic and was removed, \
+                     and {still}.\n  {}\n  Last {} log lines of `{name}`:\n    {logs}",
+                    server.host,
+                    err,
+                    app::LOG_LINES
+                ),
+                if behind_proxy {
+                    format!(
+                        "the app must answer GET {} with a 2xx on port {} within `proxy.deploy_timeout` ({})",
+                        config.proxy.healthcheck.path,
+                        config.proxy.app_port,
+                        crate::config::format_duration(config.proxy.deploy_timeout)
+                    )
+                } else {
+                    "the container must keep running (or report healthy)".to_string()
+                },
+            ));
+        }
+
+        progress.step(format!("{role}: stopping the old version"));
+        for container in &old {
+            app::stop(docker, &container.name).await?;
+        }
+        Ok(())
+    }
+
+    /// Remove a new container that never got traffic, unless it is what the proxy routes to.
+    async fn discard(&self, docker: &bollard::Docker, name: &str, live_id: &Option<String>) {
+        if let Ok(inspect) = docker.inspect_container(name, None).await {
+            let id = inspect.id.unwrap_or_default();
+            if live_id.as_deref().is_some_and(|live| id.starts_with(live)) {
+                return;
+            }
+        }
+        if let Err(err) = app::remove(docker, name).await {
+            tracing::warn!(container = name, error = %format!("{err:#}"), "could not remove the new container");
+        }
+    }
+
+    async fn prune(&self, server: &Server) -> Result<()> {
+        for (role, hosts) in self.roles {
+            if hosts.contains(&server.host) {
+                let pruned = prune::prune(&server.docker, self.config, role)
+                    .await
+                    .with_context(|| {
+                        format!("Failed to prune old versions on `{}`", server.host)
+                    })?;
+                if !pruned.containers.is_empty() {
+                    tracing::info!(host = %server.host, containers = ?pruned.containers, images = ?pruned.images, "pruned");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn first_error(results: Vec<Result<()>>) -> Result<()> {
+    results.into_iter().collect()
+}
+
+fn first_line(err: &anyhow::Error) -> String {
+    err.to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

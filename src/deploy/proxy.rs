@@ -1,0 +1,251 @@
+//! hoist-proxy on one server, as a release uses it: make sure the `hoist-proxy` container runs
+//! (created from `proxy.image` with its state in the `hoist-proxy` volume if missing), ask it
+//! which target a service routes to, and switch a service to a new container, which the proxy
+//! health-checks before any request reaches it and after which it drains the old one. Every
+//! call is `hoist-proxy <command>` run by Docker exec inside the container.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
+use hoist_proxy::router::ServiceSummary;
+
+use crate::config::{Config, format_duration};
+use crate::docker;
+use crate::naming::{NETWORK, PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_VOLUME};
+use crate::report::hinted;
+
+/// How long a freshly started proxy has to answer its control socket.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What [`ensure`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    Running,
+    Started,
+    Created,
+}
+
+/// Make sure `hoist-proxy` runs on this server; create it from `config.proxy.image` if it is
+/// missing, pulling the image (with `credentials`) if the engine lacks it.
+pub async fn ensure(
+    docker: &Docker,
+    config: &Config,
+    credentials: Option<DockerCredentials>,
+) -> Result<Ensured> {
+    let ensured = match docker.inspect_container(PROXY_CONTAINER, None).await {
+        Ok(inspect) => {
+            let running = inspect.state.and_then(|s| s.running).unwrap_or(false);
+            if running {
+                return Ok(Ensured::Running);
+            }
+            docker
+                .start_container(PROXY_CONTAINER, None)
+                .await
+                .context("Failed to start the stopped `hoist-proxy` container")?;
+            Ensured::Started
+        }
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            create(docker, config, credentials).await?;
+            Ensured::Created
+        }
+        Err(err) => return Err(err).context("Failed to inspect the `hoist-proxy` container"),
+    };
+    wait_answering(docker).await?;
+    Ok(ensured)
+}
+
+async fn create(
+    docker: &Docker,
+    config: &Config,
+    credentials: Option<DockerCredentials>,
+) -> Result<()> {
+    let image = &config.proxy.image;
+    if !docker::image_exists(docker, image).await? {
+        docker::pull(docker, image, credentials, |_| {})
+            .await
+            .map_err(|err| {
+                hinted(
+                    format!("{err:#}"),
+                    "set `proxy.image` in deploy.toml to a hoist-proxy image the servers can pull",
+                )
+            })?;
+    }
+    let binding = |port: &str| {
+        (
+            format!("{port}/tcp"),
+            Some(vec![PortBinding {
+                host_ip: None,
+                host_port: Some(port.to_string()),
+            }]),
+        )
+    };
+    let body = ContainerCreateBody {
+        image: Some(image.clone()),
+        exposed_ports: Some(vec!["80/tcp".into(), "443/tcp".into()]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(HashMap::from([binding("80"), binding("443")])),
+            binds: Some(vec![format!("{PROXY_VOLUME}:{PROXY_STATE_DIR}")]),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            network_mode: Some(NETWORK.to_string()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    docker
+        .create_container(
+            Some(
+                CreateContainerOptionsBuilder::new()
+                    .name(PROXY_CONTAINER)
+                    .build(),
+            ),
+            body,
+        )
+        .await
+        .context("Failed to create the `hoist-proxy` container")?;
+    docker
+        .start_container(PROXY_CONTAINER, None)
+        .await
+        .context("Failed to start the `hoist-proxy` container")
+        .map_err(|err| {
+            hinted(
+                format!("{err:#}"),
+                "ports 80 and 443 must be free on the server (is another web server running?)",
+            )
+        })
+}
+
+/// Wait until the proxy answers on its control socket.
+async fn wait_answering(docker: &Docker) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match list(docker).await {
+            Ok(_) => return Ok(()),
+            Err(err) if started.elapsed() >= START_TIMEOUT => {
+                return Err(err).context(format!(
+                    "hoist-proxy did not answer within {}",
+                    format_duration(START_TIMEOUT)
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The services the proxy routes.
+pub async fn list(docker: &Docker) -> Result<Vec<ServiceSummary>> {
+    let output = docker::exec(docker, PROXY_CONTAINER, &["hoist-proxy", "list", "--json"]).await?;
+    if output.exit_code != 0 {
+        bail!(
+            "`hoist-proxy list` failed: {}",
+            output.stderr.trim().trim_start_matches("Error: ")
+        );
+    }
+    serde_json::from_str(output.stdout.trim()).context("`hoist-proxy list --json` printed no JSON")
+}
+
+/// The container id (12 hex digits) `service` routes to, if the proxy knows the service.
+pub fn live_target(services: &[ServiceSummary], service: &str) -> Option<String> {
+    services
+        .iter()
+        .find(|s| s.name == service)
+        .and_then(|s| s.targets.first())
+        .map(|target| target.split(':').next().unwrap_or_default().to_string())
+}
+
+/// Switch `service` to the container `id`: the proxy health-checks it, swaps, drains the old
+/// target, then returns. On failure, the proxy's message (probed URL and last probe error).
+pub async fn deploy(docker: &Docker, config: &Config, service: &str, id: &str) -> Result<()> {
+    let args = deploy_args(config, service, id);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = docker::exec(docker, PROXY_CONTAINER, &args).await?;
+    if output.exit_code != 0 {
+        let message = output
+            .stderr
+            .trim()
+            .trim_start_matches("Error: ")
+            .to_string();
+        return Err(anyhow!(if message.is_empty() {
+            format!("`hoist-proxy deploy` exited with {}", output.exit_code)
+        } else {
+            message
+        }));
+    }
+    Ok(())
+}
+
+/// `hoist-proxy deploy SERVICE --target ID:PORT …` from `[proxy]`.
+fn deploy_args(config: &Config, service: &str, id: &str) -> Vec<String> {
+    let proxy = &config.proxy;
+    let short_id = &id[..id.len().min(12)];
+    let mut args: Vec<String> = vec![
+        "hoist-proxy".into(),
+        "deploy".into(),
+        service.into(),
+        format!("--target={short_id}:{}", proxy.app_port),
+    ];
+    if !proxy.hosts.is_empty() {
+        args.push(format!("--host={}", proxy.hosts.join(",")));
+    }
+    if proxy.tls {
+        args.push("--tls".into());
+    }
+    let duration = |flag: &str, value: Duration| format!("--{flag}={}", format_duration(value));
+    args.push(duration("deploy-timeout", proxy.deploy_timeout));
+    args.push(duration("drain-timeout", proxy.drain_timeout));
+    args.push(duration("target-timeout", proxy.response_timeout));
+    args.push(format!("--health-check-path={}", proxy.healthcheck.path));
+    args.push(duration(
+        "health-check-interval",
+        proxy.healthcheck.interval,
+    ));
+    args.push(duration("health-check-timeout", proxy.healthcheck.timeout));
+    // One passing probe puts a new container in service, as with kamal-proxy.
+    args.push("--health-check-rise=1".into());
+    args.push(format!("--forward-headers={}", proxy.forward_headers));
+    let buffering = &proxy.buffering;
+    args.push(format!("--buffer-requests={}", buffering.requests));
+    args.push(format!("--buffer-responses={}", buffering.responses));
+    args.push(format!("--buffer-memory={}", buffering.memory));
+    args.push(format!("--max-request-body={}", buffering.max_request_body));
+    args.push(format!(
+        "--max-response-body={}",
+        buffering.max_response_body
+    ));
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_target_is_the_container_id_of_the_first_target() {
+        let services = vec![ServiceSummary {
+            name: "hello-web".into(),
+            hosts: vec![],
+            paths: vec!["/".into()],
+            targets: vec!["0123456789ab:3000".into()],
+            read_targets: vec![],
+            state: "running".into(),
+            tls: false,
+            rollout_targets: vec![],
+        }];
+        assert_eq!(
+            live_target(&services, "hello-web").as_deref(),
+            Some("0123456789ab")
+        );
+        assert_eq!(live_target(&services, "other"), None);
+    }
+}
