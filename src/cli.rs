@@ -74,8 +74,11 @@ pub enum Command {
     /// Prepare fresh servers (install Docker, boot the proxy and accessories), then deploy
     Setup(DestinationArg),
     /// Build, push and roll out a new version with zero downtime
+    // `--version` names the version to deploy here, not hoist's own.
+    #[command(disable_version_flag = true)]
     Deploy(DeployArgs),
     /// Deploy again without booting the proxy or pruning
+    #[command(disable_version_flag = true)]
     Redeploy(DeployArgs),
     /// Go back to a previous version (default: the one live before the current one)
     Rollback(RollbackArgs),

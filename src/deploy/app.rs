@@ -198,14 +198,16 @@ pub async fn rename_aside(docker: &Docker, name: &str) -> Result<String> {
     getrandom::fill(&mut token).context("Failed to draw a random suffix")?;
     let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
     let new_name = format!("{name}_replaced_{hex}");
-    docker
-        .rename_container(
-            name,
-            RenameContainerOptionsBuilder::new().name(&new_name).build(),
-        )
-        .await
-        .with_context(|| format!("Failed to rename container `{name}`"))?;
+    rename(docker, name, &new_name).await?;
     Ok(new_name)
+}
+
+/// Rename the container `from` (a name or an id) to `to`.
+pub async fn rename(docker: &Docker, from: &str, to: &str) -> Result<()> {
+    docker
+        .rename_container(from, RenameContainerOptionsBuilder::new().name(to).build())
+        .await
+        .with_context(|| format!("Failed to rename container `{from}` to `{to}`"))
 }
 
 /// The last `lines` lines a container printed (stdout and stderr interleaved).

@@ -710,7 +710,7 @@ impl Release<'_> {
                 continue;
             }
             if let Err(err) = self.boot(server, role, &progress).await {
-                progress.failed(format!("{role}: {}", first_line(&err)));
+                progress.failed(format!("{role}: failed"));
                 return Err(err);
             }
         }
@@ -749,10 +749,13 @@ impl Release<'_> {
                 old.push(container.clone());
             }
         }
+        let mut replaced = None;
         if let Some(existing) = containers.iter().find(|c| c.name == name) {
             if old.iter().any(|c| c.id == existing.id) {
-                // Redeploying the live version: its name goes to the new container.
+                // Redeploying the live version: its name goes to the new container, and once
+                // the new one serves, this copy of the same version is removed.
                 app::rename_aside(docker, &name).await?;
+                replaced = Some(existing.id.clone());
             } else {
                 // A stopped container of this version (rollback): start afresh from its image
                 // with the current environment.
@@ -769,7 +772,7 @@ impl Release<'_> {
         let id = match started {
             Ok(id) => id,
             Err(err) => {
-                self.discard(docker, &name, &live_id).await;
+                self.discard(docker, &name, &live_id, replaced.as_deref()).await;
                 return Err(err.context(format!("on `{}`", server.host)));
             }
         };
@@ -788,13 +791,13 @@ impl Release<'_> {
         };
         if let Err(err) = switched {
             if err.is::<Interrupted>() {
-                self.discard(docker, &name, &live_id).await;
+                self.discard(docker, &name, &live_id, replaced.as_deref()).await;
                 return Err(err);
             }
             let logs = app::last_logs(docker, &name, app::LOG_LINES)
                 .await
                 .unwrap_or_else(|err| format!("(logs unavailable: {err:#})"));
-            self.discard(docker, &name, &live_id).await;
+            self.discard(docker, &name, &live_id, replaced.as_deref()).await;
             let still = match old.first() {
                 Some(container) => format!("{} keeps serving", short(&container.version)),
                 None => "nothing was serving before".to_string(),
@@ -827,13 +830,24 @@ impl Release<'_> {
 
         progress.step(format!("{role}: stopping the old version"));
         for container in &old {
-            app::stop(docker, &container.name).await?;
+            // By id: a redeployed live container was renamed, and its name is the new one's.
+            app::stop(docker, &container.id).await?;
+        }
+        if let Some(id) = replaced {
+            app::remove(docker, &id).await?;
         }
         Ok(())
     }
 
-    /// Remove a new container that never got traffic, unless it is what the proxy routes to.
-    async fn discard(&self, docker: &bollard::Docker, name: &str, live_id: &Option<String>) {
+    /// Remove a new container that never got traffic, unless it is what the proxy routes to,
+    /// and give a live container renamed aside (`replaced`, an id) its name back.
+    async fn discard(
+        &self,
+        docker: &bollard::Docker,
+        name: &str,
+        live_id: &Option<String>,
+        replaced: Option<&str>,
+    ) {
         if let Ok(inspect) = docker.inspect_container(name, None).await {
             let id = inspect.id.unwrap_or_default();
             if live_id.as_deref().is_some_and(|live| id.starts_with(live)) {
@@ -842,6 +856,12 @@ impl Release<'_> {
         }
         if let Err(err) = app::remove(docker, name).await {
             tracing::warn!(container = name, error = %format!("{err:#}"), "could not remove the new container");
+            return;
+        }
+        if let Some(id) = replaced
+            && let Err(err) = app::rename(docker, id, name).await
+        {
+            tracing::warn!(container = name, error = %format!("{err:#}"), "could not restore the name of the live container");
         }
     }
 
@@ -864,12 +884,4 @@ impl Release<'_> {
 
 fn first_error(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
-}
-
-fn first_line(err: &anyhow::Error) -> String {
-    err.to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
