@@ -269,7 +269,20 @@ pub async fn run(
             "{err:#}; release it with `hoist lock release` once you are sure no deploy runs"
         ));
     }
-    result?;
+    if let Err(err) = result {
+        if err.is::<Interrupted>() {
+            return Err(hinted(
+                format!(
+                    "Interrupted (Ctrl-C) before the switch: the new containers got no traffic \
+                     and were removed, the previous version keeps serving, and the deploy lock \
+                     is released ({})",
+                    short(&version)
+                ),
+                format!("run `hoist {}` again to finish", kind.name()),
+            ));
+        }
+        return Err(err);
+    }
     let message = format!(
         "{} {} on {} host{} in {:.1}s ({})",
         match kind {
@@ -540,8 +553,9 @@ impl Release<'_> {
     /// `fut`, unless Ctrl-C comes first.
     async fn interruptible<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         tokio::select! {
-            result = fut => result,
+            biased;
             () = self.interrupt.cancelled() => Err(Interrupted.into()),
+            result = fut => result,
         }
     }
 
@@ -772,7 +786,8 @@ impl Release<'_> {
         let id = match started {
             Ok(id) => id,
             Err(err) => {
-                self.discard(docker, &name, &live_id, replaced.as_deref()).await;
+                self.discard(docker, &name, &live_id, replaced.as_deref())
+                    .await;
                 return Err(err.context(format!("on `{}`", server.host)));
             }
         };
@@ -791,13 +806,15 @@ impl Release<'_> {
         };
         if let Err(err) = switched {
             if err.is::<Interrupted>() {
-                self.discard(docker, &name, &live_id, replaced.as_deref()).await;
+                self.discard(docker, &name, &live_id, replaced.as_deref())
+                    .await;
                 return Err(err);
             }
             let logs = app::last_logs(docker, &name, app::LOG_LINES)
                 .await
                 .unwrap_or_else(|err| format!("(logs unavailable: {err:#})"));
-            self.discard(docker, &name, &live_id, replaced.as_deref()).await;
+            self.discard(docker, &name, &live_id, replaced.as_deref())
+                .await;
             let still = match old.first() {
                 Some(container) => format!("{} keeps serving", short(&container.version)),
                 None => "nothing was serving before".to_string(),

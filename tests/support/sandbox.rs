@@ -1,0 +1,158 @@
+//! A sandbox as end-to-end tests use it: its servers, login key, known_hosts and registry, and
+//! the deploy.toml that reaches them.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+use super::{SandboxGuard, TestContext, read_env_file, ssh, unique_name};
+
+/// A sandbox's servers and the paths a deploy.toml needs.
+pub struct Sandbox {
+    pub json: Value,
+}
+
+impl Sandbox {
+    /// A sandbox of `servers` servers, removed when the guard drops.
+    pub fn up<'a>(
+        context: &'a TestContext,
+        prefix: &str,
+        servers: u8,
+    ) -> (SandboxGuard<'a>, Sandbox) {
+        let name = unique_name(prefix);
+        let (guard, _) = context.sandbox_up(&name, &["--servers", &servers.to_string()]);
+        let json = context.sandbox_json(&name);
+        (guard, Sandbox { json })
+    }
+
+    pub fn server(&self, index: usize) -> &Value {
+        &self.json["servers"][index]
+    }
+    pub fn address(&self, index: usize) -> String {
+        self.server(index)["address"]
+            .as_str()
+            .expect("address")
+            .to_string()
+    }
+    pub fn key(&self) -> PathBuf {
+        PathBuf::from(self.server(0)["key_path"].as_str().expect("key_path"))
+    }
+    pub fn known_hosts(&self) -> PathBuf {
+        PathBuf::from(self.json["known_hosts_path"].as_str().expect("known_hosts"))
+    }
+    pub fn registry(&self) -> String {
+        self.json["registry"]["address"]
+            .as_str()
+            .expect("registry")
+            .to_string()
+    }
+    pub fn registry_credentials(&self) -> (String, String) {
+        let path = PathBuf::from(
+            self.json["registry"]["credentials_path"]
+                .as_str()
+                .expect("credentials_path"),
+        );
+        let values = read_env_file(&path);
+        (
+            values["HOIST_SANDBOX_REGISTRY_USERNAME"].clone(),
+            values["HOIST_SANDBOX_REGISTRY_PASSWORD"].clone(),
+        )
+    }
+    /// Run a shell command on server `index` with the OpenSSH client.
+    pub fn ssh(&self, index: usize, command: &str) -> Output {
+        ssh(
+            self.server(index),
+            &self.key(),
+            &self.known_hosts(),
+            command,
+            None,
+        )
+    }
+}
+
+/// A deploy.toml for `hosts` of the sandbox (its login key and known_hosts), with lines added to
+/// `[ssh]` and extra TOML appended.
+pub fn write_config(dir: &Path, sandbox: &Sandbox, hosts: &[String], ssh_extra: &str, extra: &str) {
+    let login = SshFiles {
+        key: &sandbox.key(),
+        known_hosts: &sandbox.known_hosts(),
+    };
+    write_config_with(dir, sandbox, hosts, login, ssh_extra, extra);
+}
+
+/// The key file and known_hosts file a deploy.toml names.
+pub struct SshFiles<'a> {
+    pub key: &'a Path,
+    pub known_hosts: &'a Path,
+}
+
+/// [`write_config`] with another key or known_hosts file.
+pub fn write_config_with(
+    dir: &Path,
+    sandbox: &Sandbox,
+    hosts: &[String],
+    files: SshFiles<'_>,
+    ssh_extra: &str,
+    extra: &str,
+) {
+    let hosts: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    let text = format!(
+        "service = \"hello\"\n\
+         image = \"{registry}/hello\"\n\
+         \n\
+         [servers.web]\n\
+         hosts = [{hosts}]\n\
+         \n\
+         [ssh]\n\
+         keys = [\"{key}\"]\n\
+         known_hosts = \"{known_hosts}\"\n\
+         connect_timeout = \"3s\"\n\
+         {ssh_extra}\n\
+         {extra}",
+        registry = sandbox.registry(),
+        hosts = hosts.join(", "),
+        key = files.key.display(),
+        known_hosts = files.known_hosts.display(),
+    );
+    std::fs::write(dir.join("deploy.toml"), text).expect("write deploy.toml");
+}
+
+/// A new ed25519 key pair at `path` (OpenSSH's ssh-keygen); returns the base64 public key.
+pub fn keygen(path: &Path) -> String {
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    std::fs::read_to_string(path.with_extension("pub"))
+        .expect("read the public key")
+        .split_whitespace()
+        .nth(1)
+        .expect("key")
+        .to_string()
+}
+
+pub fn app_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hoist-app-")
+        .tempdir()
+        .expect("app dir")
+}
+
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+pub fn assert_success(output: &Output, what: &str) {
+    let (stdout, stderr) = text(output);
+    assert!(
+        output.status.success(),
+        "{what} failed with {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+}
