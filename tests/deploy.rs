@@ -70,7 +70,7 @@ impl<'a> App<'a> {
             format!("REGISTRY_PASSWORD={password}\n"),
         )
         .expect("write secrets");
-        std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\nmarkers\n")
+        std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\nmarkers*\n")
             .expect("write .gitignore");
         let hooks = dir.path().join("hooks");
         std::fs::create_dir_all(&hooks).expect("mkdir hooks");
@@ -587,7 +587,7 @@ async fn a_wrong_registry_password_fails_before_any_server_is_touched() {
         "{stderr}"
     );
     assert!(
-        !stderr.contains("connected"),
+        !stderr.contains(&format!("{}: connecting", app.host)),
         "no server was contacted: {stderr}"
     );
 
@@ -601,7 +601,7 @@ async fn a_wrong_registry_password_fails_before_any_server_is_touched() {
         "{stderr}"
     );
     assert!(
-        !stderr.contains("connected"),
+        !stderr.contains(&format!("{}: connecting", app.host)),
         "no server was contacted: {stderr}"
     );
     assert_eq!(
