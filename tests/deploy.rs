@@ -565,7 +565,8 @@ async fn the_lock_admits_one_deploy_pre_deploy_can_veto_ctrl_c_is_safe_and_old_v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_registry_password_fails_before_any_server_is_touched() {
+async fn a_wrong_registry_password_fails_before_any_server_is_touched_and_docker_login_credentials_work()
+ {
     let context = TestContext::new();
     let (_guard, sandbox) = Sandbox::up(&context, "badauth", 1);
     let app = App::new(&context, sandbox).await;
@@ -610,4 +611,36 @@ async fn a_wrong_registry_password_fails_before_any_server_is_touched() {
         "nothing was written on the server"
     );
     assert!(app.containers().is_empty());
+
+    // No login in deploy.toml: what `docker login` stored is used, to push here and to pull on
+    // the server (the registry refuses anonymous pulls).
+    let config_path = app.dir.path().join("deploy.toml");
+    let config = std::fs::read_to_string(&config_path).expect("read deploy.toml");
+    let config: Vec<&str> = config
+        .lines()
+        .filter(|line| !line.starts_with("username") && !line.starts_with("password"))
+        .collect();
+    std::fs::write(&config_path, config.join("\n")).expect("write deploy.toml");
+    app.git(&["commit", "-qam", "login from docker config"]);
+    let (username, password) = app.sandbox.registry_credentials();
+    let docker_config = tempfile::tempdir().expect("docker config dir");
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{username}:{password}"),
+    );
+    std::fs::write(
+        docker_config.path().join("config.json"),
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}}}"#,
+            app.sandbox.registry()
+        ),
+    )
+    .expect("write config.json");
+    let output = app
+        .command(&["deploy", "staging"])
+        .env("DOCKER_CONFIG", docker_config.path())
+        .output()
+        .expect("run hoist");
+    assert_success(&output, "deploy with docker login credentials");
+    assert_eq!(app.version(), "v1");
 }

@@ -79,10 +79,8 @@ pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result
 }
 
 async fn rows_for(config: &Config, server: &Server) -> Result<Vec<VersionRow>> {
-    let services = match proxy::list(&server.docker).await {
-        Ok(services) => services,
-        Err(_) => Vec::new(),
-    };
+    // No proxy (yet) means no role is live behind it.
+    let services = proxy::list(&server.docker).await.unwrap_or_default();
     let mut rows = Vec::new();
     for (role, role_config) in &config.roles {
         if !role_config.hosts.contains(&server.host) {

@@ -229,6 +229,32 @@ pub fn ignore_not_found(
     }
 }
 
+/// The `hoist` network, created if missing.
+pub async fn ensure_network(docker: &Docker) -> Result<()> {
+    if docker
+        .inspect_network(crate::naming::NETWORK, None)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    match docker
+        .create_network(bollard::models::NetworkCreateRequest {
+            name: crate::naming::NETWORK.to_string(),
+            driver: Some("bridge".into()),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Created meanwhile by another command.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(err) => Err(err).context("Failed to create the `hoist` Docker network"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,31 +289,5 @@ mod tests {
                 ("root/.ssh/other".to_string(), 0o644),
             ]
         );
-    }
-}
-
-/// The `hoist` network, created if missing.
-pub async fn ensure_network(docker: &Docker) -> Result<()> {
-    if docker
-        .inspect_network(crate::naming::NETWORK, None)
-        .await
-        .is_ok()
-    {
-        return Ok(());
-    }
-    match docker
-        .create_network(bollard::models::NetworkCreateRequest {
-            name: crate::naming::NETWORK.to_string(),
-            driver: Some("bridge".into()),
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Created meanwhile by another command.
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        }) => Ok(()),
-        Err(err) => Err(err).context("Failed to create the `hoist` Docker network"),
     }
 }
