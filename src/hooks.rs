@@ -58,13 +58,19 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    pub fn new(dir: &Path, printer: Printer, vars: Vec<(String, String)>) -> Self {
+    /// Hooks in `dir` with `vars`; `HOIST_RUNTIME` counts from `started`, when the command began.
+    pub fn new(
+        dir: &Path,
+        printer: Printer,
+        vars: Vec<(String, String)>,
+        started: Instant,
+    ) -> Self {
         Self {
             dir: dir.to_path_buf(),
             printer,
             vars,
             secrets: Vec::new(),
-            started: Instant::now(),
+            started,
         }
     }
 

@@ -14,9 +14,11 @@ pub async fn deploy(
     args: &DeployArgs,
     config: &Config,
     hosts: &[String],
+    roles: &[String],
     printer: &Printer,
 ) -> Result<()> {
     let options = Options {
+        roles: roles.to_vec(),
         kind,
         version: args.version.clone(),
         skip_build: args.skip_build,
@@ -30,9 +32,11 @@ pub async fn rollback(
     args: &RollbackArgs,
     config: &Config,
     hosts: &[String],
+    roles: &[String],
     printer: &Printer,
 ) -> Result<()> {
     let options = Options {
+        roles: roles.to_vec(),
         kind: Kind::Rollback,
         version: args.to_version.clone(),
         skip_build: true,

@@ -43,12 +43,12 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
             };
             let config = load_config(&cli.global, &args.destination)?;
             let hosts = select_hosts(&config, &cli.global)?;
-            deploy::deploy(kind, args, &config, &hosts, printer).await
+            deploy::deploy(kind, args, &config, &hosts, &cli.global.roles, printer).await
         }
         Command::Rollback(ref args) => {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;
             let hosts = select_hosts(&config, &cli.global)?;
-            deploy::rollback(args, &config, &hosts, printer).await
+            deploy::rollback(args, &config, &hosts, &cli.global.roles, printer).await
         }
         Command::Versions(ref destination) => {
             let config = load_config(&cli.global, destination)?;
@@ -116,6 +116,7 @@ fn not_yet(command: &Command) -> anyhow::Error {
         .to_lowercase();
     hinted(
         format!("`hoist {name}` is not implemented yet"),
-        "`hoist sandbox`, `details`, `config`, `init` and `accessory` work today; see README.md",
+        "`hoist sandbox`, `init`, `config`, `details`, `accessory`, `deploy`, `redeploy`, \
+         `rollback`, `versions` and `lock` work today; see README.md",
     )
 }

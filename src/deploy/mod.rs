@@ -74,6 +74,8 @@ pub struct Options {
     pub skip_build: bool,
     pub allow_dirty: bool,
     pub lock_wait: Duration,
+    /// `--roles`, for the hooks' `HOIST_ROLES`.
+    pub roles: Vec<String>,
 }
 
 /// How long each phase took, for the summary and `--json`.
@@ -153,8 +155,13 @@ pub async fn run(
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         ),
     ];
-    if let Some(destination) = &config.destination {
-        hook_vars.push(("HOIST_DESTINATION".to_string(), destination.clone()));
+    hook_vars.push((
+        "HOIST_DESTINATION".to_string(),
+        config.destination.clone().unwrap_or_default(),
+    ));
+    hook_vars.push(("HOIST_SUBCOMMAND".to_string(), String::new()));
+    if !options.roles.is_empty() {
+        hook_vars.push(("HOIST_ROLES".to_string(), options.roles.join(",")));
     }
     let hook_secrets = config
         .secret_refs()
@@ -170,6 +177,7 @@ pub async fn run(
         &config.hooks_path,
         *printer,
         with_version(&hook_vars, version.as_deref()),
+        started,
     )
     .with_secrets(hook_secrets.clone());
 
@@ -222,6 +230,7 @@ pub async fn run(
         &config.hooks_path,
         *printer,
         with_version(&hook_vars, Some(&version)),
+        started,
     )
     .with_secrets(hook_secrets);
     let scope = naming::scope(&config.service, config.destination.as_deref());
@@ -736,68 +745,50 @@ impl Release<'_> {
     async fn boot(&self, server: &Server, role: &str, progress: &HostProgress<'_>) -> Result<()> {
         let config = self.config;
         let docker = &server.docker;
+        let host = &server.host;
         let behind_proxy = config.roles.get(role).is_some_and(|r| r.proxy);
         let destination = config.destination.as_deref();
         let service = naming::role_scope(&config.service, role, destination);
         let name = naming::app_container(&config.service, role, destination, self.version);
 
+        // Before the switch: whatever fails here, the previous version keeps serving.
         progress.step(format!("{role}: preparing {name}"));
-        let containers = self.interruptible(app::list(docker, config, role)).await?;
-        let live_id = if behind_proxy {
-            let services = self.interruptible(proxy::list(docker)).await?;
-            proxy::live_target(&services, &service)
-        } else {
-            None
-        };
-        let is_live = |id: &str| live_id.as_deref().is_some_and(|live| id.starts_with(live));
-        // Running containers the proxy doesn't route to were left by an interrupted deploy.
-        let mut old = Vec::new();
-        for container in containers.iter().filter(|c| c.running) {
-            if behind_proxy && live_id.is_some() && !is_live(&container.id) {
-                progress.step(format!(
-                    "{role}: removing {} (left by an interrupted deploy)",
-                    container.name
-                ));
-                app::remove(docker, &container.name).await?;
-            } else {
-                old.push(container.clone());
-            }
-        }
-        let mut replaced = None;
-        if let Some(existing) = containers.iter().find(|c| c.name == name) {
-            if old.iter().any(|c| c.id == existing.id) {
-                // Redeploying the live version: its name goes to the new container, and once
-                // the new one serves, this copy of the same version is removed.
-                app::rename_aside(docker, &name).await?;
-                replaced = Some(existing.id.clone());
-            } else {
-                // A stopped container of this version (rollback): start afresh from its image
-                // with the current environment.
-                app::remove(docker, &name).await?;
-            }
-        }
-
-        let env = self.prepared.env.get(role).cloned().unwrap_or_default();
-        let body = app::definition(config, role, self.version, &server.host, &env)?;
-        progress.step(format!("{role}: starting {name}"));
+        let mut prepared = PreSwitch::default();
         let started = self
-            .interruptible(app::start_new(docker, &name, body))
+            .prepare_switch(
+                server,
+                role,
+                &name,
+                &service,
+                behind_proxy,
+                progress,
+                &mut prepared,
+            )
             .await;
         let id = match started {
             Ok(id) => id,
             Err(err) => {
-                self.discard(docker, &name, &live_id, replaced.as_deref())
-                    .await;
-                return Err(err.context(format!("on `{}`", server.host)));
+                let removed = self.discard(docker, &name, &prepared).await;
+                if err.is::<Interrupted>() {
+                    return Err(err);
+                }
+                return Err(err.context(format!(
+                    "Nothing switched on `{host}`: the previous version keeps serving{}",
+                    if removed {
+                        ""
+                    } else {
+                        " (the next deploy removes what this one left)"
+                    }
+                )));
             }
         };
 
+        // The switch. Not interruptible: the proxy finishes a swap it has started either way.
         let switched = if behind_proxy {
             progress.step(format!(
                 "{role}: health check on {}",
                 config.proxy.healthcheck.path
             ));
-            // Not interruptible: the proxy finishes a swap it has started either way.
             proxy::deploy(docker, config, &service, &id).await
         } else {
             progress.step(format!("{role}: waiting until {name} is ready"));
@@ -806,80 +797,166 @@ impl Release<'_> {
         };
         if let Err(err) = switched {
             if err.is::<Interrupted>() {
-                self.discard(docker, &name, &live_id, replaced.as_deref())
-                    .await;
+                self.discard(docker, &name, &prepared).await;
                 return Err(err);
             }
-            let logs = app::last_logs(docker, &name, app::LOG_LINES)
-                .await
-                .unwrap_or_else(|err| format!("(logs unavailable: {err:#})"));
-            self.discard(docker, &name, &live_id, replaced.as_deref())
-                .await;
-            let still = match old.first() {
-                Some(container) => format!("{} keeps serving", short(&container.version)),
-                None => "nothing was serving before".to_string(),
-            };
-            let logs = if logs.trim().is_empty() {
-                "(it printed nothing)".to_string()
-            } else {
-                logs.trim_end().lines().collect::<Vec<_>>().join("\n    ")
-            };
-            return Err(hinted(
-                format!(
-                    "The new container `{name}` on `{}` failed; it got no traffic and was removed, \
-                     and {still}.\n  {}\n  Last {} log lines of `{name}`:\n    {logs}",
-                    server.host,
-                    err,
-                    app::LOG_LINES
-                ),
-                if behind_proxy {
-                    format!(
-                        "the app must answer GET {} with a 2xx on port {} within `proxy.deploy_timeout` ({})",
-                        config.proxy.healthcheck.path,
-                        config.proxy.app_port,
-                        crate::config::format_duration(config.proxy.deploy_timeout)
-                    )
-                } else {
-                    "the container must keep running (or report healthy)".to_string()
-                },
-            ));
+            if behind_proxy && !err.is::<proxy::Refused>() {
+                // The exec itself failed (a lost connection): the proxy may have switched.
+                return Err(err.context(format!(
+                    "Lost contact with hoist-proxy on `{host}` while it switched `{service}` to \
+                     `{name}`; the proxy finishes the switch (or keeps the previous version) on \
+                     its own. `hoist versions` shows which version is live; the next deploy \
+                     cleans up"
+                )));
+            }
+            return Err(self.failed(docker, host, role, &name, &prepared, err).await);
         }
 
+        // After the switch: the new version serves.
         progress.step(format!("{role}: stopping the old version"));
-        for container in &old {
+        for container in &prepared.old {
             // By id: a redeployed live container was renamed, and its name is the new one's.
-            app::stop(docker, &container.id).await?;
+            app::stop(docker, &container.id)
+                .await
+                .with_context(|| format!("{} is live on `{host}`, but", short(self.version)))?;
         }
-        if let Some(id) = replaced {
-            app::remove(docker, &id).await?;
+        if let Some(id) = &prepared.replaced {
+            app::remove(docker, id)
+                .await
+                .with_context(|| format!("{} is live on `{host}`, but", short(self.version)))?;
         }
         Ok(())
     }
 
-    /// Remove a new container that never got traffic, unless it is what the proxy routes to,
-    /// and give a live container renamed aside (`replaced`, an id) its name back.
-    async fn discard(
+    /// Clean up what an interrupted deploy left, free the new container's name, then create and
+    /// start it; returns its id. Fills `state` as it goes, for [`Self::discard`].
+    #[allow(clippy::too_many_arguments)]
+    async fn prepare_switch(
+        &self,
+        server: &Server,
+        role: &str,
+        name: &str,
+        service: &str,
+        behind_proxy: bool,
+        progress: &HostProgress<'_>,
+        state: &mut PreSwitch,
+    ) -> Result<String> {
+        let config = self.config;
+        let docker = &server.docker;
+        let containers = self.interruptible(app::list(docker, config, role)).await?;
+        if behind_proxy {
+            let services = self.interruptible(proxy::list(docker)).await?;
+            state.live_id = proxy::live_target(&services, service);
+        }
+        let live_id = state.live_id.clone();
+        let is_live = |id: &str| live_id.as_deref().is_some_and(|live| id.starts_with(live));
+        // Running containers the proxy doesn't route to were left by an interrupted deploy.
+        for container in containers.iter().filter(|c| c.running) {
+            if behind_proxy && live_id.is_some() && !is_live(&container.id) {
+                progress.step(format!(
+                    "{role}: removing {} (left by an interrupted deploy)",
+                    container.name
+                ));
+                self.interruptible(app::remove(docker, &container.id))
+                    .await?;
+            } else {
+                state.old.push(container.clone());
+            }
+        }
+        if let Some(existing) = containers.iter().find(|c| c.name == name) {
+            if state.old.iter().any(|c| c.id == existing.id) {
+                // Redeploying the live version: its name goes to the new container, and once
+                // the new one serves, this copy of the same version is removed.
+                app::rename_aside(docker, name).await?;
+                state.replaced = Some(existing.id.clone());
+            } else {
+                // A stopped container of this version (rollback): start afresh from its image
+                // with the current environment.
+                self.interruptible(app::remove(docker, name)).await?;
+            }
+        }
+        let env = self.prepared.env.get(role).cloned().unwrap_or_default();
+        let body = app::definition(config, role, self.version, &server.host, &env)?;
+        progress.step(format!("{role}: starting {name}"));
+        self.interruptible(app::start_new(docker, name, body)).await
+    }
+
+    /// The report of a new container that failed its health check (or, without the proxy,
+    /// stopped): the proxy's message with the probed URL, the container's last log lines, what
+    /// keeps serving. The container is removed first.
+    async fn failed(
         &self,
         docker: &bollard::Docker,
+        host: &str,
+        role: &str,
         name: &str,
-        live_id: &Option<String>,
-        replaced: Option<&str>,
-    ) {
+        state: &PreSwitch,
+        err: anyhow::Error,
+    ) -> anyhow::Error {
+        let config = self.config;
+        let behind_proxy = config.roles.get(role).is_some_and(|r| r.proxy);
+        let logs = app::last_logs(docker, name, app::LOG_LINES)
+            .await
+            .unwrap_or_else(|err| format!("(logs unavailable: {err:#})"));
+        let removed = self.discard(docker, name, state).await;
+        let still = match state.old.first() {
+            Some(container) => format!("{} keeps serving", short(&container.version)),
+            None => "nothing was serving before".to_string(),
+        };
+        let logs = if logs.trim().is_empty() {
+            "(it printed nothing)".to_string()
+        } else {
+            logs.trim_end().lines().collect::<Vec<_>>().join("\n    ")
+        };
+        hinted(
+            format!(
+                "The new container `{name}` on `{host}` failed; it got no traffic{}, and \
+                 {still}.\n  {err}\n  Last {} log lines of `{name}`:\n    {logs}",
+                if removed {
+                    " and was removed"
+                } else {
+                    " (removing it failed; the next deploy does)"
+                },
+                app::LOG_LINES
+            ),
+            if behind_proxy {
+                format!(
+                    "the app must answer GET {} with a 2xx on port {} within \
+                     `proxy.deploy_timeout` ({})",
+                    config.proxy.healthcheck.path,
+                    config.proxy.app_port,
+                    crate::config::format_duration(config.proxy.deploy_timeout)
+                )
+            } else {
+                "the container must keep running (or report healthy)".to_string()
+            },
+        )
+    }
+
+    /// Remove a new container that never got traffic, unless it is what the proxy routes to,
+    /// and give a live container renamed aside its name back. Returns whether nothing is left.
+    async fn discard(&self, docker: &bollard::Docker, name: &str, state: &PreSwitch) -> bool {
         if let Ok(inspect) = docker.inspect_container(name, None).await {
             let id = inspect.id.unwrap_or_default();
-            if live_id.as_deref().is_some_and(|live| id.starts_with(live)) {
-                return;
+            if state
+                .live_id
+                .as_deref()
+                .is_some_and(|live| id.starts_with(live))
+            {
+                return true;
             }
         }
         if let Err(err) = app::remove(docker, name).await {
             tracing::warn!(container = name, error = %format!("{err:#}"), "could not remove the new container");
-            return;
+            return false;
         }
-        if let Some(id) = replaced
+        if let Some(id) = &state.replaced
             && let Err(err) = app::rename(docker, id, name).await
         {
             tracing::warn!(container = name, error = %format!("{err:#}"), "could not restore the name of the live container");
+            return false;
         }
+        true
     }
 
     async fn prune(&self, server: &Server) -> Result<()> {
@@ -897,6 +974,17 @@ impl Release<'_> {
         }
         Ok(())
     }
+}
+
+/// What a role's switch found and changed on a host before the switch itself.
+#[derive(Debug, Default)]
+struct PreSwitch {
+    /// The container id the proxy routed to (12 hex digits), if any.
+    live_id: Option<String>,
+    /// Running containers of the role, to stop once the new one serves.
+    old: Vec<app::AppContainer>,
+    /// The live container renamed aside for a redeploy of its own version (its id).
+    replaced: Option<String>,
 }
 
 fn first_error(results: Vec<Result<()>>) -> Result<()> {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{
@@ -164,8 +164,15 @@ pub fn live_target(services: &[ServiceSummary], service: &str) -> Option<String>
         .map(|target| target.split(':').next().unwrap_or_default().to_string())
 }
 
+/// The proxy answered and refused a switch (the new target failed its health check, a route
+/// conflict): the previous target keeps serving.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 /// Switch `service` to the container `id`: the proxy health-checks it, swaps, drains the old
-/// target, then returns. On failure, the proxy's message (probed URL and last probe error).
+/// target, then returns. [`Refused`] with the proxy's message (probed URL and last probe error)
+/// when it said no; any other error means the answer was lost and the outcome is unknown.
 pub async fn deploy(docker: &Docker, config: &Config, service: &str, id: &str) -> Result<()> {
     let args = deploy_args(config, service, id);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -176,11 +183,12 @@ pub async fn deploy(docker: &Docker, config: &Config, service: &str, id: &str) -
             .trim()
             .trim_start_matches("Error: ")
             .to_string();
-        return Err(anyhow!(if message.is_empty() {
+        return Err(Refused(if message.is_empty() {
             format!("`hoist-proxy deploy` exited with {}", output.exit_code)
         } else {
             message
-        }));
+        })
+        .into());
     }
     Ok(())
 }
