@@ -59,6 +59,7 @@ impl Reporter {
 impl HostProgress<'_> {
     /// A step has started on this host ("pulling", "starting").
     pub fn step(&self, step: impl AsRef<str>) {
+        tracing::debug!(host = %self.host, step = step.as_ref(), "step");
         match &self.bar {
             Some(bar) => bar.set_message(step.as_ref().to_string()),
             None => self

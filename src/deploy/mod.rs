@@ -182,18 +182,20 @@ pub async fn run(
     .with_secrets(hook_secrets.clone());
 
     hooks.run(Hook::PreConnect, &app_hosts)?;
-    if let (Some(version), Kind::Deploy | Kind::Redeploy) = (&version, kind) {
-        if options.skip_build {
-            let phase = Instant::now();
-            check_registry(config, version, prepared.app_credentials.clone(), printer).await?;
-            timings.add("registry check", phase);
-        } else {
+    let check_first = match (&version, kind) {
+        (Some(version), Kind::Deploy | Kind::Redeploy) if options.skip_build => {
+            Some(version.clone())
+        }
+        (Some(version), Kind::Deploy | Kind::Redeploy) => {
             hooks.run(Hook::PreBuild, &app_hosts)?;
             build_and_push(config, version, &prepared, printer, &mut timings).await?;
+            None
         }
-    }
+        _ => None,
+    };
 
-    // 2. Connect and lock.
+    // 2. Connect (while the registry confirms a `--skip-build` image: connecting changes
+    //    nothing, and no server is changed unless the registry says yes), then lock.
     let phase = Instant::now();
     let reporter = Reporter::new(*printer);
     let primary = primary_host(config).unwrap_or_else(|| app_hosts[0].clone());
@@ -202,7 +204,20 @@ pub async fn run(
         connect_to.insert(0, primary.clone());
     }
     let connector = Connector::from_config(config)?;
-    let (servers, unreachable) = connector.connect_all(&connect_to, &reporter).await?;
+    let check = async {
+        match &check_first {
+            Some(version) => {
+                check_registry(config, version, prepared.app_credentials.clone(), printer).await
+            }
+            None => Ok(()),
+        }
+    };
+    let (checked, connected) = tokio::join!(check, connector.connect_all(&connect_to, &reporter));
+    let (servers, unreachable) = connected?;
+    if let Err(err) = checked {
+        close_all(&servers).await;
+        return Err(err);
+    }
     if let Some(failure) = unreachable.into_iter().next() {
         close_all(&servers).await;
         return Err(failure.error.context(format!(
@@ -211,7 +226,14 @@ pub async fn run(
             failure.host
         )));
     }
-    timings.add("connect", phase);
+    timings.add(
+        if check_first.is_some() {
+            "connect and registry check"
+        } else {
+            "connect"
+        },
+        phase,
+    );
     let Some(primary_server) = servers.iter().find(|s| s.host == primary) else {
         close_all(&servers).await;
         return Err(anyhow!("The primary host `{primary}` is not connected"));
@@ -577,9 +599,15 @@ impl Release<'_> {
     ) -> Result<()> {
         let image = format!("{}:{}", self.config.image, self.version);
 
+        // Pull, and meanwhile read what runs (nothing changes until pre-deploy has passed).
         let phase = Instant::now();
-        let results = join_all(servers.iter().map(|server| self.pull(server, &image))).await;
-        first_error(results)?;
+        let results = join_all(servers.iter().map(|server| async {
+            let (pulled, surveyed) = tokio::join!(self.pull(server, &image), self.survey(server));
+            pulled?;
+            surveyed.with_context(|| format!("on `{}`", server.host))
+        }))
+        .await;
+        let surveys = results.into_iter().collect::<Result<Vec<Survey>>>()?;
         timings.add("pull", phase);
 
         hooks.run(Hook::PreDeploy, hosts)?;
@@ -593,7 +621,13 @@ impl Release<'_> {
 
         hooks.run(Hook::PreAppBoot, hosts)?;
         let phase = Instant::now();
-        let results = join_all(servers.iter().map(|server| self.boot_host(server))).await;
+        let results = join_all(
+            servers
+                .iter()
+                .zip(&surveys)
+                .map(|(server, survey)| self.boot_host(server, survey)),
+        )
+        .await;
         let failed: Vec<&anyhow::Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
         let switched: Vec<&str> = servers
             .iter()
@@ -609,33 +643,71 @@ impl Release<'_> {
                     switched.join(", ")
                 ));
             }
-            return Err(first_error(results)
-                .err()
+            return Err(results
+                .into_iter()
+                .find_map(Result::err)
                 .unwrap_or_else(|| anyhow!("boot failed")));
         }
         timings.add("boot", phase);
         hooks.run(Hook::PostAppBoot, hosts)?;
 
-        if self.kind == Kind::Deploy {
-            let phase = Instant::now();
-            let results = join_all(servers.iter().map(|server| self.prune(server))).await;
-            first_error(results)?;
-            timings.add("prune", phase);
-        }
+        // The old containers stop while retention and the audit log are seen to.
+        let phase = Instant::now();
+        let leftovers: Vec<Leftovers> = results.into_iter().collect::<Result<_>>()?;
+        let results = join_all(
+            servers
+                .iter()
+                .zip(&leftovers)
+                .map(|(server, leftovers)| self.finish(server, leftovers)),
+        )
+        .await;
+        first_error(results)?;
+        timings.add("stop old and prune", phase);
+        hooks.run(Hook::PostDeploy, hosts)?;
+        Ok(())
+    }
+
+    /// After the switch on `server`: stop the old containers, remove a replaced copy, prune
+    /// (deploy only) and write the audit line, all at once.
+    async fn finish(&self, server: &Server, leftovers: &Leftovers) -> Result<()> {
+        let docker = &server.docker;
+        let live = short(self.version);
+        let stop = async {
+            for id in &leftovers.stop {
+                // By id: a redeployed live container was renamed, and its name is the new one's.
+                app::stop(docker, id)
+                    .await
+                    .with_context(|| format!("{live} is live on `{}`, but", server.host))?;
+            }
+            for id in &leftovers.remove {
+                app::remove(docker, id)
+                    .await
+                    .with_context(|| format!("{live} is live on `{}`, but", server.host))?;
+            }
+            anyhow::Ok(())
+        };
+        let prune = async {
+            if self.kind == Kind::Deploy {
+                self.prune(server, &leftovers.stop).await
+            } else {
+                Ok(())
+            }
+        };
         let scope = naming::scope(&self.config.service, self.config.destination.as_deref());
         let message = match self.kind {
             Kind::Rollback => format!("Rolled back to version {}", self.version),
             _ => format!("Deployed version {}", self.version),
         };
-        for server in servers {
+        let audit = async {
             if let Err(err) =
                 audit::append(&server.session, &scope, &self.prepared.performer, &message).await
             {
                 tracing::warn!(host = %server.host, error = %format!("{err:#}"), "audit line not written");
             }
-        }
-        hooks.run(Hook::PostDeploy, hosts)?;
-        Ok(())
+        };
+        let (stopped, pruned, ()) = tokio::join!(stop, prune, audit);
+        stopped?;
+        pruned
     }
 
     async fn pull(&self, server: &Server, image: &str) -> Result<()> {
@@ -725,24 +797,62 @@ impl Release<'_> {
         }
     }
 
+    /// The containers of every role of this release on `server`, and the proxy's routes.
+    async fn survey(&self, server: &Server) -> Result<Survey> {
+        let roles: Vec<&str> = self
+            .roles
+            .iter()
+            .filter(|(_, hosts)| hosts.contains(&server.host))
+            .map(|(role, _)| role.as_str())
+            .collect();
+        let lists = join_all(
+            roles
+                .iter()
+                .map(|role| self.interruptible(app::list(&server.docker, self.config, role))),
+        );
+        // No proxy yet (or stopped) is not an error here: the proxy step deals with it.
+        let (lists, services) = tokio::join!(lists, proxy::list(&server.docker));
+        let mut containers = BTreeMap::new();
+        for (role, list) in roles.into_iter().zip(lists) {
+            containers.insert(role.to_string(), list?);
+        }
+        Ok(Survey {
+            containers,
+            services: services.ok(),
+        })
+    }
+
     /// Every role of this release on `server`, one after the other.
-    async fn boot_host(&self, server: &Server) -> Result<()> {
+    async fn boot_host(&self, server: &Server, survey: &Survey) -> Result<Leftovers> {
         let progress = self.reporter.host(&server.host);
+        let mut leftovers = Leftovers::default();
         for (role, hosts) in self.roles {
             if !hosts.contains(&server.host) {
                 continue;
             }
-            if let Err(err) = self.boot(server, role, &progress).await {
-                progress.failed(format!("{role}: failed"));
-                return Err(err);
+            match self.boot(server, role, survey, &progress).await {
+                Ok(left) => {
+                    leftovers.stop.extend(left.stop);
+                    leftovers.remove.extend(left.remove);
+                }
+                Err(err) => {
+                    progress.failed(format!("{role}: failed"));
+                    return Err(err);
+                }
             }
         }
         progress.done(format!("{} live", short(self.version)));
-        Ok(())
+        Ok(leftovers)
     }
 
     /// Switch `role` on `server` to the new version.
-    async fn boot(&self, server: &Server, role: &str, progress: &HostProgress<'_>) -> Result<()> {
+    async fn boot(
+        &self,
+        server: &Server,
+        role: &str,
+        survey: &Survey,
+        progress: &HostProgress<'_>,
+    ) -> Result<Leftovers> {
         let config = self.config;
         let docker = &server.docker;
         let host = &server.host;
@@ -754,16 +864,14 @@ impl Release<'_> {
         // Before the switch: whatever fails here, the previous version keeps serving.
         progress.step(format!("{role}: preparing {name}"));
         let mut prepared = PreSwitch::default();
+        let slot = Slot {
+            role,
+            name: &name,
+            service: &service,
+            behind_proxy,
+        };
         let started = self
-            .prepare_switch(
-                server,
-                role,
-                &name,
-                &service,
-                behind_proxy,
-                progress,
-                &mut prepared,
-            )
+            .prepare_switch(server, &slot, survey, progress, &mut prepared)
             .await;
         let id = match started {
             Ok(id) => id,
@@ -812,41 +920,46 @@ impl Release<'_> {
             return Err(self.failed(docker, host, role, &name, &prepared, err).await);
         }
 
-        // After the switch: the new version serves.
-        progress.step(format!("{role}: stopping the old version"));
-        for container in &prepared.old {
-            // By id: a redeployed live container was renamed, and its name is the new one's.
-            app::stop(docker, &container.id)
-                .await
-                .with_context(|| format!("{} is live on `{host}`, but", short(self.version)))?;
-        }
-        if let Some(id) = &prepared.replaced {
-            app::remove(docker, id)
-                .await
-                .with_context(|| format!("{} is live on `{host}`, but", short(self.version)))?;
-        }
-        Ok(())
+        // After the switch: the new version serves; the old containers are stopped by the caller.
+        Ok(Leftovers {
+            stop: prepared
+                .old
+                .iter()
+                .filter(|c| prepared.replaced.as_ref() != Some(&c.id))
+                .map(|c| c.id.clone())
+                .collect(),
+            remove: prepared.replaced.iter().cloned().collect(),
+        })
     }
 
     /// Clean up what an interrupted deploy left, free the new container's name, then create and
     /// start it; returns its id. Fills `state` as it goes, for [`Self::discard`].
-    #[allow(clippy::too_many_arguments)]
     async fn prepare_switch(
         &self,
         server: &Server,
-        role: &str,
-        name: &str,
-        service: &str,
-        behind_proxy: bool,
+        slot: &Slot<'_>,
+        survey: &Survey,
         progress: &HostProgress<'_>,
         state: &mut PreSwitch,
     ) -> Result<String> {
+        let Slot {
+            role,
+            name,
+            service,
+            behind_proxy,
+        } = *slot;
         let config = self.config;
         let docker = &server.docker;
-        let containers = self.interruptible(app::list(docker, config, role)).await?;
+        let containers = survey.containers.get(role).cloned().unwrap_or_default();
         if behind_proxy {
-            let services = self.interruptible(proxy::list(docker)).await?;
-            state.live_id = proxy::live_target(&services, service);
+            state.live_id = match &survey.services {
+                Some(services) => proxy::live_target(services, service),
+                // The proxy was missing or stopped then; it runs now.
+                None => {
+                    let services = self.interruptible(proxy::list(docker)).await?;
+                    proxy::live_target(&services, service)
+                }
+            };
         }
         let live_id = state.live_id.clone();
         let is_live = |id: &str| live_id.as_deref().is_some_and(|live| id.starts_with(live));
@@ -959,10 +1072,11 @@ impl Release<'_> {
         true
     }
 
-    async fn prune(&self, server: &Server) -> Result<()> {
+    /// Retention on `server`; `stopping` are containers being stopped right now.
+    async fn prune(&self, server: &Server, stopping: &[String]) -> Result<()> {
         for (role, hosts) in self.roles {
             if hosts.contains(&server.host) {
-                let pruned = prune::prune(&server.docker, self.config, role)
+                let pruned = prune::prune(&server.docker, self.config, role, stopping)
                     .await
                     .with_context(|| {
                         format!("Failed to prune old versions on `{}`", server.host)
@@ -974,6 +1088,34 @@ impl Release<'_> {
         }
         Ok(())
     }
+}
+
+/// Where a role's new container goes on a host.
+#[derive(Debug, Clone, Copy)]
+struct Slot<'a> {
+    role: &'a str,
+    /// The new container's name.
+    name: &'a str,
+    /// The role's service in hoist-proxy.
+    service: &'a str,
+    behind_proxy: bool,
+}
+
+/// Containers to stop (the old version) and to remove (a replaced copy of the new version) once
+/// the new version serves on a host: ids.
+#[derive(Debug, Default)]
+struct Leftovers {
+    stop: Vec<String>,
+    remove: Vec<String>,
+}
+
+/// What runs on one host before a release changes anything there.
+#[derive(Debug)]
+struct Survey {
+    /// Role → its containers, newest first.
+    containers: BTreeMap<String, Vec<app::AppContainer>>,
+    /// The proxy's services, if it answered.
+    services: Option<Vec<hoist_proxy::router::ServiceSummary>>,
 }
 
 /// What a role's switch found and changed on a host before the switch itself.

@@ -19,9 +19,19 @@ pub struct Pruned {
 }
 
 /// Remove stopped containers of `role` beyond the newest `config.retain_containers`, and the
-/// images only they used.
-pub async fn prune(docker: &Docker, config: &Config, role: &str) -> Result<Pruned> {
-    let containers = app::list(docker, config, role).await?;
+/// images only they used. `stopping` (ids) count as stopped: they are being stopped meanwhile.
+pub async fn prune(
+    docker: &Docker,
+    config: &Config,
+    role: &str,
+    stopping: &[String],
+) -> Result<Pruned> {
+    let mut containers = app::list(docker, config, role).await?;
+    for container in &mut containers {
+        if stopping.contains(&container.id) {
+            container.running = false;
+        }
+    }
     let (keep, old) = split(&containers, config.retain_containers as usize);
     let mut pruned = Pruned::default();
     for container in &old {

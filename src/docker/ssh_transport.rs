@@ -100,7 +100,17 @@ impl tower_service::Service<Uri> for Connector {
         let session = self.session.clone();
         let socket = self.socket;
         Box::pin(async move {
+            tracing::debug!(
+                host = session.host(),
+                socket,
+                "opening a channel to the Docker socket"
+            );
             let stream = session.open_unix_socket(socket).await?;
+            tracing::debug!(
+                host = session.host(),
+                socket,
+                "channel to the Docker socket open"
+            );
             Ok(TokioIo::new(Stream(stream)))
         })
     }
