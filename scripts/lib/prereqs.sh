@@ -44,4 +44,4 @@ ensure_dockerd() {
 }
 
 # Everything the test suite and the demo use.
-HOIST_TEST_PACKAGES=(docker.io debootstrap openssh-client curl ca-certificates iproute2 tar jq file)
+HOIST_TEST_PACKAGES=(docker.io debootstrap openssh-client curl ca-certificates iproute2 tar jq file git)
