@@ -11,7 +11,6 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -172,12 +171,7 @@ impl Prepared {
             host_config: Some(HostConfig {
                 binds: Some(accessory.volumes.clone()),
                 port_bindings,
-                restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                    maximum_retry_count: None,
-                }),
-                network_mode: Some(NETWORK.to_string()),
-                ..Default::default()
+                ..docker::long_running()
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
@@ -220,13 +214,7 @@ async fn boot(prepared: &Prepared, server: &Server, reporter: &Reporter) -> Resu
     progress.step(format!("pulling {image}"));
     docker::pull(docker, image, prepared.credentials.clone(), |p| {
         if p.total > 0 {
-            progress.step(format!(
-                "pulling {image} ({}/{} layers, {:.1}/{:.1} MB)",
-                p.layers_done,
-                p.layers,
-                p.current as f64 / 1e6,
-                p.total as f64 / 1e6
-            ));
+            progress.step(format!("pulling {image} ({p})"));
         }
     })
     .await

@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, RestartPolicy,
-    RestartPolicyNameEnum,
-};
+use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -19,7 +16,7 @@ use futures_util::StreamExt;
 
 use crate::config::Config;
 use crate::docker::{ignore_not_found, remove_container_force};
-use crate::naming::{self, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION, NETWORK};
+use crate::naming::{self, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION};
 use crate::report::hinted;
 
 /// Seconds a stopping container gets between SIGTERM and SIGKILL.
@@ -140,14 +137,7 @@ pub fn definition(
         env: Some(env),
         labels: Some(labels),
         cmd,
-        host_config: Some(HostConfig {
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            network_mode: Some(NETWORK.to_string()),
-            ..Default::default()
-        }),
+        host_config: Some(crate::docker::long_running()),
         ..Default::default()
     })
 }

@@ -735,13 +735,7 @@ impl Release<'_> {
                 self.prepared.app_credentials.clone(),
                 |p| {
                     if p.total > 0 {
-                        progress.step(format!(
-                            "pulling ({}/{} layers, {:.1}/{:.1} MB)",
-                            p.layers_done,
-                            p.layers,
-                            p.current as f64 / 1e6,
-                            p.total as f64 / 1e6
-                        ));
+                        progress.step(format!("pulling ({p})"));
                     }
                 },
             ))

@@ -10,15 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
-use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use hoist_proxy::router::ServiceSummary;
 
 use crate::config::{Config, format_duration};
 use crate::docker;
-use crate::naming::{NETWORK, PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_VOLUME};
+use crate::naming::{PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_VOLUME};
 use crate::report::hinted;
 
 /// How long a freshly started proxy has to answer its control socket.
@@ -94,12 +92,7 @@ async fn create(
         host_config: Some(HostConfig {
             port_bindings: Some(HashMap::from([binding("80"), binding("443")])),
             binds: Some(vec![format!("{PROXY_VOLUME}:{PROXY_STATE_DIR}")]),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            network_mode: Some(NETWORK.to_string()),
-            ..Default::default()
+            ..docker::long_running()
         }),
         ..Default::default()
     };

@@ -229,6 +229,19 @@ pub fn ignore_not_found(
     }
 }
 
+/// Host settings every container hoist runs for good shares (app, proxy, accessories): restart
+/// `unless-stopped`, on the `hoist` network. Extend with `..long_running()`.
+pub fn long_running() -> bollard::models::HostConfig {
+    bollard::models::HostConfig {
+        restart_policy: Some(bollard::models::RestartPolicy {
+            name: Some(bollard::models::RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        network_mode: Some(crate::naming::NETWORK.to_string()),
+        ..Default::default()
+    }
+}
+
 /// The `hoist` network, created if missing.
 pub async fn ensure_network(docker: &Docker) -> Result<()> {
     if docker

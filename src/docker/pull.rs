@@ -20,6 +20,20 @@ pub struct PullProgress {
     pub total: u64,
 }
 
+impl std::fmt::Display for PullProgress {
+    /// `3/5 layers, 12.0/40.2 MB`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} layers, {:.1}/{:.1} MB",
+            self.layers_done,
+            self.layers,
+            self.current as f64 / 1e6,
+            self.total as f64 / 1e6
+        )
+    }
+}
+
 /// Pull `image` (`repo:tag`) into `docker`, calling `on_progress` as layers advance.
 pub async fn pull(
     docker: &Docker,
