@@ -336,11 +336,11 @@ fn help_lists_the_commands() {
             "`{command}` missing from:\n{help}"
         );
     }
-    let output = context.hoist(&["deploy"]);
+    let output = context.hoist(&["prune"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&output.stderr)
-            .starts_with("error: `hoist deploy` is not implemented yet")
+            .starts_with("error: `hoist prune` is not implemented yet")
     );
 }
 
