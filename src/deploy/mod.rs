@@ -671,18 +671,21 @@ impl Release<'_> {
     /// (deploy only) and write the audit line, all at once.
     async fn finish(&self, server: &Server, leftovers: &Leftovers) -> Result<()> {
         let docker = &server.docker;
-        let live = short(self.version);
+        let cleanup_failed = || {
+            format!(
+                "{} is live on `{}`, but the previous version's container could not be cleaned \
+                 up (the next deploy removes it)",
+                short(self.version),
+                server.host
+            )
+        };
         let stop = async {
             for id in &leftovers.stop {
                 // By id: a redeployed live container was renamed, and its name is the new one's.
-                app::stop(docker, id)
-                    .await
-                    .with_context(|| format!("{live} is live on `{}`, but", server.host))?;
+                app::stop(docker, id).await.with_context(cleanup_failed)?;
             }
             for id in &leftovers.remove {
-                app::remove(docker, id)
-                    .await
-                    .with_context(|| format!("{live} is live on `{}`, but", server.host))?;
+                app::remove(docker, id).await.with_context(cleanup_failed)?;
             }
             anyhow::Ok(())
         };
