@@ -2,10 +2,10 @@
 //! change hoist made there, `[time] [performer] message`. Lines hold names and versions, never a
 //! secret value.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::naming;
-use crate::ssh::Session;
+use crate::ssh::{Session, quote};
 
 /// The log's path on a server, relative to the SSH user's home.
 pub fn path(scope: &str) -> String {
@@ -19,11 +19,6 @@ pub async fn append(session: &Session, scope: &str, performer: &str, message: &s
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         message.replace('\n', " ")
     );
-    let quote = |text: &str| {
-        shlex::try_quote(text)
-            .map(|q| q.into_owned())
-            .context("An audit line holds a NUL byte")
-    };
     let command = format!(
         "mkdir -p {dir} && printf '%s\\n' {line} >> {path}",
         dir = quote(&naming::state_dir(scope))?,

@@ -74,6 +74,12 @@ impl Hooks {
         }
     }
 
+    /// Set (or replace) one variable, e.g. `HOIST_VERSION` once a rollback has found it.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.vars.retain(|(key, _)| key != name);
+        self.vars.push((name.to_string(), value.to_string()));
+    }
+
     /// Secret values handed to pre-connect, pre-deploy and post-deploy.
     pub fn with_secrets(mut self, secrets: Vec<(String, String)>) -> Self {
         self.secrets = secrets;

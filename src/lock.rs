@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::naming;
-use crate::ssh::Session;
+use crate::ssh::{Session, quote};
 
 /// Who holds the lock and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,15 +31,13 @@ pub struct LockInfo {
 impl LockInfo {
     /// A lock for `command` by `holder` now, with a fresh id.
     pub fn new(holder: &str, command: &str, version: Option<&str>) -> Result<Self> {
-        let mut token = [0u8; 8];
-        getrandom::fill(&mut token).context("Failed to draw a random lock id")?;
         Ok(Self {
             holder: holder.to_string(),
             at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             version: version.map(str::to_string),
             message: None,
             command: Some(command.to_string()),
-            id: Some(token.iter().map(|b| format!("{b:02x}")).collect()),
+            id: Some(naming::random_hex()?),
         })
     }
 
@@ -64,18 +62,12 @@ pub fn path(scope: &str) -> String {
     format!("{}/lock.json", naming::state_dir(scope))
 }
 
-fn quoted(text: &str) -> Result<String> {
-    Ok(shlex::try_quote(text)
-        .context("A lock path or value holds a NUL byte")?
-        .into_owned())
-}
-
 /// The lock on `session`'s server, if one is held.
 pub async fn read(session: &Session, scope: &str) -> Result<Option<LockInfo>> {
     let path = path(scope);
     let command = format!(
         "if [ -e {path} ]; then cat {path}; else exit 3; fi",
-        path = quoted(&path)?
+        path = quote(&path)?
     );
     let output = session.exec(&command).await?;
     match output.status {
@@ -110,9 +102,9 @@ pub async fn try_acquire(
     let command = format!(
         "mkdir -p {dir} && if (set -C; printf '%s\\n' {json} > {path}) 2>/dev/null; then exit 0; \
          elif [ -e {path} ]; then cat {path}; exit 3; else exit 4; fi",
-        dir = quoted(&naming::state_dir(scope))?,
-        json = quoted(&json)?,
-        path = quoted(&path)?,
+        dir = quote(&naming::state_dir(scope))?,
+        json = quote(&json)?,
+        path = quote(&path)?,
     );
     let output = session.exec(&command).await?;
     match output.status {
@@ -130,11 +122,11 @@ pub async fn try_acquire(
 /// Returns whether a lock was removed.
 pub async fn release(session: &Session, scope: &str, id: Option<&str>) -> Result<bool> {
     let path = path(scope);
-    let path_q = quoted(&path)?;
+    let path_q = quote(&path)?;
     let command = match id {
         Some(id) => format!(
             "if grep -qF {needle} {path_q} 2>/dev/null; then rm -f {path_q}; else exit 3; fi",
-            needle = quoted(&format!("\"id\":\"{id}\""))?
+            needle = quote(&format!("\"id\":\"{id}\""))?
         ),
         None => format!("if [ -e {path_q} ]; then rm -f {path_q}; else exit 3; fi"),
     };

@@ -57,6 +57,14 @@ pub fn app_container(
     format!("{}-{version}", role_scope(service, role, destination))
 }
 
+/// 16 random hex digits: the suffix of a container renamed aside, the id of a deploy lock.
+pub fn random_hex() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|err| anyhow::anyhow!("Failed to draw random bytes: {err}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// `~/.hoist/<scope>`, relative to the SSH user's home: the lock and the audit log.
 pub fn state_dir(scope: &str) -> String {
     format!(".hoist/{scope}")

@@ -6,7 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::deploy::{app, proxy};
+use crate::deploy::{self, app, proxy};
 use crate::naming;
 use crate::printer::{self, Printer};
 use crate::remote::{Connector, Server};
@@ -24,11 +24,7 @@ struct VersionRow {
 }
 
 pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
-    let app_hosts: Vec<String> = hosts
-        .iter()
-        .filter(|host| config.roles.values().any(|role| role.hosts.contains(host)))
-        .cloned()
-        .collect();
+    let app_hosts = deploy::app_hosts(config, hosts);
     let connector = Connector::from_config(config)?;
     let reporter = Reporter::new(*printer);
     let (servers, unreachable) = connector.connect_all(&app_hosts, &reporter).await?;

@@ -184,10 +184,7 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<()> {
 /// version (a redeploy of the live version). The proxy addresses containers by id, so a running
 /// one keeps serving under its new name.
 pub async fn rename_aside(docker: &Docker, name: &str) -> Result<String> {
-    let mut token = [0u8; 8];
-    getrandom::fill(&mut token).context("Failed to draw a random suffix")?;
-    let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
-    let new_name = format!("{name}_replaced_{hex}");
+    let new_name = format!("{name}_replaced_{}", naming::random_hex()?);
     rename(docker, name, &new_name).await?;
     Ok(new_name)
 }

@@ -126,11 +126,7 @@ pub async fn run(
             "check `--hosts`/`--roles` against `[servers.<role>] hosts` in deploy.toml",
         ));
     }
-    let app_hosts: Vec<String> = hosts
-        .iter()
-        .filter(|host| roles.iter().any(|(_, hosts)| hosts.contains(host)))
-        .cloned()
-        .collect();
+    let app_hosts = app_hosts(config, hosts);
 
     // 1. Everything that can fail without touching a server.
     let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
@@ -173,13 +169,9 @@ pub async fn run(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut hooks = Hooks::new(
-        &config.hooks_path,
-        *printer,
-        with_version(&hook_vars, version.as_deref()),
-        started,
-    )
-    .with_secrets(hook_secrets.clone());
+    let mut hooks =
+        Hooks::new(&config.hooks_path, *printer, hook_vars, started).with_secrets(hook_secrets);
+    hooks.set("HOIST_VERSION", version.as_deref().unwrap_or_default());
 
     hooks.run(Hook::PreConnect, &app_hosts)?;
     let check_first = match (&version, kind) {
@@ -248,13 +240,7 @@ pub async fn run(
             }
         },
     };
-    hooks = Hooks::new(
-        &config.hooks_path,
-        *printer,
-        with_version(&hook_vars, Some(&version)),
-        started,
-    )
-    .with_secrets(hook_secrets);
+    hooks.set("HOIST_VERSION", &version);
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let phase = Instant::now();
     let lock_info = LockInfo::new(&prepared.performer, kind.name(), Some(&version))?;
@@ -358,6 +344,15 @@ pub fn primary_host(config: &Config) -> Option<String> {
         .cloned()
 }
 
+/// The hosts among `hosts` that run an app role (not only accessories or the load balancer).
+pub fn app_hosts(config: &Config, hosts: &[String]) -> Vec<String> {
+    hosts
+        .iter()
+        .filter(|host| config.roles.values().any(|role| role.hosts.contains(host)))
+        .cloned()
+        .collect()
+}
+
 /// The roles with hosts among `hosts`, each with those hosts.
 fn roles_on(config: &Config, hosts: &[String]) -> Vec<(String, Vec<String>)> {
     config
@@ -391,15 +386,6 @@ fn prepare(
         proxy_credentials: registry::credentials_for(config, secrets, &config.proxy.image)?,
         performer: version::performer(&config.root),
     })
-}
-
-fn with_version(vars: &[(String, String)], version: Option<&str>) -> Vec<(String, String)> {
-    let mut vars = vars.to_vec();
-    vars.push((
-        "HOIST_VERSION".to_string(),
-        version.unwrap_or_default().to_string(),
-    ));
-    vars
 }
 
 /// The first 12 characters of a commit-like version, for messages.
@@ -914,7 +900,7 @@ impl Release<'_> {
                      cleans up"
                 )));
             }
-            return Err(self.failed(docker, host, role, &name, &prepared, err).await);
+            return Err(self.failed(docker, host, &slot, &prepared, err).await);
         }
 
         // After the switch: the new version serves; the old containers are stopped by the caller.
@@ -998,13 +984,14 @@ impl Release<'_> {
         &self,
         docker: &bollard::Docker,
         host: &str,
-        role: &str,
-        name: &str,
+        slot: &Slot<'_>,
         state: &PreSwitch,
         err: anyhow::Error,
     ) -> anyhow::Error {
         let config = self.config;
-        let behind_proxy = config.roles.get(role).is_some_and(|r| r.proxy);
+        let Slot {
+            name, behind_proxy, ..
+        } = *slot;
         let logs = app::last_logs(docker, name, app::LOG_LINES)
             .await
             .unwrap_or_else(|err| format!("(logs unavailable: {err:#})"));

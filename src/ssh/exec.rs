@@ -6,6 +6,18 @@ use russh::ChannelMsg;
 
 use super::{Session, SshError};
 
+/// `text` quoted as one shell word for a remote command line; fails only on a NUL byte.
+pub fn quote(text: &str) -> anyhow::Result<String> {
+    shlex::try_quote(text)
+        .map(|quoted| quoted.into_owned())
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "`{}` can't be passed to a remote shell: it holds a NUL byte",
+                text.escape_debug()
+            )
+        })
+}
+
 /// Which stream a chunk of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {

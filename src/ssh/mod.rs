@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 pub use auth::Credentials;
 pub use error::SshError;
+pub use exec::quote;
 pub use host_keys::HostKeyVerifier;
 
 pub use crate::config::{HostKeyChecking, JumpHost};
