@@ -185,6 +185,36 @@ pub struct RunArgs {
     )]
     pub http3: bool,
 
+    /// ACME directory for services that name none [default: Let's Encrypt production]
+    #[arg(long, value_name = "URL", env = "HOIST_PROXY_TLS_ACME_DIRECTORY")]
+    pub tls_acme_directory: Option<String>,
+
+    /// CA certificate (PEM) to trust for the ACME directory, for a private ACME server
+    #[arg(long, value_name = "PATH", env = "HOIST_PROXY_TLS_ACME_CA_ROOT")]
+    pub tls_acme_ca_root: Option<PathBuf>,
+
+    /// External account binding key id for services that name none
+    #[arg(long, value_name = "KID", env = "HOIST_PROXY_TLS_ACME_EAB_KID")]
+    pub tls_acme_eab_kid: Option<String>,
+
+    /// External account binding HMAC key (base64url) for that key id
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY",
+        hide_env_values = true,
+        requires = "tls_acme_eab_kid"
+    )]
+    pub tls_acme_eab_hmac_key: Option<String>,
+
+    /// ACME challenge for services that name none: http-01 or tls-alpn-01 [default: http-01]
+    #[arg(long, value_name = "TYPE", env = "HOIST_PROXY_TLS_ACME_CHALLENGE")]
+    pub tls_acme_challenge: Option<crate::options::ChallengeKind>,
+
+    /// Where ACME accounts and certificates are kept [default: certs in the state directory]
+    #[arg(long, value_name = "DIR")]
+    pub tls_acme_cache_path: Option<PathBuf>,
+
     /// Include debug logs
     #[arg(
         long,
@@ -309,6 +339,11 @@ pub struct DeployArgs {
     /// CA certificate (PEM) to trust for a private ACME server, e.g. step-ca or Pebble
     #[arg(long, value_name = "PATH")]
     pub tls_acme_ca_root: Option<PathBuf>,
+
+    /// ACME challenge to answer: http-01 (port 80) or tls-alpn-01 (port 443) [default: run's
+    /// --tls-acme-challenge, then http-01]
+    #[arg(long, value_name = "TYPE")]
+    pub tls_acme_challenge: Option<crate::options::ChallengeKind>,
 
     /// Get certificates for any host this endpoint approves (a 200 to `?host=<name>`); a path
     /// is asked through the service itself

@@ -57,6 +57,8 @@ pub struct ForwardContext<'a> {
     pub host: &'a str,
     /// Set-Cookie to add (writer affinity), if any.
     pub add_cookie: Option<String>,
+    /// Scheme the client used (`http`, `https`), for X-Forwarded-Proto.
+    pub scheme: &'static str,
 }
 
 /// How forwarding failed, as the status the client gets.
@@ -304,7 +306,7 @@ fn prepare_request_headers(headers: &mut HeaderMap, upgrade: bool, context: &For
         append_or_set(headers, X_FORWARDED_FOR, ip, trust);
     }
     if !trust || !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(context.scheme));
     }
     if (!trust || !headers.contains_key(X_FORWARDED_HOST))
         && let Ok(host) = HeaderValue::from_str(context.host)

@@ -1,5 +1,6 @@
 //! The outer request pipeline, in front of every service: X-Request-ID and X-Request-Start,
-//! routing by host and path (404 when nothing matches), the in-flight gauge, and the record that
+//! ACME HTTP-01 answers (before routing), routing by host and path (404 when nothing matches),
+//! the redirect of plain HTTP to HTTPS once a host's certificate is ready, the in-flight gauge, and the record that
 //! becomes the request's log line and metrics when its response ends.
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::response::{self, RequestRecord, ResponseBody, header_text};
 use crate::router::Router;
 use crate::service::Routed;
+use crate::tls::Tls;
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
@@ -31,7 +33,13 @@ pub struct Handler {
     /// Port the request arrived on, for the log.
     pub port: u16,
     pub scheme: &'static str,
+    /// Certificates, for HTTP-01 answers and redirects; `None` when the proxy has no TLS.
+    pub tls: Option<Arc<Tls>>,
+    /// Port HTTPS is served on, for redirects.
+    pub https_port: u16,
 }
+
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The service label of requests no service took.
 fn unrouted() -> Arc<String> {
@@ -40,6 +48,28 @@ fn unrouted() -> Arc<String> {
 }
 
 impl Handler {
+    /// A TLS service redirects plain HTTP once its host has a certificate (with
+    /// `--tls-redirect`, the default); until then it serves HTTP as usual.
+    fn redirects_to_https(&self, route: &crate::router::Route, host: &str) -> bool {
+        let config = route.service.config.load();
+        config.options.tls
+            && config.options.tls_redirect
+            && self
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.ready(&bare_host(host).to_ascii_lowercase()))
+    }
+
+    /// `https://host[:port]/path?query`, the port shown when HTTPS is not on 443.
+    fn https_location(&self, host: &str, uri: &http::Uri) -> String {
+        let host = bare_host(host);
+        let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        match self.https_port {
+            443 => format!("https://{host}{path}"),
+            port => format!("https://{host}:{port}{path}"),
+        }
+    }
+
     pub async fn handle(
         &self,
         mut request: Request<Incoming>,
@@ -78,6 +108,15 @@ impl Handler {
                     .map(str::to_owned)
             })
             .unwrap_or_default();
+        let plain = self.scheme == "http";
+        if plain
+            && let Some(tls) = &self.tls
+            && let Some(token) = request.uri().path().strip_prefix(ACME_CHALLENGE_PREFIX)
+            && let Some(answer) = tls.acme.http01(token)
+        {
+            tracing::info!(host = %host, token, "Answered ACME HTTP-01 challenge");
+            return response::text(StatusCode::OK, answer);
+        }
         let route = self
             .router
             .table()
@@ -167,8 +206,13 @@ impl Handler {
                 response::error_page(&ErrorPages::default(), StatusCode::NOT_FOUND, ""),
                 None,
             ),
+            Some(route) if plain && self.redirects_to_https(&route, &host) => (
+                response::redirect(&self.https_location(&host, request.uri())),
+                None,
+            ),
             Some(route) => {
                 let routed = Routed {
+                    scheme: self.scheme,
                     prefix: &route.prefix,
                     host: &host,
                     client_ip,
@@ -192,5 +236,25 @@ impl Handler {
         record.target = target.unwrap_or_default();
         response.body_mut().record(record);
         response
+    }
+}
+
+/// The host without its port: `a.example.com:8080` → `a.example.com`, `[::1]:80` → `[::1]`.
+fn bare_host(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_host;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(bare_host("a.example.com:8080"), "a.example.com");
+        assert_eq!(bare_host("a.example.com"), "a.example.com");
+        assert_eq!(bare_host("[::1]:80"), "[::1]");
     }
 }

@@ -11,6 +11,7 @@
 //! - [`balancer`], [`target`], [`health`]: targets, their choice, drains and health checks;
 //! - [`forward`], [`body`], [`response`], [`cookies`]: the upstream hop, bodies, responses;
 //! - [`error_pages`], [`logging`], [`metrics`]: what users and operators see;
+//! - [`tls`]: certificates (custom and ACME) and the HTTPS configuration;
 //! - [`options`]: the service settings shared by the CLI, the control channel and the state.
 
 pub mod balancer;
@@ -38,3 +39,4 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod target;
+pub mod tls;

@@ -35,6 +35,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             hoist_proxy::logging::init(args.debug);
+            // One crypto provider for every TLS use (HTTPS, the ACME client).
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             // Control, health checks and metrics; requests are served on threads of their own.
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()

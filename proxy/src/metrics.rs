@@ -31,9 +31,21 @@ const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    tls_handshake_errors: Family<ReasonLabels, Counter>,
+    acme_orders: Family<ResultLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RequestLabels, Histogram, fn() -> Histogram>,
     in_flight: Family<ServiceLabels, Gauge>,
@@ -62,8 +74,22 @@ impl Default for Metrics {
             "HTTP requests being handled, by service",
             in_flight.clone(),
         );
+        let tls_handshake_errors = Family::<ReasonLabels, Counter>::default();
+        let acme_orders = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "hoist_proxy_tls_handshake_errors",
+            "TLS handshakes that failed, by reason (no_certificate, protocol, timeout, io)",
+            tls_handshake_errors.clone(),
+        );
+        registry.register(
+            "hoist_proxy_acme_orders",
+            "ACME certificate orders, by result (success, failure)",
+            acme_orders.clone(),
+        );
         Self {
             registry,
+            tls_handshake_errors,
+            acme_orders,
             requests,
             durations,
             in_flight,
@@ -83,6 +109,19 @@ impl Metrics {
         self.durations
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a failed TLS handshake; handshakes are not logged one by one.
+    pub fn tls_handshake_error(&self, reason: &'static str) {
+        self.tls_handshake_errors
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn acme_order(&self, result: &'static str) {
+        self.acme_orders
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// The in-flight gauge of a service.

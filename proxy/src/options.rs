@@ -21,7 +21,7 @@ pub struct ServiceOptions {
     pub path_prefixes: Vec<String>,
     /// Remove the matched prefix before forwarding.
     pub strip_path_prefix: bool,
-    /// Serve over HTTPS (certificates come with the TLS support).
+    /// Serve over HTTPS, with a custom certificate or one from ACME.
     pub tls: bool,
     /// Redirect HTTP to HTTPS when `tls` is on.
     pub tls_redirect: bool,
@@ -33,6 +33,8 @@ pub struct ServiceOptions {
     pub tls_acme_cache_path: Option<PathBuf>,
     pub tls_acme_ca_root: Option<PathBuf>,
     pub tls_acme_eab_kid: Option<String>,
+    /// Challenge to answer; none means `run`'s setting, then HTTP-01.
+    pub tls_acme_challenge: Option<ChallengeKind>,
     /// Every other host is redirected (301) to this one.
     pub canonical_host: Option<String>,
     /// Directory of `<status>.html` pages overriding the built-in ones.
@@ -62,6 +64,7 @@ impl Default for ServiceOptions {
             tls_acme_cache_path: None,
             tls_acme_ca_root: None,
             tls_acme_eab_kid: None,
+            tls_acme_challenge: None,
             canonical_host: None,
             error_pages: None,
             writer_affinity_timeout: Duration::from_secs(1),
@@ -69,6 +72,28 @@ impl Default for ServiceOptions {
             exclude_metrics_paths: Vec::new(),
             client_ip_header: None,
         }
+    }
+}
+
+/// The ACME challenge the proxy answers to prove it serves a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum ChallengeKind {
+    /// A token served on port 80 under /.well-known/acme-challenge/
+    #[serde(rename = "http-01")]
+    #[value(name = "http-01")]
+    Http01,
+    /// A special certificate served on port 443 to the acme-tls/1 protocol
+    #[serde(rename = "tls-alpn-01")]
+    #[value(name = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+impl std::fmt::Display for ChallengeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChallengeKind::Http01 => "http-01",
+            ChallengeKind::TlsAlpn01 => "tls-alpn-01",
+        })
     }
 }
 
@@ -182,6 +207,10 @@ pub struct DeployRequest {
     pub service_options: ServiceOptions,
     pub target_options: TargetOptions,
     pub deployment: DeploymentOptions,
+    /// External account binding HMAC key for `tls_acme_eab_kid`; held in memory by the proxy,
+    /// never saved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_acme_eab_hmac_key: Option<String>,
 }
 
 /// Everything `rollout deploy` sends: the service's own options are reused.
@@ -208,8 +237,6 @@ pub enum OptionsError {
     TlsNotOnRoot,
     #[error("host must be set when using TLS")]
     TlsRequiresHost,
-    #[error("TLS is not supported by this hoist-proxy version yet; deploy without --tls")]
-    TlsUnsupported,
     #[error("canonical host `{0}` must be one of the service's hosts")]
     CanonicalHostNotInHosts(String),
     #[error("health check path `{0}` must start with `/`")]
@@ -236,6 +263,7 @@ impl DeployRequest {
             tls_acme_cache_path: args.tls_acme_cache_path.clone(),
             tls_acme_ca_root: args.tls_acme_ca_root.clone(),
             tls_acme_eab_kid: args.tls_acme_eab_kid.clone(),
+            tls_acme_challenge: args.tls_acme_challenge,
             canonical_host: args.canonical_host.clone(),
             error_pages: args.error_pages.clone(),
             writer_affinity_timeout: args.writer_affinity_timeout,
@@ -276,6 +304,7 @@ impl DeployRequest {
                 websocket_grace: args.websocket_grace,
                 force: args.force,
             },
+            tls_acme_eab_hmac_key: args.tls_acme_eab_hmac_key.clone(),
         };
         request.normalize()?;
         Ok(request)
@@ -308,7 +337,6 @@ impl DeployRequest {
             if !options.path_prefixes.iter().any(|prefix| prefix == "/") {
                 return Err(OptionsError::TlsNotOnRoot);
             }
-            return Err(OptionsError::TlsUnsupported);
         }
         if let Some(canonical) = &options.canonical_host
             && !options.hosts.iter().any(|host| host == canonical)

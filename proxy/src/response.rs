@@ -242,6 +242,18 @@ pub fn error_page(pages: &ErrorPages, status: StatusCode, message: &str) -> Resp
     response
 }
 
+/// A plain-text response.
+pub fn text(status: StatusCode, text: String) -> Response<ResponseBody> {
+    let body = ResponseContent::Full(Some(Bytes::from(text)));
+    let mut response = Response::new(ResponseBody::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
 /// A bare response with an empty body.
 pub fn empty(status: StatusCode) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::new(ResponseContent::Empty));

@@ -21,6 +21,7 @@ use crate::rollout::RolloutSplit;
 use crate::routes::RouteTable;
 use crate::service::{Service, ServiceConfig};
 use crate::state::{self, SavedBalancer, SavedService, SavedState};
+use crate::tls::Tls;
 
 /// What a routing table entry yields.
 #[derive(Debug, Clone)]
@@ -53,6 +54,7 @@ pub struct Router {
     state_file: PathBuf,
     save_lock: Mutex<()>,
     prober: Prober,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Router {
@@ -64,6 +66,25 @@ impl Router {
             state_file,
             save_lock: Mutex::new(()),
             prober: Prober::default(),
+            tls: None,
+        }
+    }
+
+    /// Keeps the certificates of TLS services with `tls` from now on.
+    pub fn with_tls(mut self, tls: Arc<Tls>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Tells the certificate manager which hosts need certificates now.
+    fn sync_tls(&self) {
+        if let Some(tls) = &self.tls {
+            let options: Vec<ServiceOptions> = self
+                .services()
+                .values()
+                .map(|service| service.config.load().options.clone())
+                .collect();
+            tls.sync(&options);
         }
     }
 
@@ -161,8 +182,21 @@ impl Router {
         let name = request.service.clone();
         let error_pages = load_error_pages(&request.service_options)?;
 
-        // Refuse a conflict before spending the deploy timeout on health checks.
+        // Refuse a conflict or an unusable certificate before spending the deploy timeout on
+        // health checks.
         Self::check_conflicts(&self.services(), &name, &request.service_options)?;
+        if request.service_options.tls {
+            let Some(tls) = &self.tls else {
+                return Err("this proxy serves no HTTPS; deploy without --tls".to_owned());
+            };
+            Tls::check(&request.service_options)?;
+            if let (Some(kid), Some(key)) = (
+                request.service_options.tls_acme_eab_kid.as_deref(),
+                request.tls_acme_eab_hmac_key.as_deref(),
+            ) {
+                tls.acme.add_eab_key(kid, key);
+            }
+        }
 
         let options = Arc::new(request.target_options.clone());
         let balancer = LoadBalancer::new(&request.targets, &request.read_targets, options)
@@ -219,6 +253,7 @@ impl Router {
             }
         };
         self.save();
+        self.sync_tls();
         if let Some(old) = replaced {
             let outcome = old
                 .drain(
@@ -255,6 +290,7 @@ impl Router {
             rollout.stop_health_checks();
         }
         self.save();
+        self.sync_tls();
         tracing::info!(service = %name, "Removed");
         Ok(())
     }
@@ -465,6 +501,8 @@ impl Router {
             Ok(table) => self.table.store(Arc::new(table)),
             Err(error) => tracing::error!(%error, "Saved state has conflicting routes"),
         }
+        drop(services);
+        self.sync_tls();
     }
 }
 

@@ -1,8 +1,9 @@
 //! `hoist-proxy run`: restores the saved state, opens the control socket, the HTTP listener
-//! (HTTP/1.1, and HTTP/2 with prior knowledge) and the optional metrics listener, serves until
-//! SIGTERM or SIGINT, then stops accepting and lets requests in flight finish (up to the shutdown
-//! timeout). Connections get server-side timeouts: request headers, idle keep-alive, stalled
-//! bodies and stalled writes.
+//! (HTTP/1.1, and HTTP/2 with prior knowledge), the HTTPS listener (TLS 1.2/1.3, HTTP/2 or
+//! HTTP/1.1 by ALPN) and the optional metrics listener, serves until SIGTERM or SIGINT, then
+//! stops accepting and lets requests in flight finish (up to the shutdown timeout). Connections
+//! get server-side timeouts: TLS handshake and request headers, idle keep-alive, stalled bodies
+//! and stalled writes. Failed handshakes are counted in the metrics, not logged one by one.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +27,9 @@ use crate::metrics::Metrics;
 use crate::paths::ProxyPaths;
 use crate::router::Router;
 use crate::state::{self, Loaded};
+use crate::tls::certs::ACME_TLS_ALPN;
+use crate::tls::{Tls, TlsDefaults};
+use tokio_rustls::TlsAcceptor;
 
 /// Runs the proxy until a termination signal.
 pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
@@ -37,7 +41,25 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
     })?;
     let control = crate::control::bind(&paths.socket).await?;
 
-    let router = Arc::new(Router::new(paths.state_file()));
+    let metrics = Arc::new(Metrics::default());
+    let tls = Tls::new(
+        TlsDefaults {
+            directory: args.tls_acme_directory.clone(),
+            ca_root: args.tls_acme_ca_root.clone(),
+            eab_kid: args.tls_acme_eab_kid.clone(),
+            challenge: args.tls_acme_challenge,
+            cache: args
+                .tls_acme_cache_path
+                .clone()
+                .unwrap_or_else(|| paths.state_dir.join("certs")),
+        },
+        Arc::clone(&metrics),
+    );
+    if let (Some(kid), Some(key)) = (&args.tls_acme_eab_kid, &args.tls_acme_eab_hmac_key) {
+        tls.acme.add_eab_key(kid, key);
+    }
+    let tls_config = tls.server_config()?;
+    let router = Arc::new(Router::new(paths.state_file()).with_tls(Arc::clone(&tls)));
     match state::load(&paths.state_file())? {
         Loaded::Fresh => tracing::info!("No previous state to restore"),
         Loaded::State(saved) => {
@@ -57,13 +79,18 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         Some(workers) => usize::from(workers),
         None => std::thread::available_parallelism().map_or(1, |count| count.get()),
     };
-    let listeners = reuseport_listeners(SocketAddr::new(bind, args.http_port), workers)
+    let http_listeners = reuseport_listeners(SocketAddr::new(bind, args.http_port), workers)
         .with_context(|| format!("cannot listen for HTTP on {bind}:{}", args.http_port))?;
-    let http_port = listeners
-        .first()
-        .and_then(|listener| listener.local_addr().ok())
-        .map_or(args.http_port, |address| address.port());
-    let metrics = Arc::new(Metrics::default());
+    let https_listeners = reuseport_listeners(SocketAddr::new(bind, args.https_port), workers)
+        .with_context(|| format!("cannot listen for HTTPS on {bind}:{}", args.https_port))?;
+    let bound_port = |listeners: &[std::net::TcpListener], asked: u16| {
+        listeners
+            .first()
+            .and_then(|listener| listener.local_addr().ok())
+            .map_or(asked, |address| address.port())
+    };
+    let http_port = bound_port(&http_listeners, args.http_port);
+    let https_port = bound_port(&https_listeners, args.https_port);
     let shutdown = CancellationToken::new();
 
     let metrics_task = if args.metrics_port > 0 {
@@ -80,27 +107,45 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         None
     };
 
-    let handler = Arc::new(Handler {
-        router: Arc::clone(&router),
-        metrics,
-        client_timeout: args.client_timeout,
-        port: http_port,
-        scheme: "http",
-    });
+    let handler = |port: u16, scheme: &'static str| {
+        Arc::new(Handler {
+            router: Arc::clone(&router),
+            metrics: Arc::clone(&metrics),
+            client_timeout: args.client_timeout,
+            port,
+            scheme,
+            tls: Some(Arc::clone(&tls)),
+            https_port,
+        })
+    };
+    let http = handler(http_port, "http");
+    let https = handler(https_port, "https");
+    let acceptor = TlsAcceptor::from(tls_config);
     let settings = ConnectionSettings {
         read_header_timeout: args.read_header_timeout,
         client_timeout: args.client_timeout,
         shutdown_timeout: args.shutdown_timeout,
     };
     let mut serving = Vec::new();
-    for (index, listener) in listeners.into_iter().enumerate() {
-        let handler = Arc::clone(&handler);
+    for (index, (plain, secure)) in http_listeners.into_iter().zip(https_listeners).enumerate() {
+        let listeners = vec![
+            Listener {
+                socket: plain,
+                handler: Arc::clone(&http),
+                tls: None,
+            },
+            Listener {
+                socket: secure,
+                handler: Arc::clone(&https),
+                tls: Some(acceptor.clone()),
+            },
+        ];
         let shutdown = shutdown.clone();
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
             .name(format!("hoist-proxy-http-{index}"))
             .spawn(move || {
-                serve_thread(listener, handler, settings, shutdown);
+                serve_thread(listeners, settings, shutdown);
                 let _ = done.send(());
             })
             .context("cannot start a serving thread")?;
@@ -113,6 +158,7 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
     ));
     tracing::info!(
         http_port,
+        https_port,
         metrics_port = args.metrics_port,
         bind = %bind,
         workers,
@@ -163,12 +209,19 @@ fn reuseport_listeners(
     Ok(listeners)
 }
 
-/// One serving thread: a single-threaded runtime that accepts, serves and forwards its own
-/// connections (nothing crosses threads on the request path), until shutdown; then it lets its
-/// requests in flight finish, up to the shutdown timeout.
-fn serve_thread(
-    listener: std::net::TcpListener,
+/// A listening socket and how its connections are served.
+struct Listener {
+    socket: std::net::TcpListener,
     handler: Arc<Handler>,
+    /// TLS handshake first (HTTPS), or none (HTTP).
+    tls: Option<TlsAcceptor>,
+}
+
+/// One serving thread: a single-threaded runtime that accepts, serves and forwards its own
+/// connections on its HTTP and HTTPS listeners (nothing crosses threads on the request path),
+/// until shutdown; then it lets its requests in flight finish, up to the shutdown timeout.
+fn serve_thread(
+    listeners: Vec<Listener>,
     settings: ConnectionSettings,
     shutdown: CancellationToken,
 ) {
@@ -183,16 +236,25 @@ fn serve_thread(
         }
     };
     runtime.block_on(async move {
-        let listener = match TcpListener::from_std(listener) {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!(%error, "Cannot use the HTTP listener");
-                return;
-            }
-        };
         let graceful = GracefulShutdown::new();
+        let mut loops = Vec::new();
+        for listener in listeners {
+            match TcpListener::from_std(listener.socket) {
+                Ok(socket) => loops.push(accept_loop(
+                    socket,
+                    listener.handler,
+                    listener.tls,
+                    settings,
+                    &graceful,
+                )),
+                Err(error) => {
+                    tracing::error!(%error, "Cannot use a listener");
+                    return;
+                }
+            }
+        }
         tokio::select! {
-            () = accept_loop(listener, handler, settings, &graceful) => {}
+            _ = futures_util::future::join_all(loops) => {}
             () = shutdown.cancelled() => {}
         }
         if tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown())
@@ -234,6 +296,7 @@ fn connection_builder(settings: ConnectionSettings) -> auto::Builder<TokioExecut
 async fn accept_loop(
     listener: TcpListener,
     handler: Arc<Handler>,
+    tls: Option<TlsAcceptor>,
     settings: ConnectionSettings,
     graceful: &GracefulShutdown,
 ) {
@@ -249,21 +312,67 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let handler = Arc::clone(&handler);
+        let service_handler = Arc::clone(&handler);
         let service = service_fn(move |request: Request<Incoming>| {
-            let handler = Arc::clone(&handler);
+            let handler = Arc::clone(&service_handler);
             async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
         });
-        let io = TokioIo::new(StallTimeout::new(stream, settings.client_timeout));
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let stream = StallTimeout::new(stream, settings.client_timeout);
+        let Some(acceptor) = &tls else {
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, %peer, "Connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        let metrics = Arc::clone(&handler.metrics);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let handshake =
+                tokio::time::timeout(settings.read_header_timeout, acceptor.accept(stream)).await;
+            let mut stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    metrics.tls_handshake_error(handshake_failure(&error));
+                    tracing::debug!(%error, %peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics.tls_handshake_error("timeout");
+                    return;
+                }
+            };
+            if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
+                // A TLS-ALPN-01 validation: the handshake was the answer.
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                return;
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, %peer, "Connection ended with an error");
             }
         });
+    }
+}
+
+/// The metrics label of a failed handshake.
+fn handshake_failure(error: &std::io::Error) -> &'static str {
+    match error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::General(message)) if message.contains("certificate") => {
+            "no_certificate"
+        }
+        Some(_) => "protocol",
+        None => "io",
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Service {
 /// A request as the service sees it: routed, with the prefix that matched.
 #[derive(Debug)]
 pub struct Routed<'a> {
+    /// `http` or `https`, for X-Forwarded-Proto.
+    pub scheme: &'static str,
     pub prefix: &'a str,
     pub host: &'a str,
     pub client_ip: IpAddr,
@@ -133,7 +135,8 @@ impl Service {
                 let port = routed.host.split_once(':').map_or("", |(_, port)| port);
                 let separator = if port.is_empty() { "" } else { ":" };
                 let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-                let location = format!("http://{canonical}{separator}{port}{path}");
+                let scheme = routed.scheme;
+                let location = format!("{scheme}://{canonical}{separator}{port}{path}");
                 return Handled {
                     response: response::redirect(&location),
                     target: None,
@@ -179,6 +182,7 @@ impl Service {
             cookie_prefix,
             host: routed.host,
             add_cookie,
+            scheme: routed.scheme,
         };
         let target = Some(guard.target().address.clone());
         match forward(request, &guard, context).await {

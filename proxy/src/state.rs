@@ -115,12 +115,18 @@ pub fn save(path: &Path, state: &SavedState) -> Result<(), StateError> {
         path: path.to_owned(),
         source,
     };
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(|error| failed(error.into()))?;
+    bytes.push(b'\n');
+    write_private(path, &bytes).map_err(failed)
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the directory),
+/// readable by the owner only (0600). Also used for ACME accounts and certificates.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let directory = path.parent().unwrap_or(Path::new("."));
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".tmp-{}", std::process::id()));
     let temporary = PathBuf::from(temporary);
-    let mut bytes = serde_json::to_vec_pretty(state).map_err(|error| failed(error.into()))?;
-    bytes.push(b'\n');
     let write = || -> std::io::Result<()> {
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -128,14 +134,13 @@ pub fn save(path: &Path, state: &SavedState) -> Result<(), StateError> {
             .truncate(true)
             .mode(0o600)
             .open(&temporary)?;
-        file.write_all(&bytes)?;
+        file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temporary, path)?;
         fs::File::open(directory)?.sync_all()
     };
-    write().map_err(|error| {
+    write().inspect_err(|_| {
         let _ = fs::remove_file(&temporary);
-        failed(error)
     })
 }
 
