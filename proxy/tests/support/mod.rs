@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod pebble;
+pub mod tls;
+
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -34,6 +37,8 @@ pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 pub struct Proxy {
     pub child: Child,
     pub port: u16,
+    /// The HTTPS port.
+    pub https_port: u16,
     pub state_dir: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
     _home: Option<tempfile::TempDir>,
@@ -55,17 +60,16 @@ impl Proxy {
 
     /// Starts a proxy on an existing state directory (restarts).
     pub fn start_in(state_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_at(state_dir, (0, 0), extra)
+    }
+
+    /// Starts a proxy on an existing state directory with given HTTP and HTTPS ports (0: any).
+    pub fn start_at(state_dir: &Path, (http_port, https_port): (u16, u16), extra: &[&str]) -> Self {
         let mut command = Command::new(binary());
         command
-            .args([
-                "run",
-                "--http-port",
-                "0",
-                "--https-port",
-                "0",
-                "--bind",
-                "127.0.0.1",
-            ])
+            .args(["run", "--bind", "127.0.0.1"])
+            .args(["--http-port", &http_port.to_string()])
+            .args(["--https-port", &https_port.to_string()])
             .arg("--state-dir")
             .arg(state_dir)
             .args(extra)
@@ -84,19 +88,20 @@ impl Proxy {
                     if line.contains("\"Server started\"") {
                         let value: serde_json::Value =
                             serde_json::from_str(&line).unwrap_or_default();
-                        let port = value["http_port"].as_u64().unwrap_or(0) as u16;
-                        let _ = port_sender.send(port);
+                        let port = |key: &str| value[key].as_u64().unwrap_or(0) as u16;
+                        let _ = port_sender.send((port("http_port"), port("https_port")));
                     }
                     log.lock().unwrap().push(line);
                 }
             });
         }
-        let port = port_receiver
+        let (port, https_port) = port_receiver
             .recv_timeout(Duration::from_secs(20))
             .expect("hoist-proxy did not report `Server started`");
         Self {
             child,
             port,
+            https_port,
             state_dir: state_dir.to_owned(),
             log,
             _home: None,
@@ -132,7 +137,12 @@ impl Proxy {
 
     /// Waits until a log line contains `needle`.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_for_log_within(needle, Duration::from_secs(10))
+    }
+
+    /// Waits up to `limit` until a log line contains `needle`.
+    pub fn wait_for_log_within(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(line) = self
                 .log_lines()
