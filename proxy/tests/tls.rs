@@ -31,10 +31,17 @@ async fn cli(control: &Control, args: Vec<String>) -> std::process::Output {
 
 /// `deploy web --target T --host HOST --tls` plus `extra`.
 fn tls_deploy(target: &Backend, extra: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = ["deploy", "web", "--target", &target.target(), "--host", HOST]
-        .iter()
-        .map(|arg| arg.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "deploy",
+        "web",
+        "--target",
+        &target.target(),
+        "--host",
+        HOST,
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
     args.push("--tls".to_owned());
     args.extend_from_slice(extra);
     args
@@ -106,14 +113,23 @@ async fn http01_certificate_is_verified_served_over_h2_and_kept_across_restarts(
     assert_eq!((got.status, got.body.as_str()), (200, "v1"));
     assert_eq!(got.alpn.as_deref(), Some("h2"), "HTTP/2 through ALPN");
     assert_eq!(got.version, http::Version::HTTP_2);
-    assert!(pebble.validations("HTTP") > 0, "Pebble validated over HTTP-01");
+    assert!(
+        pebble.validations("HTTP") > 0,
+        "Pebble validated over HTTP-01"
+    );
     proxy.wait_for_log("Answered ACME HTTP-01 challenge");
     let leaf = got.leaf.clone();
 
     // HTTP/1.1 clients too, and the app learns the request was HTTPS.
-    let got = https_get_alpn(proxy.https_port, HOST, "/headers", &pebble_roots, &["http/1.1"])
-        .await
-        .expect("HTTPS over HTTP/1.1");
+    let got = https_get_alpn(
+        proxy.https_port,
+        HOST,
+        "/headers",
+        &pebble_roots,
+        &["http/1.1"],
+    )
+    .await
+    .expect("HTTPS over HTTP/1.1");
     assert_eq!(got.version, http::Version::HTTP_11);
     assert!(
         got.body.contains("x-forwarded-proto: https"),
@@ -151,7 +167,13 @@ async fn http01_certificate_is_verified_served_over_h2_and_kept_across_restarts(
     let ports = (proxy.port, proxy.https_port);
     proxy.kill();
     let restarted = Proxy::start_at(&proxy.state_dir, ports, &[]);
-    let got = wait_for_https(&restarted, "/version", &pebble_roots, Duration::from_secs(5)).await;
+    let got = wait_for_https(
+        &restarted,
+        "/version",
+        &pebble_roots,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!((got.status, got.body.as_str()), (200, "v1"));
     assert_eq!(got.leaf, leaf, "the stored certificate");
     restarted.wait_for_log("Using stored certificate");
@@ -177,7 +199,10 @@ async fn tls_alpn01_certificate_needs_only_the_https_port() {
 
     let pebble_roots = roots(&pebble.root().await);
     let got = wait_for_https(&proxy, "/version", &pebble_roots, Duration::from_secs(30)).await;
-    assert_eq!((got.status, got.body.as_str(), got.alpn.as_deref()), (200, "v1", Some("h2")));
+    assert_eq!(
+        (got.status, got.body.as_str(), got.alpn.as_deref()),
+        (200, "v1", Some("h2"))
+    );
     assert_eq!(pebble.validations("HTTP"), 0, "no HTTP-01 validation");
     assert_eq!(proxy.count_log("Answered ACME HTTP-01 challenge"), 0);
     let obtained = proxy.wait_for_log("Certificate obtained");
@@ -353,7 +378,10 @@ async fn custom_certificates_are_served_and_reloaded_when_they_change() {
             break;
         }
         assert_eq!(got.leaf, first);
-        assert!(Instant::now() < deadline, "the new certificate was not picked up");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     proxy.wait_for_log("Reloaded certificate");

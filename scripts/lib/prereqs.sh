@@ -43,5 +43,6 @@ ensure_dockerd() {
   return 1
 }
 
-# Everything the test suite and the demo use.
-HOIST_TEST_PACKAGES=(docker.io debootstrap openssh-client curl ca-certificates iproute2 tar jq file git)
+# Everything the test suite and the demo use (pebble: the ACME server of the TLS tests; openssl:
+# their client without SNI).
+HOIST_TEST_PACKAGES=(docker.io debootstrap openssh-client curl ca-certificates openssl iproute2 tar jq file git pebble)

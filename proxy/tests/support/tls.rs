@@ -86,9 +86,7 @@ pub fn leaf_der(chain_pem: &str) -> Vec<u8> {
 pub fn roots(pem: &str) -> Arc<RootCertStore> {
     let mut store = RootCertStore::empty();
     for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        store
-            .add(certificate.expect("root PEM"))
-            .expect("add root");
+        store.add(certificate.expect("root PEM")).expect("add root");
     }
     assert!(!store.is_empty(), "no root certificate in {pem:?}");
     Arc::new(store)
@@ -127,9 +125,12 @@ pub async fn https_get_alpn(
     roots: &Arc<RootCertStore>,
     alpn: &[&str],
 ) -> Result<HttpsGot, String> {
-    tokio::time::timeout(Duration::from_secs(10), exchange(port, host, path, roots, alpn))
-        .await
-        .map_err(|_| "timed out".to_owned())?
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        exchange(port, host, path, roots, alpn),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())?
 }
 
 async fn exchange(
