@@ -321,18 +321,19 @@ pub struct DeployArgs {
     #[arg(long, value_name = "URL")]
     pub tls_acme_directory: Option<String>,
 
-    /// External account binding key id, for ACME servers that require one
-    #[arg(long, value_name = "KID", requires = "tls_acme_eab_hmac_key")]
+    /// External account binding key id, for ACME servers that require one; its HMAC key comes
+    /// with this deploy or from `run`
+    #[arg(long, value_name = "KID")]
     pub tls_acme_eab_kid: Option<String>,
 
-    /// External account binding HMAC key (base64url); prefer the environment variable, since
-    /// command lines are visible to other processes
+    /// External account binding HMAC key (base64url) for --tls-acme-eab-kid; prefer the
+    /// environment variable, since command lines are visible to other processes (ignored
+    /// without a key id: the container's environment may carry it for `run`)
     #[arg(
         long,
         value_name = "KEY",
         env = "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY",
-        hide_env_values = true,
-        requires = "tls_acme_eab_kid"
+        hide_env_values = true
     )]
     pub tls_acme_eab_hmac_key: Option<String>,
 
@@ -811,7 +812,11 @@ mod tests {
             "--tls-acme-ca-root=/etc/ca.pem",
         ]);
         assert_eq!(args.tls_acme_eab_kid.as_deref(), Some("kid"));
-        assert!(parse(&["deploy", "web", "--target=a:1", "--tls-acme-eab-kid=kid"]).is_err());
+        // The HMAC key may come from `run`; without a key id, a key (e.g. from the
+        // environment) is ignored rather than refused.
+        let kid_only = deploy(&["--target=a:1", "--tls-acme-eab-kid=kid"]);
+        assert_eq!(kid_only.tls_acme_eab_hmac_key, None);
+        assert!(parse(&["deploy", "web", "--target=a:1", "--tls-acme-eab-hmac-key=k"]).is_ok());
         assert!(
             parse(&[
                 "deploy",

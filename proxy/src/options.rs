@@ -304,7 +304,10 @@ impl DeployRequest {
                 websocket_grace: args.websocket_grace,
                 force: args.force,
             },
-            tls_acme_eab_hmac_key: args.tls_acme_eab_hmac_key.clone(),
+            tls_acme_eab_hmac_key: args
+                .tls_acme_eab_kid
+                .as_ref()
+                .and(args.tls_acme_eab_hmac_key.clone()),
         };
         request.normalize()?;
         Ok(request)

@@ -190,11 +190,18 @@ impl Router {
                 return Err("this proxy serves no HTTPS; deploy without --tls".to_owned());
             };
             Tls::check(&request.service_options)?;
-            if let (Some(kid), Some(key)) = (
-                request.service_options.tls_acme_eab_kid.as_deref(),
-                request.tls_acme_eab_hmac_key.as_deref(),
-            ) {
-                tls.acme.add_eab_key(kid, key);
+            if let Some(kid) = request.service_options.tls_acme_eab_kid.as_deref() {
+                match request.tls_acme_eab_hmac_key.as_deref() {
+                    Some(key) => tls.acme.add_eab_key(kid, key)?,
+                    None if tls.acme.has_eab_key(kid) => {}
+                    None => {
+                        return Err(format!(
+                            "no HMAC key is known for the external account binding key id \
+                             {kid}: pass --tls-acme-eab-hmac-key (or set \
+                             HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY) with the deploy or on `run`"
+                        ));
+                    }
+                }
             }
         }
 

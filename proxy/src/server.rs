@@ -56,7 +56,7 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         Arc::clone(&metrics),
     );
     if let (Some(kid), Some(key)) = (&args.tls_acme_eab_kid, &args.tls_acme_eab_hmac_key) {
-        tls.acme.add_eab_key(kid, key);
+        tls.acme.add_eab_key(kid, key).map_err(anyhow::Error::msg)?;
     }
     let tls_config = tls.server_config()?;
     let router = Arc::new(Router::new(paths.state_file()).with_tls(Arc::clone(&tls)));

@@ -317,6 +317,63 @@ async fn an_acme_outage_keeps_http_serving_and_issuance_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_account_binding_creates_the_account_with_the_deploys_key() {
+    const KID: &str = "kid-1";
+    const HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let backend = Backend::start("v1").await;
+    let proxy = Proxy::start(&[]);
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: proxy.port,
+        tls_port: proxy.https_port,
+        eab: Some((KID.to_owned(), HMAC.to_owned())),
+        ..PebbleOptions::default()
+    });
+    let control = proxy.control();
+
+    // A key id without a key is refused before anything changes.
+    let mut flags = pebble.deploy_flags();
+    flags.push(format!("--tls-acme-eab-kid={KID}"));
+    let output = cli(&control, tls_deploy(&backend, &flags)).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output)
+            .contains("no HMAC key is known for the external account binding key id kid-1"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!proxy.ok(&["list"]).contains("web"));
+
+    // Without binding, Pebble refuses the account; the log says why.
+    ok(&control, tls_deploy(&backend, &pebble.deploy_flags())).await;
+    let failed = proxy.wait_for_log("Certificate request failed");
+    assert!(
+        failed.contains("externalAccountRequired") || failed.contains("external account"),
+        "{failed}"
+    );
+
+    // The key travels in the environment, never on the command line; the redeploy retries at once.
+    let args = tls_deploy(&backend, &flags);
+    let control_env = control.clone();
+    let output = blocking(move || {
+        control_env.cli_with_env(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[("HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY", HMAC)],
+        )
+    })
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let pebble_roots = roots(&pebble.root().await);
+    let got = wait_for_https(&proxy, "/version", &pebble_roots, Duration::from_secs(20)).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "v1"));
+    assert!(
+        proxy.log_lines().iter().all(|line| !line.contains(HMAC)),
+        "the HMAC key reached the log"
+    );
+    let state = std::fs::read_to_string(proxy.state_dir.join("hoist-proxy.state")).unwrap();
+    assert!(!state.contains(HMAC), "the HMAC key reached the state file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_certificates_are_served_and_reloaded_when_they_change() {
     let backend = Backend::start("v1").await;
     let proxy = Proxy::start(&[]);

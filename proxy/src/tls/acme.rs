@@ -161,8 +161,16 @@ impl Acme {
         lock(&self.http01).get(token).cloned()
     }
 
-    pub fn add_eab_key(&self, kid: &str, hmac_key: &str) {
+    /// Keeps the HMAC key of external account binding key id `kid` (in memory only); refuses
+    /// a key that is not base64url.
+    pub fn add_eab_key(&self, kid: &str, hmac_key: &str) -> Result<(), String> {
+        decode_hmac(hmac_key).map_err(|error| error.to_string())?;
         lock(&self.eab_keys).insert(kid.to_owned(), hmac_key.to_owned());
+        Ok(())
+    }
+
+    pub fn has_eab_key(&self, kid: &str) -> bool {
+        lock(&self.eab_keys).contains_key(kid)
     }
 
     /// The directory's account: from memory, from disk, or created.

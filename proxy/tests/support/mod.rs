@@ -204,9 +204,15 @@ pub struct Control {
 
 impl Control {
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_env(args, &[])
+    }
+
+    /// Runs a control command with extra environment variables.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = Command::new(binary());
         command.args(args).arg("--state-dir").arg(&self.state_dir);
         clear_environment(&mut command);
+        command.envs(env.iter().copied());
         command.output().expect("run hoist-proxy command")
     }
 

@@ -23,6 +23,8 @@ pub struct PebbleOptions {
     pub validity_seconds: Option<u64>,
     /// Port of the ACME directory; a free one when `None`.
     pub listen_port: Option<u16>,
+    /// Require external account binding with this key id and HMAC key (base64url).
+    pub eab: Option<(String, String)>,
 }
 
 /// A running Pebble and its DNS server.
@@ -94,6 +96,10 @@ impl Pebble {
                 "externalAccountBindingRequired": false,
             }
         });
+        if let Some((kid, key)) = &options.eab {
+            config["pebble"]["externalAccountBindingRequired"] = true.into();
+            config["pebble"]["externalAccountMACKeys"] = serde_json::json!({ kid: key });
+        }
         if let Some(seconds) = options.validity_seconds {
             config["pebble"]["certificateValidityPeriod"] = seconds.into();
         }
