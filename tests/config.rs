@@ -147,6 +147,45 @@ fn bad_configurations_name_file_line_column_key_and_fix() {
             ],
         },
         Case {
+            name: "acme without tls",
+            files: base("[proxy.acme]\ndirectory = \"letsencrypt-staging\"\n"),
+            args: &["config"],
+            expected: &[
+                "deploy.toml:5:8: `[proxy.acme]` only applies with `proxy.tls = true`",
+                "hint: set `tls = true` under `[proxy]`",
+            ],
+        },
+        Case {
+            name: "acme directory neither a name nor an https URL",
+            files: base(
+                "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n[proxy.acme]\ndirectory = \"http://ca.example.com/dir\"\n",
+            ),
+            args: &["config"],
+            expected: &[
+                "deploy.toml:9:1: `http://ca.example.com/dir` is not an ACME directory",
+                "hint: use `letsencrypt`, `letsencrypt-staging`, or the https:// URL",
+            ],
+        },
+        Case {
+            name: "acme challenge unknown",
+            files: base(
+                "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n[proxy.acme]\nchallenge = \"dns-01\"\n",
+            ),
+            args: &["config"],
+            expected: &["deploy.toml:9:13: `proxy.acme.challenge`", "dns-01"],
+        },
+        Case {
+            name: "eab key id without its key",
+            files: base(
+                "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n[proxy.acme]\neab_kid = \"kid-1\"\n",
+            ),
+            args: &["config"],
+            expected: &[
+                "deploy.toml:9:1: `eab_kid` needs `eab_hmac_key`",
+                "hint: add `eab_hmac_key = \"ACME_EAB_HMAC_KEY\"`",
+            ],
+        },
+        Case {
             name: "error in the destination file points into it",
             files: vec![
                 ("deploy.toml", BASE.to_string()),

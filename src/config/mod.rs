@@ -93,6 +93,28 @@ pub struct ProxyConfig {
     pub forward_headers: bool,
     pub healthcheck: HealthcheckConfig,
     pub buffering: BufferingConfig,
+    pub acme: AcmeConfig,
+}
+
+/// Where `proxy.tls` certificates come from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AcmeConfig {
+    pub directory: AcmeDirectory,
+    /// `None`: the proxy's default (HTTP-01).
+    pub challenge: Option<hoist_proxy::options::ChallengeKind>,
+    pub eab_kid: Option<String>,
+    pub eab_hmac_key: Option<SecretRef>,
+}
+
+/// An ACME directory: Let's Encrypt's (production or staging) or any other by URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AcmeDirectory {
+    #[default]
+    Letsencrypt,
+    LetsencryptStaging,
+    #[serde(untagged)]
+    Url(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -215,6 +237,7 @@ impl Config {
             .chain(&self.env.secret)
             .chain(self.roles.values().flat_map(|role| &role.env.secret))
             .chain(&self.builder.secrets)
+            .chain(&self.proxy.acme.eab_hmac_key)
             .chain(self.accessories.values().flat_map(|acc| &acc.env.secret));
         for secret in all {
             if !refs.iter().any(|known| known.name == secret.name) {

@@ -9,12 +9,12 @@ use std::time::Duration;
 use super::error::ConfigError;
 use super::locate::Locator;
 use super::options::{Arch, HostKeyChecking};
-use super::schema::{AccessorySchema, EnvSchema, FileSchema, RoleSchema};
+use super::schema::{AccessorySchema, AcmeSchema, EnvSchema, FileSchema, RoleSchema};
 use super::values::{DurationValue, Host};
 use super::{
-    AccessoryConfig, BootConfig, BufferingConfig, BuilderConfig, Config, EnvConfig,
-    HealthcheckConfig, LoadBalancerConfig, ProxyConfig, RegistryConfig, RoleConfig, SecretRef,
-    SshConfig,
+    AccessoryConfig, AcmeConfig, AcmeDirectory, BootConfig, BufferingConfig, BuilderConfig, Config,
+    EnvConfig, HealthcheckConfig, LoadBalancerConfig, ProxyConfig, RegistryConfig, RoleConfig,
+    SecretRef, SshConfig,
 };
 
 /// Default of `retain_containers`.
@@ -138,6 +138,7 @@ pub fn resolve(
     }
     let healthcheck = proxy.healthcheck.unwrap_or_default();
     let buffering = proxy.buffering.unwrap_or_default();
+    let acme = resolve_acme(proxy.acme, tls, &fail, &secret)?;
     let proxy = ProxyConfig {
         image: proxy
             .image
@@ -183,6 +184,7 @@ pub fn resolve(
             max_request_body: buffering.max_request_body.unwrap_or(0),
             max_response_body: buffering.max_response_body.unwrap_or(0),
         },
+        acme,
     };
 
     let env = resolve_env("env", schema.env, &fail, &secret)?;
@@ -306,6 +308,74 @@ pub fn resolve(
 
 type Fail<'a> = dyn Fn(&str, String, Option<String>) -> ConfigError + 'a;
 type MakeSecret<'a> = dyn Fn(String, String) -> SecretRef + 'a;
+
+/// `[proxy.acme]`: only with `tls = true`; a directory is a known name or an https URL; an EAB
+/// key id and its HMAC key come together.
+fn resolve_acme(
+    acme: Option<AcmeSchema>,
+    tls: bool,
+    fail: &Fail,
+    secret: &MakeSecret,
+) -> Result<AcmeConfig, ConfigError> {
+    let Some(acme) = acme else {
+        return Ok(AcmeConfig::default());
+    };
+    if !tls {
+        return Err(fail(
+            "proxy.acme",
+            "`[proxy.acme]` only applies with `proxy.tls = true`".to_string(),
+            Some("set `tls = true` under `[proxy]`, or remove `[proxy.acme]`".to_string()),
+        ));
+    }
+    let directory = match acme.directory.map(|d| d.0) {
+        None => AcmeDirectory::Letsencrypt,
+        Some(name) if name == "letsencrypt" => AcmeDirectory::Letsencrypt,
+        Some(name) if name == "letsencrypt-staging" => AcmeDirectory::LetsencryptStaging,
+        Some(url) if url.starts_with("https://") && url.len() > "https://".len() => {
+            AcmeDirectory::Url(url)
+        }
+        Some(other) => {
+            return Err(fail(
+                "proxy.acme.directory",
+                format!("`{other}` is not an ACME directory"),
+                Some(
+                    "use `letsencrypt`, `letsencrypt-staging`, or the https:// URL of an ACME \
+                     directory (e.g. https://acme.zerossl.com/v2/DV90)"
+                        .to_string(),
+                ),
+            ));
+        }
+    };
+    let eab_kid = acme.eab_kid.map(|kid| kid.0);
+    let eab_hmac_key = acme
+        .eab_hmac_key
+        .map(|name| secret("proxy.acme.eab_hmac_key".to_string(), name.0));
+    match (&eab_kid, &eab_hmac_key) {
+        (Some(_), None) => {
+            return Err(fail(
+                "proxy.acme.eab_kid",
+                "`eab_kid` needs `eab_hmac_key`, the name of the secret holding its HMAC key"
+                    .to_string(),
+                Some("add `eab_hmac_key = \"ACME_EAB_HMAC_KEY\"` and define that secret in .hoist/secrets".to_string()),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(fail(
+                "proxy.acme.eab_hmac_key",
+                "`eab_hmac_key` needs `eab_kid`, the key id your ACME provider gave you"
+                    .to_string(),
+                None,
+            ));
+        }
+        _ => {}
+    }
+    Ok(AcmeConfig {
+        directory,
+        challenge: acme.challenge,
+        eab_kid,
+        eab_hmac_key,
+    })
+}
 
 fn resolve_role(
     name: &str,

@@ -68,6 +68,19 @@ pub struct ProxySchema {
     pub forward_headers: Option<bool>,
     pub healthcheck: Option<HealthcheckSchema>,
     pub buffering: Option<BufferingSchema>,
+    pub acme: Option<AcmeSchema>,
+}
+
+/// `[proxy.acme]`: where `tls = true` gets its certificates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSchema {
+    /// `letsencrypt` (the default), `letsencrypt-staging`, or an ACME directory URL.
+    pub directory: Option<NonEmpty>,
+    pub challenge: Option<hoist_proxy::options::ChallengeKind>,
+    pub eab_kid: Option<NonEmpty>,
+    /// The NAME of the secret holding the EAB HMAC key.
+    pub eab_hmac_key: Option<EnvName>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

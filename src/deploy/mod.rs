@@ -102,6 +102,8 @@ struct Prepared {
     env: BTreeMap<String, Vec<String>>,
     app_credentials: Option<DockerCredentials>,
     proxy_credentials: Option<DockerCredentials>,
+    /// `NAME=value` for `hoist-proxy deploy`'s environment (secrets it must not get as flags).
+    proxy_env: Vec<String>,
     performer: String,
 }
 
@@ -384,6 +386,7 @@ fn prepare(
         env,
         app_credentials: registry::credentials_for(config, secrets, &config.image)?,
         proxy_credentials: registry::credentials_for(config, secrets, &config.proxy.image)?,
+        proxy_env: proxy::deploy_env(config, secrets)?,
         performer: version::performer(&config.root),
     })
 }
@@ -880,7 +883,7 @@ impl Release<'_> {
                 "{role}: health check on {}",
                 config.proxy.healthcheck.path
             ));
-            proxy::deploy(docker, config, &service, &id).await
+            proxy::deploy(docker, config, &service, &id, &self.prepared.proxy_env).await
         } else {
             progress.step(format!("{role}: waiting until {name} is ready"));
             self.interruptible(app::wait_ready(docker, &name, config.proxy.deploy_timeout))

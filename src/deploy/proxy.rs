@@ -14,10 +14,11 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 use hoist_proxy::router::ServiceSummary;
 
-use crate::config::{Config, format_duration};
+use crate::config::{AcmeDirectory, Config, format_duration};
 use crate::docker;
 use crate::naming::{PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_VOLUME};
 use crate::report::hinted;
+use crate::secrets::Secrets;
 
 /// How long a freshly started proxy has to answer its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -166,10 +167,17 @@ pub struct Refused(pub String);
 /// Switch `service` to the container `id`: the proxy health-checks it, swaps, drains the old
 /// target, then returns. [`Refused`] with the proxy's message (probed URL and last probe error)
 /// when it said no; any other error means the answer was lost and the outcome is unknown.
-pub async fn deploy(docker: &Docker, config: &Config, service: &str, id: &str) -> Result<()> {
+/// `env` holds what must not be on the command line (`NAME=value`: the EAB HMAC key).
+pub async fn deploy(
+    docker: &Docker,
+    config: &Config,
+    service: &str,
+    id: &str,
+    env: &[String],
+) -> Result<()> {
     let args = deploy_args(config, service, id);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = docker::exec(docker, PROXY_CONTAINER, &args).await?;
+    let output = docker::exec_with_env(docker, PROXY_CONTAINER, &args, env).await?;
     if output.exit_code != 0 {
         let message = output
             .stderr
@@ -184,6 +192,21 @@ pub async fn deploy(docker: &Docker, config: &Config, service: &str, id: &str) -
         .into());
     }
     Ok(())
+}
+
+/// The environment of `hoist-proxy deploy`: the EAB HMAC key of `[proxy.acme]`, if any.
+pub fn deploy_env(config: &Config, secrets: &Secrets) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    if config.proxy.tls
+        && let Some(reference) = &config.proxy.acme.eab_hmac_key
+    {
+        let key = secrets.resolve(reference)?;
+        env.push(format!(
+            "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY={}",
+            key.expose()
+        ));
+    }
+    Ok(env)
 }
 
 /// `hoist-proxy deploy SERVICE --target ID:PORT …` from `[proxy]`.
@@ -201,6 +224,19 @@ fn deploy_args(config: &Config, service: &str, id: &str) -> Vec<String> {
     }
     if proxy.tls {
         args.push("--tls".into());
+        let acme = &proxy.acme;
+        match &acme.directory {
+            AcmeDirectory::Letsencrypt => {}
+            AcmeDirectory::LetsencryptStaging => args.push("--tls-staging".into()),
+            AcmeDirectory::Url(url) => args.push(format!("--tls-acme-directory={url}")),
+        }
+        if let Some(challenge) = acme.challenge {
+            args.push(format!("--tls-acme-challenge={challenge}"));
+        }
+        if let Some(kid) = &acme.eab_kid {
+            // Its HMAC key goes in the exec's environment, see [`deploy`].
+            args.push(format!("--tls-acme-eab-kid={kid}"));
+        }
     }
     let duration = |flag: &str, value: Duration| format!("--{flag}={}", format_duration(value));
     args.push(duration("deploy-timeout", proxy.deploy_timeout));
@@ -230,6 +266,55 @@ fn deploy_args(config: &Config, service: &str, id: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config_with(dir: &std::path::Path, proxy: &str) -> Config {
+        std::fs::write(
+            dir.join("deploy.toml"),
+            format!("service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\"]\n{proxy}"),
+        )
+        .expect("write deploy.toml");
+        crate::config::load(Some(&dir.join("deploy.toml")), None).expect("config loads")
+    }
+
+    #[test]
+    fn acme_settings_become_flags_and_the_eab_key_stays_off_the_command_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n";
+        let args = deploy_args(&config_with(dir.path(), tls), "a-web", "0123456789abcdef");
+        assert!(args.contains(&"--tls".to_string()));
+        assert!(
+            !args.iter().any(|arg| arg.starts_with("--tls-acme")),
+            "{args:?}"
+        );
+
+        let staging = format!("{tls}[proxy.acme]\ndirectory = \"letsencrypt-staging\"\n");
+        let args = deploy_args(&config_with(dir.path(), &staging), "a-web", "0123456789ab");
+        assert!(args.contains(&"--tls-staging".to_string()), "{args:?}");
+
+        let zerossl = format!(
+            "{tls}[proxy.acme]\ndirectory = \"https://acme.zerossl.com/v2/DV90\"\n\
+             challenge = \"tls-alpn-01\"\neab_kid = \"kid-1\"\neab_hmac_key = \"EAB_KEY\"\n"
+        );
+        let config = config_with(dir.path(), &zerossl);
+        let args = deploy_args(&config, "a-web", "0123456789ab");
+        for flag in [
+            "--tls-acme-directory=https://acme.zerossl.com/v2/DV90",
+            "--tls-acme-challenge=tls-alpn-01",
+            "--tls-acme-eab-kid=kid-1",
+        ] {
+            assert!(args.contains(&flag.to_string()), "{flag} missing: {args:?}");
+        }
+        std::fs::create_dir_all(dir.path().join(".hoist")).expect("mkdir");
+        std::fs::write(
+            dir.path().join(".hoist/secrets"),
+            "EAB_KEY=c2VjcmV0LWhtYWM\n",
+        )
+        .expect("write");
+        let secrets = Secrets::load(dir.path(), None).expect("secrets");
+        let env = deploy_env(&config, &secrets).expect("env");
+        assert_eq!(env, ["HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY=c2VjcmV0LWhtYWM"]);
+        assert!(!args.iter().any(|arg| arg.contains("c2VjcmV0LWhtYWM")));
+    }
 
     #[test]
     fn live_target_is_the_container_id_of_the_first_target() {

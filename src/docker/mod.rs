@@ -113,9 +113,20 @@ pub struct ExecOutput {
 
 /// Run a command in a running container and collect its output.
 pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+    exec_with_env(docker, container, cmd, &[]).await
+}
+
+/// [`exec`] with extra `NAME=value` environment variables for the command: the way to hand it
+/// a secret, which must never be on its command line.
+pub async fn exec_with_env(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    env: &[String],
+) -> Result<ExecOutput> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    let exit_code = exec_streaming(docker, container, cmd, |stream, data| match stream {
+    let exit_code = run_exec(docker, container, cmd, env, |stream, data| match stream {
         ExecStream::Stdout => stdout.extend_from_slice(data),
         ExecStream::Stderr => stderr.extend_from_slice(data),
     })
@@ -140,6 +151,16 @@ pub async fn exec_streaming(
     docker: &Docker,
     container: &str,
     cmd: &[&str],
+    sink: impl FnMut(ExecStream, &[u8]),
+) -> Result<i64> {
+    run_exec(docker, container, cmd, &[], sink).await
+}
+
+async fn run_exec(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    env: &[String],
     mut sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<i64> {
     let created = docker
@@ -147,6 +168,7 @@ pub async fn exec_streaming(
             container,
             CreateExecOptions {
                 cmd: Some(cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                env: (!env.is_empty()).then(|| env.to_vec()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 ..Default::default()
