@@ -72,7 +72,8 @@ pub enum Command {
     /// Write a commented deploy.toml, .hoist/secrets and sample hooks
     Init,
     /// Prepare fresh servers (install Docker, boot the proxy and accessories), then deploy
-    Setup(DestinationArg),
+    #[command(disable_version_flag = true)]
+    Setup(DeployArgs),
     /// Build, push and roll out a new version with zero downtime
     // `--version` names the version to deploy here, not hoist's own.
     #[command(disable_version_flag = true)]
@@ -183,7 +184,11 @@ pub enum ProxyCommand {
     /// Replace hoist-proxy with the configured version
     Reboot,
     /// Show hoist-proxy logs
-    Logs,
+    Logs {
+        /// Lines from the end of each server's log
+        #[arg(short = 'n', long, default_value_t = 200, value_name = "N")]
+        lines: usize,
+    },
     /// Show hoist-proxy status and routes
     Details,
 }

@@ -23,6 +23,9 @@ pub enum Hook {
     PreAppBoot,
     PostAppBoot,
     PostDeploy,
+    DockerSetup,
+    PreProxyReboot,
+    PostProxyReboot,
 }
 
 impl Hook {
@@ -34,6 +37,9 @@ impl Hook {
             Hook::PreAppBoot => "pre-app-boot",
             Hook::PostAppBoot => "post-app-boot",
             Hook::PostDeploy => "post-deploy",
+            Hook::DockerSetup => "docker-setup",
+            Hook::PreProxyReboot => "pre-proxy-reboot",
+            Hook::PostProxyReboot => "post-proxy-reboot",
         }
     }
 
@@ -42,7 +48,10 @@ impl Hook {
     }
 
     fn is_post(self) -> bool {
-        matches!(self, Hook::PostAppBoot | Hook::PostDeploy)
+        matches!(
+            self,
+            Hook::PostAppBoot | Hook::PostDeploy | Hook::PostProxyReboot
+        )
     }
 }
 

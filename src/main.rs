@@ -19,6 +19,7 @@ mod report;
 mod reporter;
 mod sandbox;
 mod secrets;
+mod setup;
 mod ssh;
 mod version;
 

@@ -79,45 +79,81 @@ impl Connector {
         hosts: &[String],
         reporter: &Reporter,
     ) -> Result<(Vec<Server>, Vec<Unreachable>)> {
+        self.each_host(hosts, |host, via| async move {
+            let progress = reporter.host(host);
+            progress.step("connecting");
+            let result = self.connect(host, via).await;
+            match &result {
+                Ok(server) => progress.done(format!(
+                    "connected (Docker {}) in {:.2}s",
+                    server.docker_version,
+                    server.connect_time.as_secs_f64()
+                )),
+                Err(unreachable) => {
+                    progress.failed(format!("unreachable: {}", unreachable.summary))
+                }
+            }
+            result
+        })
+        .await
+    }
+
+    /// SSH sessions to every host, without Docker (which may not be there yet: `hoist setup`).
+    pub async fn sessions(
+        &self,
+        hosts: &[String],
+        reporter: &Reporter,
+    ) -> Result<(Vec<Arc<Session>>, Vec<Unreachable>)> {
+        self.each_host(hosts, |host, via| async move {
+            let progress = reporter.host(host);
+            progress.step("connecting");
+            let result = self.session(host, via).await;
+            match &result {
+                Ok(_) => progress.done("connected"),
+                Err(unreachable) => {
+                    progress.failed(format!("unreachable: {}", unreachable.summary))
+                }
+            }
+            result
+        })
+        .await
+    }
+
+    /// `connect` on every host in parallel (at most [`MAX_PARALLEL_CONNECTS`] at a time, through
+    /// the jump host when there is one); results in the order of `hosts`.
+    async fn each_host<'a, T, F, Fut>(
+        &'a self,
+        hosts: &'a [String],
+        connect: F,
+    ) -> Result<(Vec<T>, Vec<Unreachable>)>
+    where
+        F: Fn(&'a str, Option<Arc<Session>>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Unreachable>>,
+    {
         let via = match &self.ssh.options.proxy_jump {
             Some(jump) => Some(self.connect_jump(jump).await?),
             None => None,
         };
-        let results: Vec<(usize, Result<Server, Unreachable>)> =
+        let connect = &connect;
+        let mut results: Vec<(usize, Result<T, Unreachable>)> =
             stream::iter(hosts.iter().enumerate())
                 .map(|(index, host)| {
                     let via = via.clone();
-                    async move {
-                        let progress = reporter.host(host);
-                        progress.step("connecting");
-                        let result = self.connect(host, via).await;
-                        match &result {
-                            Ok(server) => progress.done(format!(
-                                "connected (Docker {}) in {:.2}s",
-                                server.docker_version,
-                                server.connect_time.as_secs_f64()
-                            )),
-                            Err(unreachable) => {
-                                progress.failed(format!("unreachable: {}", unreachable.summary))
-                            }
-                        }
-                        (index, result)
-                    }
+                    async move { (index, connect(host, via).await) }
                 })
                 .buffer_unordered(MAX_PARALLEL_CONNECTS)
                 .collect()
                 .await;
-        let mut results = results;
         results.sort_by_key(|(index, _)| *index);
-        let mut servers = Vec::new();
+        let mut reached = Vec::new();
         let mut unreachable = Vec::new();
         for (_, result) in results {
             match result {
-                Ok(server) => servers.push(server),
+                Ok(item) => reached.push(item),
                 Err(failure) => unreachable.push(failure),
             }
         }
-        Ok((servers, unreachable))
+        Ok((reached, unreachable))
     }
 
     async fn connect_jump(&self, jump: &JumpHost) -> Result<Arc<Session>> {
@@ -133,8 +169,11 @@ impl Connector {
         Ok(Arc::new(session))
     }
 
-    async fn connect(&self, host: &str, via: Option<Arc<Session>>) -> Result<Server, Unreachable> {
-        let started = Instant::now();
+    async fn session(
+        &self,
+        host: &str,
+        via: Option<Arc<Session>>,
+    ) -> Result<Arc<Session>, Unreachable> {
         let options = &self.ssh.options;
         let session = self
             .ssh
@@ -145,7 +184,12 @@ impl Connector {
                 summary: err.summary(),
                 error: with_hint(err),
             })?;
-        let session = Arc::new(session);
+        Ok(Arc::new(session))
+    }
+
+    async fn connect(&self, host: &str, via: Option<Arc<Session>>) -> Result<Server, Unreachable> {
+        let started = Instant::now();
+        let session = self.session(host, via).await?;
         let (docker, docker_version) = connect_docker(&session).await.map_err(|error| {
             let summary = format!("{:#}", error.root_cause());
             Unreachable {

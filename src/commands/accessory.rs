@@ -12,10 +12,7 @@ use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
 };
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-};
-use futures_util::StreamExt;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 
 use crate::cli::AccessoryCommand;
 use crate::config::{AccessoryConfig, Config};
@@ -77,7 +74,7 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
                     if servers.len() > 1 {
                         printer.status("Logs", format!("{container} on {}", server.host));
                     }
-                    logs(&server.docker, &container).await?
+                    docker::logs(&server.docker, &container, 200, write_output).await?
                 }
                 (AccessoryCommand::Exec { command, .. }, _) => {
                     exec(&server.docker, &container, &server.host, command).await?
@@ -92,6 +89,61 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
         server.session.close().await;
     }
     result
+}
+
+/// `hoist setup`'s part: every accessory on its hosts among `servers`, booted if missing,
+/// started if stopped, left alone if running. Secrets and credentials are resolved for all of
+/// them before any server is touched.
+pub async fn ensure_all(
+    config: &Config,
+    secrets: &Secrets,
+    servers: &[Server],
+    reporter: &Reporter,
+) -> Result<()> {
+    let mut prepared = Vec::new();
+    for (name, accessory) in &config.accessories {
+        let container = accessory_container(&config.service, name);
+        prepared.push((
+            accessory,
+            Prepared::new(config, secrets, name, accessory, &container)?,
+        ));
+    }
+    for (accessory, prepared) in &prepared {
+        for server in servers
+            .iter()
+            .filter(|server| accessory.hosts.contains(&server.host))
+        {
+            let container = &prepared.container;
+            match server.docker.inspect_container(container, None).await {
+                Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {
+                    reporter
+                        .host(&server.host)
+                        .done(format!("{container} already running"));
+                }
+                Ok(_) => {
+                    let progress = reporter.host(&server.host);
+                    progress.step(format!("starting {container}"));
+                    server
+                        .docker
+                        .start_container(container, None)
+                        .await
+                        .with_context(|| {
+                            format!("Failed to start `{container}` on `{}`", server.host)
+                        })?;
+                    progress.done(format!("started {container} (it was stopped)"));
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => boot(prepared, server, reporter).await?,
+                Err(err) => {
+                    return Err(err).with_context(|| {
+                        format!("Failed to inspect `{container}` on `{}`", server.host)
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn find<'a>(config: &'a Config, name: &str) -> Result<&'a AccessoryConfig> {
@@ -254,31 +306,9 @@ async fn remove(docker: &Docker, container: &str) -> Result<()> {
     }
 }
 
-async fn logs(docker: &Docker, container: &str) -> Result<()> {
-    let options = LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .tail("200")
-        .build();
-    let mut stream = docker.logs(container, Some(options));
-    while let Some(item) = stream.next().await {
-        let output = item.with_context(|| format!("Failed to read the logs of `{container}`"))?;
-        match output {
-            bollard::container::LogOutput::StdErr { message } => {
-                let _ = std::io::stderr().write_all(&message);
-            }
-            other => {
-                let _ = std::io::stdout().write_all(&other.into_bytes());
-            }
-        }
-    }
-    let _ = std::io::stdout().flush();
-    Ok(())
-}
-
-async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) -> Result<()> {
-    let args: Vec<&str> = command.iter().map(String::as_str).collect();
-    let code = docker::exec_streaming(docker, container, &args, |stream, data| match stream {
+/// Output of a container (logs, exec) to this process's stdout or stderr, as it came.
+fn write_output(stream: ExecStream, data: &[u8]) {
+    match stream {
         ExecStream::Stdout => {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(data);
@@ -287,8 +317,12 @@ async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) 
         ExecStream::Stderr => {
             let _ = std::io::stderr().write_all(data);
         }
-    })
-    .await?;
+    }
+}
+
+async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) -> Result<()> {
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let code = docker::exec_streaming(docker, container, &args, write_output).await?;
     if code != 0 {
         bail!(
             "`{}` exited with status {code} in `{container}` on `{host}`",

@@ -1,12 +1,13 @@
 //! Dispatch from parsed arguments to commands. One file per command family; commands take the
 //! resolved configuration and the [`Printer`] and return errors for `main` to report.
 
-mod accessory;
+pub mod accessory;
 mod config;
 mod deploy;
 mod details;
 mod init;
 mod lock;
+mod proxy;
 mod sandbox;
 mod versions;
 
@@ -45,6 +46,11 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
             let hosts = select_hosts(&config, &cli.global)?;
             deploy::deploy(kind, args, &config, &hosts, &cli.global.roles, printer).await
         }
+        Command::Setup(ref args) => {
+            let config = load_config(&cli.global, &args.destination)?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            crate::setup::run(args, &config, &hosts, &cli.global.roles, printer).await
+        }
         Command::Rollback(ref args) => {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;
             let hosts = select_hosts(&config, &cli.global)?;
@@ -54,6 +60,11 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
             let config = load_config(&cli.global, destination)?;
             let hosts = select_hosts(&config, &cli.global)?;
             versions::run(&config, &hosts, printer).await
+        }
+        Command::Proxy(command) => {
+            let config = load_config(&cli.global, &DestinationArg { destination: None })?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            proxy::run(command, &config, &hosts, printer).await
         }
         Command::Lock(ref command) => {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;
@@ -116,7 +127,7 @@ fn not_yet(command: &Command) -> anyhow::Error {
         .to_lowercase();
     hinted(
         format!("`hoist {name}` is not implemented yet"),
-        "`hoist sandbox`, `init`, `config`, `details`, `accessory`, `deploy`, `redeploy`, \
-         `rollback`, `versions` and `lock` work today; see README.md",
+        "`hoist sandbox`, `init`, `config`, `details`, `accessory`, `proxy`, `deploy`, \
+         `redeploy`, `rollback`, `versions` and `lock` work today; see README.md",
     )
 }

@@ -6,8 +6,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::deploy::{self, app, proxy};
-use crate::naming;
+use crate::deploy;
 use crate::printer::{self, Printer};
 use crate::remote::{Connector, Server};
 use crate::reporter::Reporter;
@@ -75,32 +74,18 @@ pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result
 }
 
 async fn rows_for(config: &Config, server: &Server) -> Result<Vec<VersionRow>> {
-    // No proxy (yet) means no role is live behind it.
-    let services = proxy::list(&server.docker).await.unwrap_or_default();
     let mut rows = Vec::new();
-    for (role, role_config) in &config.roles {
-        if !role_config.hosts.contains(&server.host) {
-            continue;
-        }
-        let containers = app::list(&server.docker, config, role).await?;
-        let live = if role_config.proxy {
-            let service = naming::role_scope(&config.service, role, config.destination.as_deref());
-            proxy::live_target(&services, &service)
-        } else {
-            containers.iter().find(|c| c.running).map(|c| c.id.clone())
-        };
-        for container in containers {
+    for role in deploy::role_containers(config, server).await? {
+        for container in &role.containers {
             let created = std::time::UNIX_EPOCH
                 + std::time::Duration::from_secs(container.created.max(0) as u64);
             rows.push(VersionRow {
                 host: server.host.clone(),
-                role: role.clone(),
-                live: live
-                    .as_deref()
-                    .is_some_and(|live| container.id.starts_with(live)),
-                version: container.version,
-                container: container.name,
-                state: container.state,
+                role: role.role.clone(),
+                live: role.is_live(container),
+                version: container.version.clone(),
+                container: container.name.clone(),
+                state: container.state.clone(),
                 created: humantime::format_rfc3339_seconds(created).to_string(),
             });
         }

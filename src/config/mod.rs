@@ -21,7 +21,7 @@ use serde::{Serialize, Serializer};
 pub use error::ConfigError;
 pub use load::{destination, load};
 pub use locate::{Location, display_path};
-pub use options::{Arch, BootLimit, HostKeyChecking, JumpHost, PublishedPort};
+pub use options::{Arch, BootLimit, DockerPackages, HostKeyChecking, JumpHost, PublishedPort};
 pub use values::{check_env_name, check_name};
 #[allow(
     unused_imports,
@@ -57,6 +57,15 @@ pub struct Config {
     pub boot: BootConfig,
     pub accessories: BTreeMap<String, AccessoryConfig>,
     pub loadbalancer: Option<LoadBalancerConfig>,
+    pub setup: SetupConfig,
+}
+
+/// `[setup]`: how `hoist setup` prepares a fresh server.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SetupConfig {
+    pub docker: DockerPackages,
+    /// Enable ufw with only SSH, 80 and 443 open.
+    pub firewall: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

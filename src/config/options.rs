@@ -140,6 +140,35 @@ impl<'de> Deserialize<'de> for ArchList {
     }
 }
 
+/// `setup.docker`: which packages `hoist setup` installs Docker from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum DockerPackages {
+    /// The distribution's own `docker.io` package.
+    #[default]
+    #[serde(rename = "docker.io")]
+    Distribution,
+    /// Docker's packages (`docker-ce`) from Docker's apt repository.
+    #[serde(rename = "docker-ce")]
+    DockerCe,
+}
+
+impl<'de> Deserialize<'de> for DockerPackages {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(
+            deserializer,
+            "`\"docker.io\"` or `\"docker-ce\"`",
+            |text| match text {
+                "docker.io" => Ok(DockerPackages::Distribution),
+                "docker-ce" => Ok(DockerPackages::DockerCe),
+                other => Err(format!(
+                    "invalid value `{other}`: expected `\"docker.io\"` (the distribution's \
+                     package) or `\"docker-ce\"` (Docker's own repository)"
+                )),
+            },
+        )
+    }
+}
+
 /// `ssh.host_key_checking`: what to do with a host key that isn't in known_hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

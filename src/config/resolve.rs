@@ -14,7 +14,7 @@ use super::values::{DurationValue, Host};
 use super::{
     AccessoryConfig, AcmeConfig, AcmeDirectory, BootConfig, BufferingConfig, BuilderConfig, Config,
     EnvConfig, HealthcheckConfig, LoadBalancerConfig, ProxyConfig, RegistryConfig, RoleConfig,
-    SecretRef, SshConfig,
+    SecretRef, SetupConfig, SshConfig,
 };
 
 /// Default of `retain_containers`.
@@ -303,6 +303,13 @@ pub fn resolve(
         boot,
         accessories,
         loadbalancer,
+        setup: {
+            let setup = schema.setup.unwrap_or_default();
+            SetupConfig {
+                docker: setup.docker.unwrap_or_default(),
+                firewall: setup.firewall.unwrap_or(false),
+            }
+        },
     })
 }
 

@@ -28,6 +28,15 @@ pub struct FileSchema {
     pub boot: Option<BootSchema>,
     pub accessories: Option<BTreeMap<Name, AccessorySchema>>,
     pub loadbalancer: Option<LoadBalancerSchema>,
+    pub setup: Option<SetupSchema>,
+}
+
+/// `[setup]`: how `hoist setup` prepares a fresh server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupSchema {
+    pub docker: Option<super::options::DockerPackages>,
+    pub firewall: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

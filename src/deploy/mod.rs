@@ -144,23 +144,7 @@ pub async fn run(
     if let Some(version) = &version {
         version::check(version)?;
     }
-    let mut hook_vars = vec![
-        ("HOIST_SERVICE".to_string(), config.service.clone()),
-        ("HOIST_PERFORMER".to_string(), prepared.performer.clone()),
-        ("HOIST_COMMAND".to_string(), kind.name().to_string()),
-        (
-            "HOIST_RECORDED_AT".to_string(),
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        ),
-    ];
-    hook_vars.push((
-        "HOIST_DESTINATION".to_string(),
-        config.destination.clone().unwrap_or_default(),
-    ));
-    hook_vars.push(("HOIST_SUBCOMMAND".to_string(), String::new()));
-    if !options.roles.is_empty() {
-        hook_vars.push(("HOIST_ROLES".to_string(), options.roles.join(",")));
-    }
+    let hook_vars = hook_vars(config, &prepared.performer, kind.name(), "", &options.roles);
     let hook_secrets = config
         .secret_refs()
         .into_iter()
@@ -335,6 +319,36 @@ pub async fn run(
     Ok(())
 }
 
+/// The variables every hook of a command gets (`HOIST_SERVICE`, `HOIST_PERFORMER`,
+/// `HOIST_COMMAND`, `HOIST_SUBCOMMAND`, `HOIST_RECORDED_AT`, `HOIST_DESTINATION`, and
+/// `HOIST_ROLES` when `--roles` narrowed it); no secrets.
+pub fn hook_vars(
+    config: &Config,
+    performer: &str,
+    command: &str,
+    subcommand: &str,
+    roles: &[String],
+) -> Vec<(String, String)> {
+    let mut vars = vec![
+        ("HOIST_SERVICE".to_string(), config.service.clone()),
+        ("HOIST_PERFORMER".to_string(), performer.to_string()),
+        ("HOIST_COMMAND".to_string(), command.to_string()),
+        (
+            "HOIST_RECORDED_AT".to_string(),
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        ),
+        (
+            "HOIST_DESTINATION".to_string(),
+            config.destination.clone().unwrap_or_default(),
+        ),
+        ("HOIST_SUBCOMMAND".to_string(), subcommand.to_string()),
+    ];
+    if !roles.is_empty() {
+        vars.push(("HOIST_ROLES".to_string(), roles.join(",")));
+    }
+    vars
+}
+
 /// The host holding the deploy lock: the first host of the first role, whatever `--hosts`
 /// narrows, so every deploy of a service meets the same lock.
 pub fn primary_host(config: &Config) -> Option<String> {
@@ -353,6 +367,57 @@ pub fn app_hosts(config: &Config, hosts: &[String]) -> Vec<String> {
         .filter(|host| config.roles.values().any(|role| role.hosts.contains(host)))
         .cloned()
         .collect()
+}
+
+/// One role's containers on a server and the live one.
+pub struct RoleContainers {
+    pub role: String,
+    /// Newest first.
+    pub containers: Vec<app::AppContainer>,
+    /// Id (or its prefix) of the live container: the proxy's target, or for a role without
+    /// the proxy the running one.
+    pub live: Option<String>,
+}
+
+impl RoleContainers {
+    pub fn is_live(&self, container: &app::AppContainer) -> bool {
+        self.live
+            .as_deref()
+            .is_some_and(|live| container.id.starts_with(live))
+    }
+
+    /// The version the live container runs, if it runs.
+    pub fn live_version(&self) -> Option<&str> {
+        self.containers
+            .iter()
+            .find(|container| container.running && self.is_live(container))
+            .map(|container| container.version.as_str())
+    }
+}
+
+/// Every role of the configuration that runs on `server`, with its containers.
+pub async fn role_containers(config: &Config, server: &Server) -> Result<Vec<RoleContainers>> {
+    // No proxy (yet) means no role is live behind it.
+    let services = proxy::list(&server.docker).await.unwrap_or_default();
+    let mut roles = Vec::new();
+    for (role, role_config) in &config.roles {
+        if !role_config.hosts.contains(&server.host) {
+            continue;
+        }
+        let containers = app::list(&server.docker, config, role).await?;
+        let live = if role_config.proxy {
+            let service = naming::role_scope(&config.service, role, config.destination.as_deref());
+            proxy::live_target(&services, &service)
+        } else {
+            containers.iter().find(|c| c.running).map(|c| c.id.clone())
+        };
+        roles.push(RoleContainers {
+            role: role.clone(),
+            containers,
+            live,
+        });
+    }
+    Ok(roles)
 }
 
 /// The roles with hosts among `hosts`, each with those hosts.
@@ -463,7 +528,7 @@ async fn build_and_push(
 }
 
 /// Take the lock, waiting up to `wait` for another holder to release it.
-async fn take_lock(
+pub async fn take_lock(
     server: &Server,
     scope: &str,
     info: &LockInfo,

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-use bollard::query_parameters::CreateContainerOptionsBuilder;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, StopContainerOptionsBuilder};
 use hoist_proxy::router::ServiceSummary;
 
 use crate::config::{AcmeDirectory, Config, format_duration};
@@ -22,6 +22,67 @@ use crate::secrets::Secrets;
 
 /// How long a freshly started proxy has to answer its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a replaced proxy gets after SIGTERM to finish requests in flight before it is killed:
+/// a little more than hoist-proxy's own default `--shutdown-timeout` (10s).
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The hosts among `hosts` where a role runs behind the proxy, in the order of `hosts`.
+pub fn hosts(config: &Config, hosts: &[String]) -> Vec<String> {
+    hosts
+        .iter()
+        .filter(|host| {
+            config
+                .roles
+                .values()
+                .any(|role| role.proxy && role.hosts.contains(host))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The `hoist-proxy` container as Docker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyContainer {
+    /// The container id, 12 hex digits.
+    pub id: String,
+    /// `running`, `exited`, `restarting`, …
+    pub state: String,
+    /// The image it was created from, as given then (`proxy.image`).
+    pub image: String,
+    /// When it last started (RFC 3339), if it ever did.
+    pub started_at: Option<String>,
+}
+
+/// The `hoist-proxy` container, or `None` when there is none.
+pub async fn inspect(docker: &Docker) -> Result<Option<ProxyContainer>> {
+    let inspect = match docker.inspect_container(PROXY_CONTAINER, None).await {
+        Ok(inspect) => inspect,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(None),
+        Err(err) => return Err(err).context("Failed to inspect the `hoist-proxy` container"),
+    };
+    let state = inspect.state.as_ref();
+    Ok(Some(ProxyContainer {
+        id: inspect
+            .id
+            .as_deref()
+            .map(|id| id[..id.len().min(12)].to_string())
+            .unwrap_or_default(),
+        state: state
+            .and_then(|state| state.status)
+            .map(|status| status.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        image: inspect
+            .config
+            .and_then(|config| config.image)
+            .unwrap_or_default(),
+        started_at: state
+            .and_then(|state| state.started_at.clone())
+            .filter(|at| !at.starts_with("0001-")),
+    }))
+}
 
 /// What [`ensure`] found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +123,42 @@ pub async fn ensure(
     Ok(ensured)
 }
 
+/// Replace `hoist-proxy` with a new container from `config.proxy.image` (created if there was
+/// none) and wait until it answers. Routes and certificates live in the `hoist-proxy` volume, so
+/// the new proxy comes back with them. The image is pulled first, so a failed pull leaves the old
+/// proxy serving; from the stop until the new one listens, this server refuses requests.
+pub async fn reboot(
+    docker: &Docker,
+    config: &Config,
+    credentials: Option<DockerCredentials>,
+) -> Result<()> {
+    pull_if_missing(docker, &config.proxy.image, credentials).await?;
+    let stop = StopContainerOptionsBuilder::new()
+        .t(STOP_TIMEOUT.as_secs() as i32)
+        .build();
+    // Stopped already (304) is success; missing (404) is fine too.
+    docker::ignore_not_found(docker.stop_container(PROXY_CONTAINER, Some(stop)).await)
+        .context("Failed to stop the `hoist-proxy` container")?;
+    docker::remove_container_force(docker, PROXY_CONTAINER).await?;
+    create_and_start(docker, config).await?;
+    wait_answering(docker).await
+}
+
 async fn create(
     docker: &Docker,
     config: &Config,
     credentials: Option<DockerCredentials>,
 ) -> Result<()> {
-    let image = &config.proxy.image;
+    pull_if_missing(docker, &config.proxy.image, credentials).await?;
+    create_and_start(docker, config).await
+}
+
+/// Pull `image` (the proxy's) unless the engine has it.
+async fn pull_if_missing(
+    docker: &Docker,
+    image: &str,
+    credentials: Option<DockerCredentials>,
+) -> Result<()> {
     if !docker::image_exists(docker, image).await? {
         docker::pull(docker, image, credentials, |_| {})
             .await
@@ -78,6 +169,13 @@ async fn create(
                 )
             })?;
     }
+    Ok(())
+}
+
+/// Create and start `hoist-proxy` from `config.proxy.image`: ports 80 and 443, its state in the
+/// `hoist-proxy` volume, on the `hoist` network.
+async fn create_and_start(docker: &Docker, config: &Config) -> Result<()> {
+    let image = &config.proxy.image;
     let binding = |port: &str| {
         (
             format!("{port}/tcp"),
@@ -314,6 +412,17 @@ mod tests {
         let env = deploy_env(&config, &secrets).expect("env");
         assert_eq!(env, ["HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY=c2VjcmV0LWhtYWM"]);
         assert!(!args.iter().any(|arg| arg.contains("c2VjcmV0LWhtYWM")));
+    }
+
+    #[test]
+    fn proxy_hosts_are_those_of_roles_behind_it_in_the_given_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let roles = "[servers.jobs]\nhosts = [\"h2\", \"h1\"]\nproxy = false\n\
+                     [servers.admin]\nhosts = [\"h3\"]\nproxy = true\n";
+        let config = config_with(dir.path(), roles);
+        let selected = ["h3", "h2", "h1"].map(String::from);
+        assert_eq!(hosts(&config, &selected), ["h3", "h1"]);
+        assert!(hosts(&config, &["h2".to_string()]).is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::query_parameters::UploadToContainerOptionsBuilder;
+use bollard::query_parameters::{LogsOptionsBuilder, UploadToContainerOptionsBuilder};
 use futures_util::StreamExt;
 
 use crate::report::HintExt;
@@ -154,6 +154,33 @@ pub async fn exec_streaming(
     sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<i64> {
     run_exec(docker, container, cmd, &[], sink).await
+}
+
+/// The last `lines` lines a container logged (stdout and stderr, the app's and the engine's
+/// order), handed to `sink` as they arrive.
+pub async fn logs(
+    docker: &Docker,
+    container: &str,
+    lines: usize,
+    mut sink: impl FnMut(ExecStream, &[u8]),
+) -> Result<()> {
+    let options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .tail(&lines.to_string())
+        .build();
+    let mut stream = docker.logs(container, Some(options));
+    while let Some(item) = stream.next().await {
+        match item.with_context(|| format!("Failed to read the logs of `{container}`"))? {
+            bollard::container::LogOutput::StdErr { message } => sink(ExecStream::Stderr, &message),
+            bollard::container::LogOutput::StdOut { message }
+            | bollard::container::LogOutput::Console { message } => {
+                sink(ExecStream::Stdout, &message)
+            }
+            bollard::container::LogOutput::StdIn { .. } => {}
+        }
+    }
+    Ok(())
 }
 
 async fn run_exec(

@@ -1,0 +1,771 @@
+//! `hoist proxy boot|reboot|details|logs`: the `hoist-proxy` container on the hosts of the roles
+//! that run behind it (narrowed by `--hosts`/`--roles`). This file picks the hosts, reports per
+//! host and prints; what the container is, how it is created and replaced, lives in
+//! deploy/proxy.rs. A reboot is not zero-downtime yet: a host refuses requests from the moment its
+//! proxy stops until the new one listens, so hosts go one at a time.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bollard::auth::DockerCredentials;
+use hoist_proxy::router::ServiceSummary;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ProxyCommand;
+use crate::config::Config;
+use crate::deploy::{self, proxy};
+use crate::docker::{self, ExecStream};
+use crate::hooks::{Hook, Hooks};
+use crate::lock::{self, LockInfo};
+use crate::naming::{self, PROXY_CONTAINER};
+use crate::printer::{self, Printer};
+use crate::registry;
+use crate::remote::{Connector, Server, Unreachable};
+use crate::report::{hinted, with_hint};
+use crate::reporter::Reporter;
+use crate::secrets::Secrets;
+use crate::version;
+
+/// The hint for a host whose proxy is missing or stopped.
+const BOOT_HINT: &str = "start it with `hoist proxy boot`";
+
+pub async fn run(
+    command: ProxyCommand,
+    config: &Config,
+    hosts: &[String],
+    printer: &Printer,
+) -> Result<()> {
+    let hosts = proxy_hosts(config, hosts)?;
+    match command {
+        ProxyCommand::Boot => boot(config, &hosts, printer).await,
+        ProxyCommand::Reboot => reboot(config, &hosts, printer).await,
+        ProxyCommand::Details => details(config, &hosts, printer).await,
+        ProxyCommand::Logs { lines } => logs(config, &hosts, lines, printer).await,
+    }
+}
+
+/// `boot`: on every host at once, the `hoist` network and a running proxy (started if stopped,
+/// created from `proxy.image` if missing).
+async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    let started = Instant::now();
+    let credentials = credentials(config)?;
+    let reporter = Reporter::new(*printer);
+    let servers = connect_every(config, hosts, &reporter, "boot", printer).await?;
+    let outcomes = futures_util::future::join_all(
+        servers
+            .iter()
+            .map(|server| boot_host(config, server, credentials.clone(), &reporter)),
+    )
+    .await;
+    close_all(&servers).await;
+    let mut results = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(Some(warning)) => {
+                printer.warn(warning);
+                results.push(Ok(()));
+            }
+            Ok(None) => results.push(Ok(())),
+            Err(err) => results.push(Err(err)),
+        }
+    }
+    first_error(results, printer)?;
+    printer.status(
+        "Finished",
+        format!(
+            "hoist-proxy runs on {} ({:.1}s)",
+            count_hosts(hosts.len()),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// Boot the proxy on one server; a warning when the one running is not from `proxy.image`.
+async fn boot_host(
+    config: &Config,
+    server: &Server,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+) -> Result<Option<String>> {
+    let progress = reporter.host(&server.host);
+    progress.step("checking hoist-proxy");
+    let ensured = async {
+        docker::ensure_network(&server.docker).await?;
+        proxy::ensure(&server.docker, config, credentials).await
+    }
+    .await
+    .with_context(|| format!("Failed to boot hoist-proxy on `{}`", server.host));
+    let ensured = match ensured {
+        Ok(ensured) => ensured,
+        Err(err) => {
+            progress.failed("hoist-proxy failed");
+            return Err(err);
+        }
+    };
+    let image = &config.proxy.image;
+    progress.done(match ensured {
+        proxy::Ensured::Running => "hoist-proxy already running".to_string(),
+        proxy::Ensured::Started => "hoist-proxy started".to_string(),
+        proxy::Ensured::Created => format!("hoist-proxy created from {image}"),
+    });
+    if ensured == proxy::Ensured::Created {
+        return Ok(None);
+    }
+    // An older proxy keeps running until it is replaced on purpose.
+    Ok(match proxy::inspect(&server.docker).await {
+        Ok(Some(container)) if container.image != *image => Some(format!(
+            "hoist-proxy on `{}` runs `{}`, not `{image}` (`proxy.image`); \
+             `hoist proxy reboot` replaces it",
+            server.host, container.image
+        )),
+        _ => None,
+    })
+}
+
+/// `reboot`: under the deploy lock, `pre-proxy-reboot`, then one host at a time a new proxy
+/// container from `proxy.image` (routes and certificates kept in the `hoist-proxy` volume), then
+/// `post-proxy-reboot`.
+async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    let started = Instant::now();
+    let credentials = credentials(config)?;
+    let performer = version::performer(&config.root);
+    let vars = deploy::hook_vars(config, &performer, "proxy", "reboot", &[]);
+    let hooks = Hooks::new(&config.hooks_path, *printer, vars, started);
+    let lock_info = LockInfo::new(&performer, "proxy reboot", None)?;
+
+    let reporter = Reporter::new(*printer);
+    let primary = deploy::primary_host(config);
+    let mut connect_to = hosts.to_vec();
+    if let Some(primary) = &primary
+        && !connect_to.contains(primary)
+    {
+        connect_to.insert(0, primary.clone());
+    }
+    let servers = connect_every(config, &connect_to, &reporter, "reboot", printer).await?;
+    let scope = naming::scope(&config.service, config.destination.as_deref());
+    let lock_server = primary.and_then(|primary| servers.iter().find(|s| s.host == primary));
+    if let Some(server) = lock_server
+        && let Err(err) =
+            deploy::take_lock(server, &scope, &lock_info, Duration::ZERO, printer).await
+    {
+        close_all(&servers).await;
+        return Err(err);
+    }
+
+    let interrupt = CancellationToken::new();
+    let listener = tokio::spawn(listen_for_ctrl_c(interrupt.clone(), *printer));
+    let proxy_servers: Vec<&Server> = servers
+        .iter()
+        .filter(|server| hosts.contains(&server.host))
+        .collect();
+    let result = async {
+        hooks.run(Hook::PreProxyReboot, hosts)?;
+        printer.warn(
+            "hoist-proxy restarts are not zero-downtime yet: each host refuses requests from \
+             when its proxy stops until the new one listens (usually a second or two)",
+        );
+        printer.status(
+            "Rebooting",
+            format!(
+                "hoist-proxy on {}, one at a time; routes and certificates stay in the \
+                 `hoist-proxy` volume",
+                count_hosts(proxy_servers.len())
+            ),
+        );
+        let hosts_in = |servers: &[&Server]| {
+            list_or_none(&servers.iter().map(|s| s.host.as_str()).collect::<Vec<_>>())
+        };
+        for (index, server) in proxy_servers.iter().enumerate() {
+            if interrupt.is_cancelled() {
+                return Err(hinted(
+                    format!(
+                        "Interrupted (Ctrl-C): hoist-proxy was rebooted on {} and not touched on \
+                         {}",
+                        hosts_in(&proxy_servers[..index]),
+                        hosts_in(&proxy_servers[index..]),
+                    ),
+                    "reboot the others with `hoist proxy reboot --hosts …`",
+                ));
+            }
+            let rebooted = reboot_host(config, server, credentials.clone(), &reporter).await;
+            if let Err(err) = rebooted {
+                if proxy_servers.len() == 1 {
+                    return Err(err);
+                }
+                return Err(with_hint(
+                    err,
+                    format!(
+                        "hoist-proxy was rebooted on {} and not touched on {}; \
+                         `hoist proxy details` shows each one",
+                        hosts_in(&proxy_servers[..index]),
+                        hosts_in(&proxy_servers[index + 1..]),
+                    ),
+                ));
+            }
+        }
+        hooks.run(Hook::PostProxyReboot, hosts)
+    }
+    .await;
+    listener.abort();
+
+    if let Some(server) = lock_server {
+        match lock::release(&server.session, &scope, lock_info.id.as_deref()).await {
+            Ok(_) => {}
+            Err(err) => printer.warn(format!(
+                "{err:#}; release it with `hoist lock release` once you are sure no deploy runs"
+            )),
+        }
+    }
+    close_all(&servers).await;
+    result?;
+    printer.status(
+        "Finished",
+        format!(
+            "rebooted hoist-proxy on {} in {:.1}s",
+            count_hosts(proxy_servers.len()),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+async fn reboot_host(
+    config: &Config,
+    server: &Server,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+) -> Result<()> {
+    let progress = reporter.host(&server.host);
+    progress.step("replacing hoist-proxy");
+    let replaced = async {
+        let before = proxy::inspect(&server.docker).await?;
+        docker::ensure_network(&server.docker).await?;
+        proxy::reboot(&server.docker, config, credentials).await?;
+        let after = proxy::inspect(&server.docker).await?;
+        Ok::<_, anyhow::Error>((before, after))
+    }
+    .await
+    .with_context(|| format!("Failed to reboot hoist-proxy on `{}`", server.host));
+    match replaced {
+        Ok((before, after)) => {
+            let image = &config.proxy.image;
+            let new_id = after.map(|c| c.id).unwrap_or_default();
+            progress.done(match before {
+                Some(old) => format!("hoist-proxy recreated from {image} ({} → {new_id})", old.id),
+                None => format!("hoist-proxy created from {image} ({new_id})"),
+            });
+            Ok(())
+        }
+        Err(err) => {
+            progress.failed("hoist-proxy reboot failed");
+            Err(err)
+        }
+    }
+}
+
+/// One host's proxy, as `details` shows it.
+#[derive(Debug, Serialize)]
+struct HostProxy {
+    host: String,
+    /// Docker's state (`running`, `exited`, …), `missing` or `unreachable`.
+    state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    /// What `hoist-proxy list` reports, when the proxy runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    services: Option<Vec<ServiceSummary>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `details`: per host the container's state and image and the services it routes; exits 1 when
+/// a proxy is missing, stopped or unreadable, or a host is unreachable, after showing the rest.
+async fn details(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    let connector = Connector::from_config(config)?;
+    let reporter = Reporter::new(*printer);
+    let (servers, unreachable) = connector.connect_all(hosts, &reporter).await?;
+    let mut rows = futures_util::future::join_all(servers.iter().map(gather)).await;
+    close_all(&servers).await;
+    for failure in &unreachable {
+        rows.push(HostProxy {
+            host: failure.host.clone(),
+            state: "unreachable".into(),
+            id: None,
+            image: None,
+            started_at: None,
+            services: None,
+            error: Some(failure.summary.clone()),
+        });
+    }
+    rows.sort_by_key(|row| hosts.iter().position(|host| *host == row.host));
+
+    if printer.json() {
+        printer.data(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({ "hosts": rows }))?
+        ));
+    } else {
+        printer.data(render_proxies(&rows));
+        if rows.iter().any(|row| row.services.is_some()) {
+            printer.data(format!("\n{}", render_services(&rows)));
+        }
+    }
+    if !unreachable.is_empty() {
+        return Err(unreachable_error(unreachable, hosts.len(), printer));
+    }
+    match problem(&rows) {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+async fn gather(server: &Server) -> HostProxy {
+    let mut row = HostProxy {
+        host: server.host.clone(),
+        state: "missing".into(),
+        id: None,
+        image: None,
+        started_at: None,
+        services: None,
+        error: None,
+    };
+    match proxy::inspect(&server.docker).await {
+        Ok(Some(container)) => {
+            row.state = container.state;
+            row.id = Some(container.id);
+            row.image = Some(container.image);
+            row.started_at = container.started_at;
+        }
+        Ok(None) => return row,
+        Err(err) => {
+            row.state = "unknown".into();
+            row.error = Some(format!("{err:#}"));
+            return row;
+        }
+    }
+    if row.state == "running" {
+        match proxy::list(&server.docker).await {
+            Ok(services) => row.services = Some(services),
+            Err(err) => row.error = Some(format!("{err:#}")),
+        }
+    }
+    row
+}
+
+/// The failure `details` ends with when some reachable host's proxy does not serve.
+fn problem(rows: &[HostProxy]) -> Option<anyhow::Error> {
+    let failing: Vec<&HostProxy> = rows
+        .iter()
+        .filter(|row| row.state != "unreachable")
+        .filter(|row| row.state != "running" || row.error.is_some())
+        .collect();
+    match failing.as_slice() {
+        [] => None,
+        [row] => Some(match (&row.error, row.state.as_str()) {
+            (Some(error), _) => hinted(
+                format!("Can't read hoist-proxy on `{}`: {error}", row.host),
+                "`hoist proxy logs` shows what it says; `hoist proxy reboot` replaces it",
+            ),
+            (None, "missing") => hinted(
+                format!("hoist-proxy is missing on `{}`", row.host),
+                BOOT_HINT,
+            ),
+            (None, state) => hinted(
+                format!("hoist-proxy is not running on `{}` ({state})", row.host),
+                BOOT_HINT,
+            ),
+        }),
+        rows => {
+            let each: Vec<String> = rows
+                .iter()
+                .map(|row| match &row.error {
+                    Some(_) => format!("`{}` (unreadable)", row.host),
+                    None => format!("`{}` ({})", row.host, row.state),
+                })
+                .collect();
+            Some(hinted(
+                format!("hoist-proxy does not serve on {}", each.join(", ")),
+                format!("{BOOT_HINT}; the table above has the details"),
+            ))
+        }
+    }
+}
+
+fn render_proxies(rows: &[HostProxy]) -> String {
+    let mut table = vec![
+        ["HOST", "STATE", "IMAGE", "CONTAINER", "STARTED"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for row in rows {
+        let mut state = row.state.clone();
+        if let Some(error) = &row.error {
+            state.push_str(&format!(": {error}"));
+        } else if row.state == "missing" {
+            state.push_str(" (`hoist proxy boot`)");
+        }
+        table.push(vec![
+            row.host.clone(),
+            state,
+            row.image.clone().unwrap_or_default(),
+            row.id.clone().unwrap_or_default(),
+            row.started_at
+                .as_deref()
+                .map(whole_seconds)
+                .unwrap_or_default(),
+        ]);
+    }
+    printer::table(&table)
+}
+
+/// `2026-01-02T03:04:05.123456789Z` as `2026-01-02T03:04:05Z`.
+fn whole_seconds(time: &str) -> String {
+    match time.split_once('.') {
+        Some((seconds, fraction)) if fraction.ends_with('Z') => format!("{seconds}Z"),
+        Some((seconds, _)) => seconds.to_string(),
+        None => time.to_string(),
+    }
+}
+
+/// The routes of every running proxy, `hoist-proxy list`'s columns with the host first.
+fn render_services(rows: &[HostProxy]) -> String {
+    let mut table = vec![
+        [
+            "HOST",
+            "SERVICE",
+            "HOST NAMES",
+            "PATHS",
+            "TARGETS",
+            "STATE",
+            "TLS",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for row in rows {
+        let Some(services) = &row.services else {
+            continue;
+        };
+        if services.is_empty() {
+            table.push(vec![row.host.clone(), "(none)".to_string()]);
+        }
+        for service in services {
+            table.push(vec![
+                row.host.clone(),
+                service.name.clone(),
+                if service.hosts.is_empty() {
+                    "*".to_string()
+                } else {
+                    service.hosts.join(",")
+                },
+                service.paths.join(","),
+                service.targets.join("\n"),
+                service.state.clone(),
+                if service.tls { "yes" } else { "no" }.to_string(),
+            ]);
+        }
+    }
+    printer::table(&table)
+}
+
+/// `logs`: the last `lines` lines of each host's proxy, stdout and stderr as they were, each line
+/// prefixed with `[host]` when there are several hosts.
+async fn logs(config: &Config, hosts: &[String], lines: usize, printer: &Printer) -> Result<()> {
+    let connector = Connector::from_config(config)?;
+    let reporter = Reporter::new(*printer);
+    let (servers, unreachable) = connector.connect_all(hosts, &reporter).await?;
+    let several = hosts.len() > 1;
+    let mut results = Vec::new();
+    for server in &servers {
+        results.push(host_logs(server, lines, several).await);
+    }
+    close_all(&servers).await;
+    if !unreachable.is_empty() {
+        for result in results.into_iter().filter_map(Result::err) {
+            printer.warn(format!("{result:#}"));
+        }
+        return Err(unreachable_error(unreachable, hosts.len(), printer));
+    }
+    first_error(results, printer)
+}
+
+async fn host_logs(server: &Server, lines: usize, prefixed: bool) -> Result<()> {
+    if proxy::inspect(&server.docker).await?.is_none() {
+        return Err(hinted(
+            format!("hoist-proxy is missing on `{}`", server.host),
+            BOOT_HINT,
+        ));
+    }
+    let prefix = prefixed.then(|| format!("[{}] ", server.host));
+    let mut out = LinePrefixer::new(prefix.clone());
+    let mut err = LinePrefixer::new(prefix);
+    let read = docker::logs(
+        &server.docker,
+        PROXY_CONTAINER,
+        lines,
+        |stream, data| match stream {
+            ExecStream::Stdout => write_stdout(&out.push(data)),
+            ExecStream::Stderr => write_stderr(&err.push(data)),
+        },
+    )
+    .await;
+    write_stdout(&out.finish());
+    write_stderr(&err.finish());
+    read.with_context(|| format!("on `{}`", server.host))
+}
+
+fn write_stdout(data: &[u8]) {
+    if !data.is_empty() {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(data);
+        let _ = out.flush();
+    }
+}
+
+fn write_stderr(data: &[u8]) {
+    if !data.is_empty() {
+        let _ = std::io::stderr().write_all(data);
+    }
+}
+
+/// Cuts a byte stream into lines and puts a prefix before each, holding back a partial line
+/// until its end arrives; without a prefix it passes everything through at once.
+struct LinePrefixer {
+    prefix: Option<String>,
+    partial: Vec<u8>,
+}
+
+impl LinePrefixer {
+    fn new(prefix: Option<String>) -> Self {
+        Self {
+            prefix,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The complete lines `data` ends (with what was held back), prefixed.
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        let Some(prefix) = &self.prefix else {
+            return data.to_vec();
+        };
+        self.partial.extend_from_slice(data);
+        let Some(last_newline) = self.partial.iter().rposition(|&byte| byte == b'\n') else {
+            return Vec::new();
+        };
+        let rest = self.partial.split_off(last_newline + 1);
+        let complete = std::mem::replace(&mut self.partial, rest);
+        let mut out = Vec::with_capacity(complete.len() + prefix.len() * 4);
+        for line in complete.split_inclusive(|&byte| byte == b'\n') {
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(line);
+        }
+        out
+    }
+
+    /// A partial last line held back, prefixed and ended.
+    fn finish(&mut self) -> Vec<u8> {
+        match &self.prefix {
+            Some(prefix) if !self.partial.is_empty() => {
+                let mut out = prefix.as_bytes().to_vec();
+                out.append(&mut self.partial);
+                out.push(b'\n');
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The hosts among `hosts` where a role runs behind the proxy; none is an error.
+fn proxy_hosts(config: &Config, hosts: &[String]) -> Result<Vec<String>> {
+    let selected = proxy::hosts(config, hosts);
+    if selected.is_empty() {
+        return Err(hinted(
+            "No role behind hoist-proxy runs on the selected hosts",
+            "a role runs behind the proxy with `proxy = true` in `[servers.<role>]` (the `web` \
+             role does by default); check `--hosts` and `--roles`",
+        ));
+    }
+    Ok(selected)
+}
+
+/// Registry credentials for `proxy.image`, resolved before any server is touched.
+fn credentials(config: &Config) -> Result<Option<DockerCredentials>> {
+    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    registry::credentials_for(config, &secrets, &config.proxy.image)
+}
+
+/// Connect to every host, or fail without changing anything if one can't be reached.
+async fn connect_every(
+    config: &Config,
+    hosts: &[String],
+    reporter: &Reporter,
+    action: &str,
+    printer: &Printer,
+) -> Result<Vec<Server>> {
+    let connector = Connector::from_config(config)?;
+    let (servers, unreachable) = connector.connect_all(hosts, reporter).await?;
+    if unreachable.is_empty() {
+        return Ok(servers);
+    }
+    close_all(&servers).await;
+    Err(unreachable_error(unreachable, hosts.len(), printer)
+        .context(format!("Can't {action} hoist-proxy; nothing was changed")))
+}
+
+/// One unreachable host's own error, or for several a warning each and a summary.
+fn unreachable_error(
+    unreachable: Vec<Unreachable>,
+    total: usize,
+    printer: &Printer,
+) -> anyhow::Error {
+    let count = unreachable.len();
+    let mut failures = unreachable.into_iter();
+    if count == 1
+        && let Some(failure) = failures.next()
+    {
+        return failure.error;
+    }
+    for failure in failures {
+        printer.warn(format!("{}: {:#}", failure.host, failure.error));
+    }
+    hinted(
+        format!("{count} of {total} hosts are unreachable"),
+        "see the warnings above for each host",
+    )
+}
+
+/// The first error of `results`; the others become warnings.
+fn first_error(results: Vec<Result<()>>, printer: &Printer) -> Result<()> {
+    let mut errors = results.into_iter().filter_map(Result::err);
+    let first = errors.next();
+    for other in errors {
+        printer.warn(format!("{other:#}"));
+    }
+    first.map_or(Ok(()), Err)
+}
+
+async fn listen_for_ctrl_c(interrupt: CancellationToken, printer: Printer) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    printer.warn(
+        "interrupted: stopping once the proxy being replaced answers; Ctrl-C again to quit at \
+         once (that host may be left without a proxy)",
+    );
+    interrupt.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        printer.warn("quit at once: the deploy lock stays; `hoist proxy details` shows each proxy");
+        std::process::exit(130);
+    }
+}
+
+async fn close_all(servers: &[Server]) {
+    for server in servers {
+        server.session.close().await;
+    }
+}
+
+fn count_hosts(count: usize) -> String {
+    format!("{count} host{}", if count == 1 { "" } else { "s" })
+}
+
+fn list_or_none(hosts: &[&str]) -> String {
+    if hosts.is_empty() {
+        "none".to_string()
+    } else {
+        hosts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(host: &str, state: &str, error: Option<&str>) -> HostProxy {
+        HostProxy {
+            host: host.into(),
+            state: state.into(),
+            id: None,
+            image: None,
+            started_at: None,
+            services: (state == "running").then(Vec::new),
+            error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn several_hosts_get_each_line_prefixed_even_when_split_across_chunks() {
+        let mut prefixer = LinePrefixer::new(Some("[a] ".into()));
+        let mut out = prefixer.push(b"one\ntw");
+        out.extend(prefixer.push(b"o\nthr"));
+        out.extend(prefixer.finish());
+        assert_eq!(String::from_utf8_lossy(&out), "[a] one\n[a] two\n[a] thr\n");
+        assert!(prefixer.finish().is_empty());
+
+        let mut plain = LinePrefixer::new(None);
+        assert_eq!(plain.push(b"par"), b"par");
+        assert!(plain.finish().is_empty());
+    }
+
+    #[test]
+    fn details_fails_on_a_missing_or_stopped_proxy_but_not_on_unreachable_rows() {
+        assert!(problem(&[row("a", "running", None), row("b", "unreachable", None)]).is_none());
+
+        let missing = problem(&[row("a", "running", None), row("b", "missing", None)]);
+        let report = crate::report::render(&missing.expect("a problem"));
+        assert_eq!(
+            report,
+            "error: hoist-proxy is missing on `b`\n\nhint: start it with `hoist proxy boot`\n"
+        );
+
+        let several = problem(&[row("a", "exited", None), row("b", "running", Some("boom"))]);
+        let report = crate::report::render(&several.expect("a problem"));
+        assert!(
+            report
+                .starts_with("error: hoist-proxy does not serve on `a` (exited), `b` (unreadable)"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn start_times_drop_their_fraction_of_a_second() {
+        assert_eq!(
+            whole_seconds("2026-01-02T03:04:05.123456789Z"),
+            "2026-01-02T03:04:05Z"
+        );
+        assert_eq!(
+            whole_seconds("2026-01-02T03:04:05Z"),
+            "2026-01-02T03:04:05Z"
+        );
+    }
+
+    #[test]
+    fn routes_table_puts_the_host_first_and_marks_a_proxy_without_routes() {
+        let mut serving = row("a", "running", None);
+        serving.services = Some(vec![ServiceSummary {
+            name: "hello-web".into(),
+            hosts: vec![],
+            paths: vec!["/".into()],
+            targets: vec!["0123456789ab:3000".into()],
+            read_targets: vec![],
+            state: "running".into(),
+            tls: false,
+            rollout_targets: vec![],
+        }]);
+        let table = render_services(&[serving, row("b", "running", None)]);
+        assert_eq!(
+            table,
+            "HOST  SERVICE    HOST NAMES  PATHS  TARGETS            STATE    TLS\n\
+             a     hello-web  *           /      0123456789ab:3000  running  no\n\
+             b     (none)\n"
+        );
+    }
+}
