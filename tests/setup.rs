@@ -64,8 +64,18 @@ impl<'a> Setup<'a> {
             format!("REGISTRY_PASSWORD={password}\nDB_PASSWORD=s3cret-db\n"),
         )
         .expect("write secrets");
-        std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\n")
+        std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\nmarkers\n")
             .expect("write .gitignore");
+        let hooks = dir.path().join("hooks");
+        std::fs::create_dir_all(&hooks).expect("mkdir hooks");
+        let hook = hooks.join("docker-setup");
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\necho \"$HOIST_HOOK $HOIST_COMMAND $HOIST_SERVICE $HOIST_HOSTS\" >> markers\n",
+        )
+        .expect("write the docker-setup hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod the hook");
         let setup = Setup {
             context,
             _guard: guard,
@@ -103,6 +113,11 @@ impl<'a> Setup<'a> {
     }
 
     fn write_config(&self, user: &str) {
+        self.write_config_with(user, "")
+    }
+
+    /// deploy.toml logging in as `user`, with `extra` TOML appended.
+    fn write_config_with(&self, user: &str, extra: &str) {
         let registry = self.sandbox.registry();
         let (username, _) = self.sandbox.registry_credentials();
         write_config(
@@ -118,7 +133,8 @@ impl<'a> Setup<'a> {
                  [proxy.healthcheck]\ninterval = \"200ms\"\n\
                  \n[accessories.db]\nimage = \"{db}\"\nhost = \"{host}\"\n\
                  port = \"5432:3000\"\nvolumes = [\"hello-db-data:/data\"]\n\
-                 env = {{ clear = {{ PGDATA = \"/data\" }}, secret = [\"DB_PASSWORD\"] }}\n",
+                 env = {{ clear = {{ PGDATA = \"/data\" }}, secret = [\"DB_PASSWORD\"] }}\n\
+                 {extra}",
                 proxy = self.proxy_image,
                 db = self.db_image,
                 host = self.host(),
@@ -207,6 +223,12 @@ async fn setup_takes_a_bare_server_to_a_live_app_and_a_second_run_changes_nothin
     }
     assert!(setup.docker_installed());
     assert_eq!(setup.version(), "v1", "the app answers through the proxy");
+    let markers = std::fs::read_to_string(setup.dir.path().join("markers")).expect("markers");
+    assert_eq!(
+        markers,
+        format!("docker-setup setup hello {}\n", setup.host()),
+        "the docker-setup hook ran once, after Docker"
+    );
     let proxy = setup.root("docker inspect -f '{{.State.Running}} {{.Config.Image}}' hoist-proxy");
     assert_eq!(proxy.trim(), format!("true {}", setup.proxy_image));
     // The accessory runs with its volume, its env (secret included) and its port on loopback.
@@ -293,8 +315,10 @@ async fn a_sudo_user_gets_docker_and_a_user_without_sudo_is_refused_before_any_c
         "no"
     );
 
-    // A sudo user: Docker is installed, the user joins the docker group, the deploy works.
-    setup.configure("deployer");
+    // A sudo user: Docker is installed, the user joins the docker group, the deploy works;
+    // the firewall leaves only SSH, 80 and 443 open.
+    setup.write_config_with("deployer", "\n[setup]\nfirewall = true\n");
+    setup.git(&["commit", "-q", "-a", "-m", "deployer, firewall"]);
     let output = setup.hoist(&["setup"]);
     assert_success(&output, "hoist setup as deployer");
     let (_, stderr) = text(&output);
@@ -318,6 +342,24 @@ async fn a_sudo_user_gets_docker_and_a_user_without_sudo_is_refused_before_any_c
         "docker ps --format '{{.Names}}' | grep -x hoist-proxy",
     );
     assert_success(&ps, "docker ps as deployer");
+
+    let firewall = setup.root("ufw status");
+    assert!(firewall.contains("Status: active"), "{firewall}");
+    let allowed: Vec<&str> = firewall
+        .lines()
+        .filter(|line| line.contains("ALLOW") && !line.contains("(v6)"))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(allowed, ["22/tcp", "80/tcp", "443/tcp"]);
+    let output = setup.hoist(&["setup"]);
+    assert_success(&output, "second hoist setup as deployer");
+    assert!(
+        text(&output)
+            .1
+            .contains("the firewall is on, nothing to change"),
+        "{}",
+        text(&output).1
+    );
 
     // hoist's other commands reach Docker as that user too.
     let output = setup.hoist(&["details"]);

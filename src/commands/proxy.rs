@@ -60,17 +60,10 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
     )
     .await;
     close_all(&servers).await;
-    let mut results = Vec::new();
-    for outcome in outcomes {
-        match outcome {
-            Ok(Some(warning)) => {
-                printer.warn(warning);
-                results.push(Ok(()));
-            }
-            Ok(None) => results.push(Ok(())),
-            Err(err) => results.push(Err(err)),
-        }
-    }
+    let results = outcomes
+        .into_iter()
+        .map(|outcome| outcome.map(|warning| warning.into_iter().for_each(|w| printer.warn(w))))
+        .collect();
     first_error(results, printer)?;
     printer.status(
         "Finished",

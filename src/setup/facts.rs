@@ -84,6 +84,8 @@ impl Facts {
 
 /// The script printing [`Facts`] as `key=value` lines. POSIX sh; reads only.
 pub const SCRIPT: &str = r#"
+# dockerd, ufw and usermod live in sbin, which a non-root user's PATH may lack.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 echo "user=$(id -un)"
 if [ "$(id -u)" -eq 0 ]; then echo privilege=root; SUDO=""
 elif ! command -v sudo >/dev/null 2>&1; then echo privilege=no-sudo; SUDO=none
