@@ -6,14 +6,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::sandbox::{Sandbox, app_dir, assert_success, text, write_config};
-use support::{TestContext, http_get, unique_name};
+use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config};
+use support::{TestContext, http_get};
 
 /// Every hook, each appending `name version service hosts destination performer runtime` and,
 /// for the hooks given secrets, whether the registry password reached it.
@@ -39,37 +39,8 @@ impl<'a> App<'a> {
         let docker = support::docker().await;
         let registry = sandbox.registry();
         let (username, password) = sandbox.registry_credentials();
-        let tag = unique_name("proxy");
-        support::build_proxy_image(&docker, &format!("{registry}/hoist-proxy:{tag}")).await;
-        support::push(
-            &docker,
-            &format!("{registry}/hoist-proxy"),
-            &tag,
-            &registry,
-            &username,
-            &password,
-        )
-        .await
-        .expect("push the hoist-proxy image");
-
-        let dir = app_dir();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::fs::copy(
-            root.join("tests/testapp/Dockerfile"),
-            dir.path().join("Dockerfile"),
-        )
-        .expect("copy the Dockerfile");
-        std::fs::copy(
-            support::static_binary("hoist-testapp"),
-            dir.path().join("hoist-testapp"),
-        )
-        .expect("copy the test app");
-        std::fs::create_dir_all(dir.path().join(".hoist")).expect("mkdir .hoist");
-        std::fs::write(
-            dir.path().join(".hoist/secrets"),
-            format!("REGISTRY_PASSWORD={password}\n"),
-        )
-        .expect("write secrets");
+        let proxy_image = sandbox.push_proxy_image(&docker, "proxy").await;
+        let dir = testapp_dir(&format!("REGISTRY_PASSWORD={password}\n"));
         std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\nmarkers*\n")
             .expect("write .gitignore");
         let hooks = dir.path().join("hooks");
@@ -109,7 +80,7 @@ impl<'a> App<'a> {
             &format!(
                 "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\n\
                  password = \"REGISTRY_PASSWORD\"\n\
-                 \n[proxy]\nimage = \"{registry}/hoist-proxy:{tag}\"\napp_port = 3000\n\
+                 \n[proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\n\
                  deploy_timeout = \"4s\"\ndrain_timeout = \"5s\"\n\
                  [proxy.healthcheck]\ninterval = \"200ms\"\ntimeout = \"1s\"\n"
             ),

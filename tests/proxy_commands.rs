@@ -5,8 +5,8 @@
 mod support;
 
 use serde_json::Value;
+use support::TestContext;
 use support::sandbox::{Sandbox, app_dir, assert_success, text, write_config};
-use support::{TestContext, unique_name};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_boots_once_shows_its_routes_reboots_keeping_them_and_prints_its_logs() {
@@ -15,19 +15,7 @@ async fn proxy_boots_once_shows_its_routes_reboots_keeping_them_and_prints_its_l
     let docker = support::docker().await;
     let registry = sandbox.registry();
     let (username, password) = sandbox.registry_credentials();
-    let tag = unique_name("proxycmd");
-    let image = format!("{registry}/hoist-proxy:{tag}");
-    support::build_proxy_image(&docker, &image).await;
-    support::push(
-        &docker,
-        &format!("{registry}/hoist-proxy"),
-        &tag,
-        &registry,
-        &username,
-        &password,
-    )
-    .await
-    .expect("push the hoist-proxy image");
+    let image = sandbox.push_proxy_image(&docker, "proxycmd").await;
 
     let dir = app_dir();
     std::fs::create_dir_all(dir.path().join(".hoist")).expect("mkdir .hoist");

@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::Instant;
 
-use support::sandbox::{Sandbox, app_dir, assert_success, text, write_config};
+use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config};
 use support::{SandboxGuard, TestContext, http_get, unique_name};
 
 /// A bare sandbox, the hoist-proxy image and an accessory image in its registry, and the test
@@ -32,38 +31,14 @@ impl<'a> Setup<'a> {
             json: context.sandbox_json(&name),
         };
         let docker = support::docker().await;
-        let registry = sandbox.registry();
-        let (username, password) = sandbox.registry_credentials();
-        let tag = unique_name("t");
-        let proxy_image = format!("{registry}/hoist-proxy:{tag}");
-        support::build_proxy_image(&docker, &proxy_image).await;
-        let db_image = format!("{registry}/db:{tag}");
+        let proxy_image = sandbox.push_proxy_image(&docker, "t").await;
+        let db_image = format!("{}/db:{}", sandbox.registry(), unique_name("t"));
         support::build_testapp_image(&docker, &db_image, "db", false).await;
-        for image in [&proxy_image, &db_image] {
-            let (repo, tag) = image.rsplit_once(':').expect("a tag");
-            support::push(&docker, repo, tag, &registry, &username, &password)
-                .await
-                .expect("push an image to the sandbox registry");
-        }
-
-        let dir = app_dir();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        std::fs::copy(
-            root.join("tests/testapp/Dockerfile"),
-            dir.path().join("Dockerfile"),
-        )
-        .expect("copy the Dockerfile");
-        std::fs::copy(
-            support::static_binary("hoist-testapp"),
-            dir.path().join("hoist-testapp"),
-        )
-        .expect("copy the test app");
-        std::fs::create_dir_all(dir.path().join(".hoist")).expect("mkdir .hoist");
-        std::fs::write(
-            dir.path().join(".hoist/secrets"),
-            format!("REGISTRY_PASSWORD={password}\nDB_PASSWORD=s3cret-db\n"),
-        )
-        .expect("write secrets");
+        sandbox.push(&docker, &db_image).await;
+        let (_, password) = sandbox.registry_credentials();
+        let dir = testapp_dir(&format!(
+            "REGISTRY_PASSWORD={password}\nDB_PASSWORD=s3cret-db\n"
+        ));
         std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\nmarkers\n")
             .expect("write .gitignore");
         let hooks = dir.path().join("hooks");

@@ -3,7 +3,7 @@
 
 pub mod accessory;
 mod config;
-mod deploy;
+pub mod deploy;
 mod details;
 mod init;
 mod lock;

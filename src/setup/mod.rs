@@ -22,7 +22,7 @@ use anyhow::{Context, Result, anyhow};
 use futures_util::future::join_all;
 
 use crate::cli::DeployArgs;
-use crate::commands::accessory;
+use crate::commands::{self, accessory};
 use crate::config::Config;
 use crate::deploy::{self, Kind, proxy};
 use crate::docker;
@@ -175,15 +175,7 @@ pub async fn run(
         );
         return Ok(());
     }
-    let options = deploy::Options {
-        roles: roles.to_vec(),
-        kind: Kind::Deploy,
-        version: Some(version),
-        skip_build: args.skip_build,
-        allow_dirty: args.allow_dirty,
-        lock_wait: args.lock.lock_wait.unwrap_or_default(),
-    };
-    deploy::run(config, hosts, options, printer).await?;
+    commands::deploy::deploy(Kind::Deploy, args, config, hosts, roles, printer).await?;
     printer.status(
         "Set up",
         format!(

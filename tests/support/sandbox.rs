@@ -59,6 +59,25 @@ impl Sandbox {
             values["HOIST_SANDBOX_REGISTRY_PASSWORD"].clone(),
         )
     }
+    /// Push `image` (`<registry>/<repo>:<tag>`, built in the local engine) to the sandbox
+    /// registry with its credentials.
+    pub async fn push(&self, docker: &bollard::Docker, image: &str) {
+        let (repo, tag) = image.rsplit_once(':').expect("an image with a tag");
+        let (username, password) = self.registry_credentials();
+        super::push(docker, repo, tag, &self.registry(), &username, &password)
+            .await
+            .unwrap_or_else(|error| panic!("push {image} to the sandbox registry: {error}"));
+    }
+
+    /// hoist-proxy built from this repository, pushed to the sandbox registry as
+    /// `<registry>/hoist-proxy:<unique tag>`; returns that image.
+    pub async fn push_proxy_image(&self, docker: &bollard::Docker, prefix: &str) -> String {
+        let image = format!("{}/hoist-proxy:{}", self.registry(), unique_name(prefix));
+        super::build_proxy_image(docker, &image).await;
+        self.push(docker, &image).await;
+        image
+    }
+
     /// Run a shell command on server `index` with the OpenSSH client.
     pub fn ssh(&self, index: usize, command: &str) -> Output {
         ssh(
@@ -132,6 +151,26 @@ pub fn keygen(path: &Path) -> String {
         .nth(1)
         .expect("key")
         .to_string()
+}
+
+/// An app directory holding the test app (its Dockerfile and static binary) and
+/// `.hoist/secrets` with `secrets` (dotenv lines); not yet a git repository.
+pub fn testapp_dir(secrets: &str) -> tempfile::TempDir {
+    let dir = app_dir();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        root.join("tests/testapp/Dockerfile"),
+        dir.path().join("Dockerfile"),
+    )
+    .expect("copy the Dockerfile");
+    std::fs::copy(
+        super::static_binary("hoist-testapp"),
+        dir.path().join("hoist-testapp"),
+    )
+    .expect("copy the test app");
+    std::fs::create_dir_all(dir.path().join(".hoist")).expect("mkdir .hoist");
+    std::fs::write(dir.path().join(".hoist/secrets"), secrets).expect("write secrets");
+    dir
 }
 
 pub fn app_dir() -> tempfile::TempDir {
