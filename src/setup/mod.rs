@@ -1,7 +1,8 @@
 //! `hoist setup`: from fresh Debian/Ubuntu servers to a live app in one command, and a quick
 //! check that changes nothing on servers that are already right. The sequence:
 //!
-//! 1. Secrets and registry credentials of the accessories resolve (nothing touched yet).
+//! 1. Every secret the configuration names, the registry credentials and the version resolve
+//!    (nothing touched yet).
 //! 2. SSH to every host; one script per host reports what is there ([`facts`]); [`plan`] decides
 //!    the changes. A host that needs changes it can't get (another system, no root rights) stops
 //!    setup here, and so does a host whose package mirror is unreachable (`apt-get update`,
@@ -66,6 +67,10 @@ pub async fn run(
     let started = Instant::now();
     // 1. What can fail without touching a server.
     let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    for reference in config.secret_refs() {
+        // A missing secret or a failing `$(command)` stops setup before Docker is installed.
+        secrets.resolve(reference)?;
+    }
     let proxy_credentials = registry::credentials_for(config, &secrets, &config.proxy.image)?;
     let version = version::resolve(&config.root, args.version.as_deref(), args.allow_dirty)?;
     version::check(&version)?;
