@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config};
+use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config, write_hook};
 use support::{TestContext, http_get};
 
 /// Every hook, each appending `name version service hosts destination performer runtime` and,
@@ -43,8 +43,6 @@ impl<'a> App<'a> {
         let dir = testapp_dir(&format!("REGISTRY_PASSWORD={password}\n"));
         std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\nmarkers*\n")
             .expect("write .gitignore");
-        let hooks = dir.path().join("hooks");
-        std::fs::create_dir_all(&hooks).expect("mkdir hooks");
         for hook in HOOKS {
             let mut script = String::from("#!/bin/sh\nset -e\n");
             script.push_str(&format!(
@@ -64,11 +62,7 @@ impl<'a> App<'a> {
                     "\"$HOIST_TEST_BIN\" lock status -d staging >> \"$HOIST_TEST_MARKERS\"\n",
                 );
             }
-            let path = hooks.join(hook);
-            std::fs::write(&path, script).expect("write hook");
-            let mut permissions = std::fs::metadata(&path).expect("hook").permissions();
-            std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-            std::fs::set_permissions(&path, permissions).expect("chmod hook");
+            write_hook(dir.path(), hook, &script);
         }
 
         let host = sandbox.address(0);

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::Value;
 use support::TestContext;
-use support::sandbox::{Sandbox, app_dir, assert_success, text, write_config};
+use support::sandbox::{Sandbox, app_dir, assert_success, text, write_config, write_hook};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_boots_once_shows_its_routes_reboots_keeping_them_and_prints_its_logs() {
@@ -25,21 +25,16 @@ async fn proxy_boots_once_shows_its_routes_reboots_keeping_them_and_prints_its_l
     )
     .expect("write secrets");
     let markers = dir.path().join("markers");
-    std::fs::create_dir_all(dir.path().join("hooks")).expect("mkdir hooks");
     for hook in ["pre-proxy-reboot", "post-proxy-reboot"] {
-        let path = dir.path().join("hooks").join(hook);
-        std::fs::write(
-            &path,
-            format!(
+        write_hook(
+            dir.path(),
+            hook,
+            &format!(
                 "#!/bin/sh\necho \"$HOIST_HOOK $HOIST_COMMAND $HOIST_SUBCOMMAND $HOIST_HOSTS\" \
                  >> '{}'\n",
                 markers.display()
             ),
-        )
-        .expect("write hook");
-        let mut permissions = std::fs::metadata(&path).expect("hook").permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-        std::fs::set_permissions(&path, permissions).expect("chmod hook");
+        );
     }
     let host = sandbox.address(0);
     write_config(

@@ -9,7 +9,7 @@ mod support;
 use std::process::Output;
 use std::time::Instant;
 
-use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config};
+use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config, write_hook};
 use support::{SandboxGuard, TestContext, http_get, unique_name};
 
 /// A bare sandbox, the hoist-proxy image and an accessory image in its registry, and the test
@@ -41,16 +41,11 @@ impl<'a> Setup<'a> {
         ));
         std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\nmarkers\n")
             .expect("write .gitignore");
-        let hooks = dir.path().join("hooks");
-        std::fs::create_dir_all(&hooks).expect("mkdir hooks");
-        let hook = hooks.join("docker-setup");
-        std::fs::write(
-            &hook,
+        write_hook(
+            dir.path(),
+            "docker-setup",
             "#!/bin/sh\necho \"$HOIST_HOOK $HOIST_COMMAND $HOIST_SERVICE $HOIST_HOSTS\" >> markers\n",
-        )
-        .expect("write the docker-setup hook");
-        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("chmod the hook");
+        );
         let setup = Setup {
             context,
             _guard: guard,

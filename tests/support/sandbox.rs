@@ -173,6 +173,16 @@ pub fn testapp_dir(secrets: &str) -> tempfile::TempDir {
     dir
 }
 
+/// An executable hook `name` in `dir/hooks` running `script`.
+pub fn write_hook(dir: &Path, name: &str, script: &str) {
+    let hooks = dir.join("hooks");
+    std::fs::create_dir_all(&hooks).expect("mkdir hooks");
+    let path = hooks.join(name);
+    std::fs::write(&path, script).expect("write hook");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod hook");
+}
+
 pub fn app_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("hoist-app-")
