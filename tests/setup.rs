@@ -186,7 +186,7 @@ async fn setup_takes_a_bare_server_to_a_live_app_and_a_second_run_changes_nothin
         "Debian GNU/Linux 12 (bookworm), root, no Docker",
         "install Docker (docker.io)",
         "start Docker",
-        "hoist-proxy booted",
+        "hoist-proxy created from",
         "booted hello-db",
     ] {
         assert!(stderr.contains(expected), "{expected:?} missing:\n{stderr}");

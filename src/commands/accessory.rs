@@ -4,7 +4,6 @@
 //! API: secret values travel inside the SSH connection, never in an argv or a label.
 
 use std::collections::HashMap;
-use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
@@ -16,7 +15,7 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOp
 
 use crate::cli::AccessoryCommand;
 use crate::config::{AccessoryConfig, Config};
-use crate::docker::{self, ExecStream};
+use crate::docker;
 use crate::naming::{
     LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_SERVICE, NETWORK, accessory_container,
 };
@@ -74,7 +73,7 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
                     if servers.len() > 1 {
                         printer.status("Logs", format!("{container} on {}", server.host));
                     }
-                    docker::logs(&server.docker, &container, 200, write_output).await?
+                    docker::logs(&server.docker, &container, 200, docker::write_output).await?
                 }
                 (AccessoryCommand::Exec { command, .. }, _) => {
                     exec(&server.docker, &container, &server.host, command).await?
@@ -306,23 +305,9 @@ async fn remove(docker: &Docker, container: &str) -> Result<()> {
     }
 }
 
-/// Output of a container (logs, exec) to this process's stdout or stderr, as it came.
-fn write_output(stream: ExecStream, data: &[u8]) {
-    match stream {
-        ExecStream::Stdout => {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(data);
-            let _ = out.flush();
-        }
-        ExecStream::Stderr => {
-            let _ = std::io::stderr().write_all(data);
-        }
-    }
-}
-
 async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) -> Result<()> {
     let args: Vec<&str> = command.iter().map(String::as_str).collect();
-    let code = docker::exec_streaming(docker, container, &args, write_output).await?;
+    let code = docker::exec_streaming(docker, container, &args, docker::write_output).await?;
     if code != 0 {
         bail!(
             "`{}` exited with status {code} in `{container}` on `{host}`",

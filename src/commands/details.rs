@@ -183,25 +183,15 @@ async fn containers(config: &Config, docker: &Docker) -> Result<Vec<ContainerDet
 }
 
 async fn proxy(docker: &Docker) -> Result<ProxyDetails> {
-    let inspect = match docker.inspect_container(PROXY_CONTAINER, None).await {
-        Ok(inspect) => inspect,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {
-            return Ok(ProxyDetails {
-                state: "absent".into(),
-                image: None,
-                services: None,
-            });
-        }
-        Err(err) => return Err(err.into()),
+    let Some(container) = crate::deploy::proxy::inspect(docker).await? else {
+        return Ok(ProxyDetails {
+            state: "absent".into(),
+            image: None,
+            services: None,
+        });
     };
-    let state = inspect
-        .state
-        .and_then(|state| state.status)
-        .map(|status| status.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let image = inspect.config.and_then(|config| config.image);
+    let state = container.state;
+    let image = Some(container.image).filter(|image| !image.is_empty());
     let services = if state == "running" {
         let output = docker::exec(docker, PROXY_CONTAINER, &["hoist-proxy", "list"]).await?;
         Some(

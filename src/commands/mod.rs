@@ -7,7 +7,7 @@ pub mod deploy;
 mod details;
 mod init;
 mod lock;
-mod proxy;
+pub mod proxy;
 mod sandbox;
 mod versions;
 

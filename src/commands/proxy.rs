@@ -4,7 +4,6 @@
 //! deploy/proxy.rs. A reboot is not zero-downtime yet: a host refuses requests from the moment its
 //! proxy stops until the new one listens, so hosts go one at a time.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -76,8 +75,9 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
     Ok(())
 }
 
-/// Boot the proxy on one server; a warning when the one running is not from `proxy.image`.
-async fn boot_host(
+/// Boot the proxy on one server (the `hoist` network, then the container: started if stopped,
+/// created if missing); a warning when the one running is not from `proxy.image`.
+pub async fn boot_host(
     config: &Config,
     server: &Server,
     credentials: Option<DockerCredentials>,
@@ -504,28 +504,14 @@ async fn host_logs(server: &Server, lines: usize, prefixed: bool) -> Result<()> 
         PROXY_CONTAINER,
         lines,
         |stream, data| match stream {
-            ExecStream::Stdout => write_stdout(&out.push(data)),
-            ExecStream::Stderr => write_stderr(&err.push(data)),
+            ExecStream::Stdout => docker::write_output(stream, &out.push(data)),
+            ExecStream::Stderr => docker::write_output(stream, &err.push(data)),
         },
     )
     .await;
-    write_stdout(&out.finish());
-    write_stderr(&err.finish());
+    docker::write_output(ExecStream::Stdout, &out.finish());
+    docker::write_output(ExecStream::Stderr, &err.finish());
     read.with_context(|| format!("on `{}`", server.host))
-}
-
-fn write_stdout(data: &[u8]) {
-    if !data.is_empty() {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(data);
-        let _ = out.flush();
-    }
-}
-
-fn write_stderr(data: &[u8]) {
-    if !data.is_empty() {
-        let _ = std::io::stderr().write_all(data);
-    }
 }
 
 /// Cuts a byte stream into lines and puts a prefix before each, holding back a partial line

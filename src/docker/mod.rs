@@ -9,6 +9,7 @@ pub mod ssh_transport;
 pub use pull::pull;
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use anyhow::{Context, Result};
 use bollard::Docker;
@@ -154,6 +155,23 @@ pub async fn exec_streaming(
     sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<i64> {
     run_exec(docker, container, cmd, &[], sink).await
+}
+
+/// Output of a container (logs, exec) to this process's stdout or stderr, as it came.
+pub fn write_output(stream: ExecStream, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    match stream {
+        ExecStream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(data);
+            let _ = out.flush();
+        }
+        ExecStream::Stderr => {
+            let _ = std::io::stderr().write_all(data);
+        }
+    }
 }
 
 /// The last `lines` lines a container logged (stdout and stderr, the app's and the engine's

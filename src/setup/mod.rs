@@ -153,7 +153,7 @@ pub async fn run(
                 failure.host
             )));
         }
-        boot_proxies(config, &servers, proxy_credentials, &reporter).await?;
+        boot_proxies(config, &servers, proxy_credentials, &reporter, printer).await?;
         accessory::ensure_all(config, &secrets, &servers, &reporter).await?;
         live_everywhere(config, hosts, &servers, &version).await
     }
@@ -322,39 +322,38 @@ async fn run_script(session: &Session, script: &str) -> Result<()> {
     ))
 }
 
-/// The `hoist` network everywhere, and hoist-proxy on the hosts of proxied roles.
+/// The `hoist` network everywhere, and hoist-proxy on the hosts of proxied roles, as `hoist proxy
+/// boot` does it.
 async fn boot_proxies(
     config: &Config,
     servers: &[Server],
     credentials: Option<bollard::auth::DockerCredentials>,
     reporter: &Reporter,
+    printer: &Printer,
 ) -> Result<()> {
+    let all: Vec<String> = servers.iter().map(|server| server.host.clone()).collect();
+    let proxied = proxy::hosts(config, &all);
     let results = join_all(servers.iter().map(|server| {
         let credentials = credentials.clone();
+        let proxied = proxied.contains(&server.host);
         async move {
-            docker::ensure_network(&server.docker).await?;
-            let proxied = config
-                .roles
-                .values()
-                .any(|role| role.proxy && role.hosts.contains(&server.host));
-            if !proxied {
-                return Ok(());
+            if proxied {
+                commands::proxy::boot_host(config, server, credentials, reporter).await
+            } else {
+                docker::ensure_network(&server.docker).await.map(|()| None)
             }
-            let progress = reporter.host(&server.host);
-            progress.step("hoist-proxy");
-            let ensured = proxy::ensure(&server.docker, config, credentials)
-                .await
-                .with_context(|| format!("on `{}`", server.host))?;
-            progress.done(match ensured {
-                proxy::Ensured::Running => "hoist-proxy already running".to_string(),
-                proxy::Ensured::Started => "hoist-proxy started (it was stopped)".to_string(),
-                proxy::Ensured::Created => format!("hoist-proxy booted ({})", config.proxy.image),
-            });
-            anyhow::Ok(())
         }
     }))
     .await;
-    results.into_iter().collect()
+    for warning in results
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+    {
+        printer.warn(warning);
+    }
+    Ok(())
 }
 
 /// Whether `version` is the live, running version of every role on every app host.
