@@ -1,10 +1,12 @@
 //! Bodies that flow through the proxy: request bodies on their way to a target (streamed with an
-//! inactivity timeout, or buffered), and response bodies on their way to the client (streamed,
-//! buffered, or generated). Buffers keep up to `--buffer-memory` bytes in memory and spill the rest
-//! to an unnamed temporary file, with a cap on the total.
+//! inactivity timeout, or buffered within a total deadline), and response bodies on their way to
+//! the client (streamed, buffered, or generated). Buffers keep up to `--buffer-memory` bytes in
+//! memory and spill the rest to a file in the spill directory, both within the proxy-wide
+//! [`BufferBudget`].
 
 use std::io::SeekFrom;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -13,20 +15,24 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
+
+use crate::budget::{BufferBudget, Place};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Size of the chunks read back from a spilled buffer.
 const FILE_CHUNK: usize = 64 * 1024;
 
-/// An incoming body that fails when no data arrives for `timeout` (slow or stalled clients).
-/// The timer is only created when the body actually waits.
+/// An incoming body that fails when no data arrives for `timeout` (slow or stalled clients), or,
+/// with a deadline, when the whole body has not arrived by then (trickling clients). The idle
+/// timer is only created when the body actually waits.
 #[derive(Debug)]
 pub struct IdleTimeout<B> {
     inner: B,
     timeout: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> IdleTimeout<B> {
@@ -35,14 +41,41 @@ impl<B> IdleTimeout<B> {
             inner,
             timeout,
             sleep: None,
+            deadline: None,
         }
+    }
+
+    /// The body, without the timeouts.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+
+    /// Also fails once `total` has passed from now, however steadily data arrives.
+    #[must_use]
+    pub fn with_deadline(mut self, total: Duration) -> Self {
+        self.deadline = Some(Box::pin(tokio::time::sleep_until(Instant::now() + total)));
+        self
     }
 }
 
-/// The client stopped sending its body.
-#[derive(Debug, thiserror::Error)]
-#[error("no data from the client for {0:?}")]
-pub struct BodyTimeout(Duration);
+/// The client stopped sending its body, or took longer than the deadline for all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyTimeout {
+    #[error("no data from the client for {}", crate::duration::format_duration(*.0))]
+    Idle(Duration),
+    #[error("the client did not send the whole body within the deadline")]
+    Deadline,
+}
+
+impl BodyTimeout {
+    /// The metrics label.
+    pub fn kind(self) -> &'static str {
+        match self {
+            BodyTimeout::Idle(_) => "idle",
+            BodyTimeout::Deadline => "deadline",
+        }
+    }
+}
 
 impl<B> Body for IdleTimeout<B>
 where
@@ -57,6 +90,11 @@ where
         context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(context).is_ready()
+        {
+            return Poll::Ready(Some(Err(BodyTimeout::Deadline.into())));
+        }
         match Pin::new(&mut this.inner).poll_frame(context) {
             Poll::Ready(frame) => {
                 this.sleep = None;
@@ -68,7 +106,7 @@ where
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 ready!(sleep.as_mut().poll(context));
-                Poll::Ready(Some(Err(BodyTimeout(timeout).into())))
+                Poll::Ready(Some(Err(BodyTimeout::Idle(timeout).into())))
             }
         }
     }
@@ -82,14 +120,20 @@ where
     }
 }
 
-/// A body read whole: the in-memory part, then the spilled part.
+/// A body read whole (or, for a response over the disk budget, its beginning): the in-memory
+/// part, then the spilled part, then the chunk that did not fit. What it holds is counted in the
+/// budget until it is dropped.
 #[derive(Debug)]
 pub struct Buffered {
     memory: Bytes,
     spill: Option<tokio::fs::File>,
+    tail: Option<Bytes>,
     length: u64,
     sent_memory: bool,
     read_buffer: BytesMut,
+    budget: Arc<BufferBudget>,
+    held_memory: u64,
+    held_disk: u64,
 }
 
 /// Why buffering a body stopped.
@@ -99,14 +143,34 @@ pub enum BufferError {
     TooLarge(u64),
     #[error("reading the body failed: {0}")]
     Read(BoxError),
-    #[error("spilling the body to a temporary file failed: {0}")]
+    #[error("spilling the body to a file failed: {0}")]
     Spill(std::io::Error),
+    /// The proxy-wide disk budget is used up; what was read so far is in the buffer.
+    #[error("the proxy's buffer space is used up")]
+    Exhausted(Box<Buffered>),
+}
+
+impl BufferError {
+    /// The timeout that ended a read, if one did.
+    pub fn timeout(&self) -> Option<BodyTimeout> {
+        match self {
+            BufferError::Read(error) => error.downcast_ref::<BodyTimeout>().copied(),
+            _ => None,
+        }
+    }
 }
 
 impl Buffered {
-    /// Reads `body` whole, keeping `memory_limit` bytes in memory and the rest in a temporary
-    /// file; fails with [`BufferError::TooLarge`] beyond `max` (0 = no limit).
-    pub async fn read<B>(mut body: B, memory_limit: u64, max: u64) -> Result<Self, BufferError>
+    /// Reads `body` whole, keeping up to `memory_limit` bytes in memory and the rest in a spill
+    /// file, within `budget`; fails with [`BufferError::TooLarge`] beyond `max` (0 = no limit)
+    /// and [`BufferError::Exhausted`] when the budget has no room left, leaving the rest of the
+    /// body unread in `body`.
+    pub async fn read<B>(
+        body: &mut B,
+        memory_limit: u64,
+        max: u64,
+        budget: &Arc<BufferBudget>,
+    ) -> Result<Self, BufferError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -114,55 +178,84 @@ impl Buffered {
         if max > 0 && body.size_hint().lower() > max {
             return Err(BufferError::TooLarge(max));
         }
+        let mut buffer = Buffered {
+            memory: Bytes::new(),
+            spill: None,
+            tail: None,
+            length: 0,
+            sent_memory: false,
+            read_buffer: BytesMut::new(),
+            budget: Arc::clone(budget),
+            held_memory: 0,
+            held_disk: 0,
+        };
         let mut memory = BytesMut::new();
-        let mut spill: Option<tokio::fs::File> = None;
-        let mut length = 0u64;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|error| BufferError::Read(error.into()))?;
             let Ok(data) = frame.into_data() else {
                 continue; // Trailers are dropped, as kamal-proxy's buffer does.
             };
-            length += data.len() as u64;
-            if max > 0 && length > max {
+            buffer.length += data.len() as u64;
+            if max > 0 && buffer.length > max {
                 return Err(BufferError::TooLarge(max));
             }
-            let room = memory_limit.saturating_sub(memory.len() as u64) as usize;
-            if spill.is_none() && data.len() <= room {
+            let size = data.len() as u64;
+            let room = memory_limit.saturating_sub(memory.len() as u64);
+            if buffer.spill.is_none() && size <= room && budget.take(Place::Memory, size) {
+                buffer.held_memory += size;
                 memory.extend_from_slice(&data);
                 continue;
             }
-            let (in_memory, rest) = data.split_at(room.min(data.len()));
-            memory.extend_from_slice(in_memory);
-            if spill.is_none() {
-                let file = tempfile::tempfile().map_err(BufferError::Spill)?;
-                spill = Some(tokio::fs::File::from_std(file));
+            if !budget.take(Place::Disk, size) {
+                buffer.length -= size;
+                buffer.tail = Some(data);
+                buffer.finish(memory).await?;
+                return Err(BufferError::Exhausted(Box::new(buffer)));
             }
-            if let Some(file) = spill.as_mut() {
-                file.write_all(rest).await.map_err(BufferError::Spill)?;
+            buffer.held_disk += size;
+            if buffer.spill.is_none() {
+                let file = budget.spill_file().map_err(BufferError::Spill)?;
+                buffer.spill = Some(tokio::fs::File::from_std(file));
+            }
+            if let Some(file) = buffer.spill.as_mut() {
+                file.write_all(&data).await.map_err(BufferError::Spill)?;
             }
         }
-        if let Some(file) = spill.as_mut() {
+        buffer.finish(memory).await?;
+        Ok(buffer)
+    }
+
+    /// Seals the in-memory part and rewinds the spill file for reading.
+    async fn finish(&mut self, memory: BytesMut) -> Result<(), BufferError> {
+        self.memory = memory.freeze();
+        if let Some(file) = self.spill.as_mut() {
             file.flush().await.map_err(BufferError::Spill)?;
             file.seek(SeekFrom::Start(0))
                 .await
                 .map_err(BufferError::Spill)?;
         }
-        Ok(Self {
-            memory: memory.freeze(),
-            spill,
-            length,
-            sent_memory: false,
-            read_buffer: BytesMut::new(),
-        })
+        Ok(())
     }
 
-    /// Total length in bytes.
+    /// Length in bytes of what was read.
     pub fn len(&self) -> u64 {
-        self.length
+        self.length + self.tail.as_ref().map_or(0, |tail| tail.len() as u64)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.length == 0
+        self.len() == 0
+    }
+
+    /// True when part of the body is in a spill file.
+    pub fn spilled(&self) -> bool {
+        self.held_disk > 0
+    }
+}
+
+impl Drop for Buffered {
+    fn drop(&mut self) {
+        self.budget.give(Place::Memory, self.held_memory);
+        self.budget.give(Place::Disk, self.held_disk);
     }
 }
 
@@ -182,7 +275,7 @@ impl Body for Buffered {
             }
         }
         let Some(file) = this.spill.as_mut() else {
-            return Poll::Ready(None);
+            return Poll::Ready(this.tail.take().map(|tail| Ok(Frame::data(tail))));
         };
         this.read_buffer.reserve(FILE_CHUNK);
         let read = ready!(tokio_util::io::poll_read_buf(
@@ -193,7 +286,7 @@ impl Body for Buffered {
         match read {
             Ok(0) => {
                 this.spill = None;
-                Poll::Ready(None)
+                Poll::Ready(this.tail.take().map(|tail| Ok(Frame::data(tail))))
             }
             Ok(_) => Poll::Ready(Some(Ok(Frame::data(this.read_buffer.split().freeze())))),
             Err(error) => Poll::Ready(Some(Err(error.into()))),
@@ -201,14 +294,14 @@ impl Body for Buffered {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.sent_memory && self.spill.is_none() || self.length == 0
+        (self.sent_memory || self.memory.is_empty()) && self.spill.is_none() && self.tail.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
         if self.sent_memory {
             SizeHint::default()
         } else {
-            SizeHint::with_exact(self.length)
+            SizeHint::with_exact(self.len())
         }
     }
 }
@@ -223,6 +316,9 @@ pub enum ResponseContent {
     Full(Option<Bytes>),
     Upstream(Incoming),
     Buffered(Buffered),
+    /// The buffered beginning of a response, then the rest streamed from the target (the disk
+    /// budget ran out while buffering it).
+    Partial(Box<(Buffered, Incoming)>),
 }
 
 impl Body for ResponseContent {
@@ -240,6 +336,15 @@ impl Body for ResponseContent {
                 Pin::new(body).poll_frame(context).map_err(Into::into)
             }
             ResponseContent::Buffered(body) => Pin::new(body).poll_frame(context),
+            ResponseContent::Partial(parts) => {
+                let (head, rest) = &mut **parts;
+                if !head.is_end_stream()
+                    && let Some(frame) = ready!(Pin::new(head).poll_frame(context))
+                {
+                    return Poll::Ready(Some(frame));
+                }
+                Pin::new(rest).poll_frame(context).map_err(Into::into)
+            }
         }
     }
 
@@ -249,6 +354,7 @@ impl Body for ResponseContent {
             ResponseContent::Full(bytes) => bytes.is_none(),
             ResponseContent::Upstream(body) => body.is_end_stream(),
             ResponseContent::Buffered(body) => body.is_end_stream(),
+            ResponseContent::Partial(parts) => parts.0.is_end_stream() && parts.1.is_end_stream(),
         }
     }
 
@@ -260,6 +366,7 @@ impl Body for ResponseContent {
             }
             ResponseContent::Upstream(body) => body.size_hint(),
             ResponseContent::Buffered(body) => body.size_hint(),
+            ResponseContent::Partial(_) => SizeHint::default(),
         }
     }
 }
@@ -279,27 +386,89 @@ mod tests {
 
     #[tokio::test]
     async fn buffers_in_memory_and_spills_beyond_the_memory_limit() {
-        let body = chunks(vec![b"hello ", b"big ", b"world"]);
-        let buffered = Buffered::read(body, 8, 0).await.unwrap();
+        let budget = BufferBudget::unlimited();
+        let mut body = chunks(vec![b"hello ", b"big ", b"world"]);
+        let buffered = Buffered::read(&mut body, 8, 0, &budget).await.unwrap();
         assert_eq!(buffered.len(), 15);
-        assert!(buffered.spill.is_some(), "the part beyond 8 bytes spills");
+        assert!(buffered.spilled(), "the part beyond 8 bytes spills");
         let collected = buffered.collect().await.unwrap().to_bytes();
         assert_eq!(&collected[..], b"hello big world");
     }
 
     #[tokio::test]
     async fn refuses_bodies_over_the_cap() {
-        let body = chunks(vec![b"12345", b"67890"]);
+        let budget = BufferBudget::unlimited();
+        let mut body = chunks(vec![b"12345", b"67890"]);
         assert!(matches!(
-            Buffered::read(body, 1024, 8).await,
+            Buffered::read(&mut body, 1024, 8, &budget).await,
             Err(BufferError::TooLarge(8))
         ));
-        let known = Full::new(Bytes::from_static(b"0123456789"));
+        let mut known = Full::new(Bytes::from_static(b"0123456789"));
         assert!(matches!(
-            Buffered::read(known, 1024, 8).await,
+            Buffered::read(&mut known, 1024, 8, &budget).await,
             Err(BufferError::TooLarge(8))
         ));
-        let empty = Buffered::read(chunks(vec![]), 1024, 8).await.unwrap();
+        let empty = Buffered::read(&mut chunks(vec![]), 1024, 8, &budget)
+            .await
+            .unwrap();
         assert!(empty.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_shared_budget_spills_early_and_gives_back_on_drop() {
+        let directory = tempfile::tempdir().unwrap();
+        let budget = Arc::new(BufferBudget::new(directory.path().into(), 8, 1024, None));
+        let first = Buffered::read(&mut chunks(vec![b"12345678"]), 1024, 0, &budget)
+            .await
+            .unwrap();
+        assert!(!first.spilled());
+        let second = Buffered::read(&mut chunks(vec![b"abc"]), 1024, 0, &budget)
+            .await
+            .unwrap();
+        assert!(
+            second.spilled(),
+            "the memory budget is used up by the first"
+        );
+        assert_eq!(budget.used(Place::Disk), 3);
+        drop((first, second));
+        assert_eq!(budget.used(Place::Memory), 0);
+        assert_eq!(budget.used(Place::Disk), 0);
+    }
+
+    #[tokio::test]
+    async fn an_exhausted_disk_budget_keeps_what_was_read() {
+        let directory = tempfile::tempdir().unwrap();
+        let budget = Arc::new(BufferBudget::new(directory.path().into(), 4, 4, None));
+        let mut body = chunks(vec![b"1234", b"5678", b"9abc", b"def"]);
+        let Err(BufferError::Exhausted(head)) = Buffered::read(&mut body, 4, 0, &budget).await
+        else {
+            panic!("expected the budget to run out");
+        };
+        let mut head = head.collect().await.unwrap().to_bytes().to_vec();
+        let rest = body.collect().await.unwrap().to_bytes();
+        head.extend_from_slice(&rest);
+        assert_eq!(
+            &head[..],
+            b"123456789abcdef",
+            "nothing lost, nothing reordered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_ends_a_trickling_body() {
+        let stream = futures_util::stream::unfold(0u8, |count| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((
+                Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"x"))),
+                count,
+            ))
+        });
+        let body = StreamBody::new(Box::pin(stream));
+        let mut body = IdleTimeout::new(body, Duration::from_secs(5))
+            .with_deadline(Duration::from_millis(100));
+        let error = Buffered::read(&mut body, 1024, 0, &BufferBudget::unlimited())
+            .await
+            .unwrap_err();
+        assert_eq!(error.timeout(), Some(BodyTimeout::Deadline), "{error}");
     }
 }

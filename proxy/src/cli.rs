@@ -172,7 +172,44 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
-    /// Also serve HTTP/3 over UDP on the HTTPS port
+    /// Open client connections allowed on each port (HTTP, HTTPS); at the cap the proxy closes
+    /// connections that have no request in flight and waits for a free slot before accepting
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// How long an HTTP/2 connection may stay open with no request in flight
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub http2_idle_timeout: Duration,
+
+    /// Streams a client may have open at once on one HTTP/2 connection
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
+
+    /// Directory for request and response bodies that spill out of memory while buffered;
+    /// emptied on start [default: buffers in the state directory]
+    #[arg(long, value_name = "DIR")]
+    pub buffer_dir: Option<PathBuf>,
+
+    /// Bytes of buffered bodies kept in memory across all requests; beyond it bodies spill to
+    /// --buffer-dir at once
+    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub buffer_memory_limit: u64,
+
+    /// Bytes of buffered bodies on disk across all requests; beyond it request bodies are
+    /// refused with 503 and responses are streamed unbuffered
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub buffer_disk_limit: u64,
+
+    /// Longest a client may take to send a whole buffered request body (408 after it)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub request_body_timeout: Duration,
+
+    /// Bytes of log lines waiting for stdout; when stdout blocks, lines beyond it are dropped
+    /// (and counted in hoist_proxy_log_lines_dropped_total)
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub log_queue_limit: usize,
+
+    /// Not supported: hoist-proxy serves HTTP/1.1 and HTTP/2; giving --http3 is an error
     #[arg(
         long,
         value_name = "BOOL",
@@ -346,8 +383,8 @@ pub struct DeployArgs {
     #[arg(long, value_name = "TYPE")]
     pub tls_acme_challenge: Option<crate::options::ChallengeKind>,
 
-    /// Get certificates for any host this endpoint approves (a 200 to `?host=<name>`); a path
-    /// is asked through the service itself
+    /// Not supported (kamal-proxy's on-demand TLS): list the service's hosts with --host;
+    /// giving it is an error
     #[arg(long, value_name = "URL")]
     pub tls_on_demand_url: Option<String>,
 
@@ -464,7 +501,8 @@ pub struct DeployArgs {
     )]
     pub max_response_body: u64,
 
-    /// Trust and extend incoming X-Forwarded-* headers [default: true, false with --tls]
+    /// Trust every client's forwarded headers (Forwarded, X-Forwarded-*, X-Real-IP) and extend
+    /// them [default: true, false with --tls or --trusted-proxies]
     #[arg(
         long,
         value_name = "BOOL",
@@ -475,6 +513,13 @@ pub struct DeployArgs {
         value_parser = parse_go_bool
     )]
     pub forward_headers: Option<bool>,
+
+    /// Peers whose forwarded headers (Forwarded, X-Forwarded-*, X-Real-IP) are kept and
+    /// appended to: IP addresses or CIDR ranges, such as a load balancer's; from anyone else
+    /// they are removed and X-Forwarded-For/-Proto/-Host set fresh. Giving any turns the
+    /// --forward-headers default off
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 
     /// Header carrying the client's address (e.g. True-Client-IP), copied into X-Forwarded-For
     #[arg(long, value_name = "HEADER")]
@@ -620,6 +665,20 @@ pub struct RolloutSetArgs {
     /// Cookie values always sent to the rollout targets
     #[arg(long, value_name = "VALUE", value_delimiter = ',')]
     pub list: Vec<String>,
+}
+
+/// Parses `--trusted-proxies` entries: an IP address (a /32 or /128) or a CIDR range.
+pub fn parse_trusted_proxy(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    if let Ok(address) = value.parse::<IpAddr>() {
+        return Ok(ipnet::IpNet::from(address));
+    }
+    value
+        .parse::<ipnet::IpNet>()
+        .map(|net| net.trunc())
+        .map_err(|_| {
+            format!("Expected an IP address or a CIDR range such as 10.0.0.0/24, got `{value}`")
+        })
 }
 
 /// Parses a boolean as Go's `strconv.ParseBool` does, which is what pflag accepts after `=`:

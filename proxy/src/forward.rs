@@ -1,9 +1,12 @@
-//! Forwarding one request to one target over HTTP/1.1: the upstream URI and headers (Host kept,
-//! query verbatim, hop-by-hop headers stripped, X-Forwarded-*), request and response buffering,
-//! the target timeout (504), connection errors (502), drain cancellation (504), and upgrades
-//! (WebSockets) tunnelled both ways until either side closes or the drain cuts them.
+//! Forwarding one request to one target over HTTP/1.1: the upstream URI and headers (`Host` set
+//! to the host the request was routed by, query verbatim, hop-by-hop headers stripped, HTTP/2
+//! cookies joined, forwarding headers by `forwarded.rs`), request and response buffering within
+//! the proxy's budget, the target timeout (504), connection errors (502), drain cancellation
+//! (504), and upgrades (WebSockets) tunnelled both ways until either side closes or the drain
+//! cuts them. `h2c` upgrades are never passed on: the request goes as a plain one.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -14,6 +17,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::body::{BufferError, Buffered, IdleTimeout, RequestBody, ResponseContent};
+use crate::budget::BufferBudget;
+use crate::forwarded::{self, Arrival};
+use crate::metrics::Metrics;
 use crate::options::TargetOptions;
 use crate::target::RequestGuard;
 
@@ -47,10 +53,16 @@ thread_local! {
 pub struct ForwardContext<'a> {
     /// Path the target sees (after prefix stripping), query excluded.
     pub path: &'a str,
+    /// The TCP peer, whose forwarding headers are trusted or not.
+    pub peer: IpAddr,
     pub client_ip: IpAddr,
     pub options: &'a TargetOptions,
     /// Longest pause allowed while the client sends its body.
     pub client_timeout: Duration,
+    /// Longest the client may take to send a whole buffered body.
+    pub request_body_timeout: Duration,
+    pub buffers: &'a Arc<BufferBudget>,
+    pub metrics: &'a Metrics,
     /// Where prefixed cookies are scoped, with `--scope-cookie-paths`.
     pub cookie_prefix: Option<&'a str>,
     /// Host of the request, for cookie scoping and X-Forwarded-Host.
@@ -66,8 +78,12 @@ pub struct ForwardContext<'a> {
 pub enum ForwardError {
     /// 400: the client sent a body that could not be read.
     BadRequest(String),
+    /// 408: the client was too slow sending its body.
+    RequestTimeout(String),
     /// 413: the body is over `--max-request-body`.
     TooLarge,
+    /// 503: the proxy's buffer space is used up.
+    Unavailable(String),
     /// 502: the target could not be reached or broke the response.
     BadGateway(String),
     /// 504: the target did not answer within the target timeout, or the drain cancelled it.
@@ -82,7 +98,9 @@ impl ForwardError {
     pub fn status(&self) -> StatusCode {
         match self {
             ForwardError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ForwardError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ForwardError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ForwardError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ForwardError::Timeout(_) | ForwardError::Drained => StatusCode::GATEWAY_TIMEOUT,
             ForwardError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +112,8 @@ impl ForwardError {
             ForwardError::TooLarge => "request body too large",
             ForwardError::Drained => "request cancelled due to draining",
             ForwardError::BadRequest(detail)
+            | ForwardError::RequestTimeout(detail)
+            | ForwardError::Unavailable(detail)
             | ForwardError::BadGateway(detail)
             | ForwardError::Timeout(detail)
             | ForwardError::Internal(detail) => detail,
@@ -113,10 +133,27 @@ pub async fn forward(
     let (mut parts, body) = request.into_parts();
 
     let body = if options.buffer_requests {
-        let body = IdleTimeout::new(body, context.client_timeout);
-        match Buffered::read(body, options.buffer_memory, options.max_request_body).await {
+        let mut body = IdleTimeout::new(body, context.client_timeout)
+            .with_deadline(context.request_body_timeout);
+        let read = Buffered::read(
+            &mut body,
+            options.buffer_memory,
+            options.max_request_body,
+            context.buffers,
+        )
+        .await;
+        match read {
             Ok(buffered) => RequestBody::Right(buffered),
             Err(BufferError::TooLarge(_)) => return Err(ForwardError::TooLarge),
+            Err(error @ BufferError::Exhausted(_)) => {
+                return Err(ForwardError::Unavailable(error.to_string()));
+            }
+            Err(error) if error.timeout().is_some() => {
+                if let Some(timeout) = error.timeout() {
+                    context.metrics.request_body_timeout(timeout.kind());
+                }
+                return Err(ForwardError::RequestTimeout(error.to_string()));
+            }
             Err(BufferError::Read(error)) => {
                 return Err(ForwardError::BadRequest(error.to_string()));
             }
@@ -131,19 +168,29 @@ pub async fn forward(
     let target = guard.target();
     parts.uri = upstream_uri(&target.authority, context.path, parts.uri.query())
         .map_err(|error| ForwardError::BadRequest(error.to_string()))?;
-    if !parts.headers.contains_key(header::HOST)
+    if !context.host.is_empty()
         && let Ok(host) = HeaderValue::from_str(context.host)
     {
         parts.headers.insert(header::HOST, host);
     }
+    if parts.version == Version::HTTP_2 {
+        join_cookies(&mut parts.headers);
+    }
     parts.version = Version::HTTP_11;
-    prepare_request_headers(&mut parts.headers, upgrade, &context);
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    let arrival = Arrival {
+        peer: context.peer,
+        client_ip: context.client_ip,
+        scheme: context.scheme,
+        host: context.host,
+    };
+    forwarded::prepare(&mut parts.headers, options, arrival);
     if let Ok(value) = HeaderValue::from_str(&target.address) {
-        append_or_set(
+        forwarded::append_or_set(
             &mut parts.headers,
             X_KAMAL_TARGET,
             value,
-            options.forward_headers,
+            forwarded::trusts(options, context.peer),
         );
     }
 
@@ -206,13 +253,24 @@ pub async fn forward(
     }
 
     let content = if options.buffer_responses && !is_streaming(&parts.headers) {
-        let body = IdleTimeout::new(body, options.target_timeout);
-        match Buffered::read(body, options.buffer_memory, options.max_response_body).await {
+        let mut body = IdleTimeout::new(body, options.target_timeout);
+        let read = Buffered::read(
+            &mut body,
+            options.buffer_memory,
+            options.max_response_body,
+            context.buffers,
+        )
+        .await;
+        match read {
             Ok(buffered) => ResponseContent::Buffered(buffered),
             Err(BufferError::TooLarge(limit)) => {
                 return Err(ForwardError::Internal(format!(
                     "response larger than --max-response-body ({limit} bytes)"
                 )));
+            }
+            // Out of buffer space: send what was read, then stream the rest.
+            Err(BufferError::Exhausted(head)) => {
+                ResponseContent::Partial(Box::new((*head, body.into_inner())))
             }
             Err(error) => return Err(ForwardError::BadGateway(error.to_string())),
         }
@@ -224,15 +282,23 @@ pub async fn forward(
 
 const X_KAMAL_TARGET: HeaderName = HeaderName::from_static("x-kamal-target");
 const X_WRITER_AFFINITY: HeaderName = HeaderName::from_static("x-writer-affinity");
-pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// A request asking to switch protocols (WebSocket and the like), over HTTP/1.1.
+/// A request asking to switch protocols (WebSocket and the like), over HTTP/1.1. An `h2c`
+/// upgrade is not one: passing it on would let the client speak HTTP/2 to the target past the
+/// proxy, so it is forwarded as a plain request.
 fn is_upgrade<B>(request: &Request<B>) -> bool {
+    let h2c = request
+        .headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("h2c"));
     request.version() == Version::HTTP_11
+        && !h2c
         && request.headers().contains_key(header::UPGRADE)
         && request
             .headers()
@@ -285,6 +351,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in [
         KEEP_ALIVE,
         PROXY_CONNECTION,
+        HTTP2_SETTINGS,
         header::TE,
         header::TRAILER,
         header::TRANSFER_ENCODING,
@@ -299,39 +366,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-fn prepare_request_headers(headers: &mut HeaderMap, upgrade: bool, context: &ForwardContext<'_>) {
-    strip_hop_by_hop(headers, upgrade);
-    let trust = context.options.forward_headers;
-    if let Ok(ip) = HeaderValue::from_str(&context.client_ip.to_string()) {
-        append_or_set(headers, X_FORWARDED_FOR, ip, trust);
+/// Joins an HTTP/2 request's `cookie` fields (one per cookie there) into the one field HTTP/1.1
+/// allows, separated by `; ` (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut HeaderMap) {
+    let cookies: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if cookies.len() < 2 {
+        return;
     }
-    if !trust || !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(context.scheme));
+    let joined = cookies.join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
-    if (!trust || !headers.contains_key(X_FORWARDED_HOST))
-        && let Ok(host) = HeaderValue::from_str(context.host)
-    {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
-}
-
-/// With `extend`, appends `value` to the header's comma list (`a, b`); otherwise replaces it.
-fn append_or_set(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, extend: bool) {
-    if extend {
-        let existing: Vec<&str> = headers
-            .get_all(&name)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .collect();
-        if !existing.is_empty() {
-            let joined = format!("{}, {}", existing.join(", "), value.to_str().unwrap_or(""));
-            if let Ok(joined) = HeaderValue::from_str(&joined) {
-                headers.insert(name, joined);
-                return;
-            }
-        }
-    }
-    headers.insert(name, value);
 }
 
 /// A response that must be streamed even with response buffering on: an event stream, or any
@@ -402,23 +451,33 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_extends_only_when_trusted() {
+    fn http2_cookies_are_joined_into_one_field() {
         let mut headers = HeaderMap::new();
-        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
-        append_or_set(
-            &mut headers,
-            X_FORWARDED_FOR,
-            HeaderValue::from_static("2.2.2.2"),
-            true,
-        );
-        assert_eq!(headers[X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2");
-        append_or_set(
-            &mut headers,
-            X_FORWARDED_FOR,
-            HeaderValue::from_static("3.3.3.3"),
-            false,
-        );
-        assert_eq!(headers[X_FORWARDED_FOR], "3.3.3.3");
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut headers);
+        assert_eq!(headers.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(headers[header::COOKIE], "a=1; b=2");
+    }
+
+    #[test]
+    fn h2c_upgrades_are_not_passed_on() {
+        let websocket = Request::get("/")
+            .header(header::CONNECTION, "Upgrade")
+            .header(header::UPGRADE, "websocket")
+            .body(())
+            .unwrap();
+        assert!(is_upgrade(&websocket));
+        let h2c = Request::get("/")
+            .header(header::CONNECTION, "Upgrade, HTTP2-Settings")
+            .header(header::UPGRADE, "h2c")
+            .header(HTTP2_SETTINGS, "AAMAAABkAAQAAP__")
+            .body(())
+            .unwrap();
+        assert!(!is_upgrade(&h2c));
+        let mut headers = h2c.headers().clone();
+        strip_hop_by_hop(&mut headers, false);
+        assert!(headers.is_empty(), "{headers:?}");
     }
 
     #[test]

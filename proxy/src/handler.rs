@@ -1,4 +1,5 @@
 //! The outer request pipeline, in front of every service: X-Request-ID and X-Request-Start,
+//! the request's host (400 when missing or ambiguous, see `authority.rs`; CONNECT refused),
 //! ACME HTTP-01 answers (before routing), routing by host and path (404 when nothing matches),
 //! the redirect of plain HTTP to HTTPS once a host's certificate is ready, the in-flight gauge, and the record that
 //! becomes the request's log line and metrics when its response ends.
@@ -8,12 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
+use crate::budget::BufferBudget;
 use crate::error_pages::ErrorPages;
-use crate::forward::X_FORWARDED_FOR;
+use crate::forwarded::{self, X_FORWARDED_FOR};
+use crate::logging::clip;
 use crate::metrics::Metrics;
 use crate::response::{self, RequestRecord, ResponseBody, header_text};
 use crate::router::Router;
@@ -30,6 +33,10 @@ pub struct Handler {
     pub metrics: Arc<Metrics>,
     /// Longest pause allowed while a client sends a body.
     pub client_timeout: Duration,
+    /// Longest a client may take to send a whole buffered body.
+    pub request_body_timeout: Duration,
+    /// The proxy-wide budget of buffered bodies.
+    pub buffers: Arc<BufferBudget>,
     /// Port the request arrived on, for the log.
     pub port: u16,
     pub scheme: &'static str,
@@ -97,17 +104,18 @@ impl Handler {
             }
         }
 
-        let host = request
-            .uri()
-            .authority()
-            .map(|authority| authority.as_str().to_owned())
-            .or_else(|| {
-                header_text(request.headers().get(header::HOST))
-                    .split(',')
-                    .next()
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
+        // The host the request is routed by is the host the target sees (forward.rs sets it).
+        let (host, refusal) = match crate::authority::request_host(&request) {
+            Ok(host) if request.method() == Method::CONNECT => (
+                host,
+                Some((StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not proxied")),
+            ),
+            Ok(host) => (host, None),
+            Err(error) => (
+                String::new(),
+                Some((StatusCode::BAD_REQUEST, error.to_str())),
+            ),
+        };
         let plain = self.scheme == "http";
         if plain
             && let Some(tls) = &self.tls
@@ -117,15 +125,19 @@ impl Handler {
             tracing::info!(host = %host, token, "Answered ACME HTTP-01 challenge");
             return response::text(StatusCode::OK, answer);
         }
-        let route = self
-            .router
-            .table()
-            .lookup(&host, request.uri().path())
-            .map(|found| found.value.clone());
+        let route = match refusal {
+            Some(_) => None,
+            None => self
+                .router
+                .table()
+                .lookup(&host, request.uri().path())
+                .map(|found| found.value.clone()),
+        };
 
         let mut client_ip = peer.ip();
         let mut extra = Map::new();
         // The target options of the active balancer name the headers to log, both ways.
+        let mut trusted_peer = false;
         let (service_name, in_flight, count_in_metrics, logged) = match &route {
             Some(route) => {
                 let config = route.service.config.load();
@@ -140,8 +152,9 @@ impl Handler {
                     client_ip = ip;
                 }
                 let logged = Arc::clone(&route.service.active.load().options);
+                trusted_peer = forwarded::trusts(&logged, peer.ip());
                 for name in &logged.log_request_headers {
-                    let value = header_text(request.headers().get(name.as_str()));
+                    let value = clip(header_text(request.headers().get(name.as_str())));
                     extra.insert(
                         format!("req_{}", name.to_ascii_lowercase()),
                         Value::from(value),
@@ -185,7 +198,11 @@ impl Handler {
             req_content_type: request_headers.get(header::CONTENT_TYPE).cloned(),
             client_addr: peer.ip(),
             client_port: peer.port(),
-            forwarded_for: request_headers.get(X_FORWARDED_FOR).cloned(),
+            // What a client claims is only logged when it came through a trusted peer.
+            forwarded_for: request_headers
+                .get(X_FORWARDED_FOR)
+                .filter(|_| trusted_peer)
+                .cloned(),
             client_ip,
             proto: match request.version() {
                 http::Version::HTTP_2 => "HTTP/2.0",
@@ -202,6 +219,13 @@ impl Handler {
         });
 
         let (mut response, target) = match route {
+            None if let Some((status, why)) = refusal => {
+                tracing::debug!(%peer, status = status.as_u16(), why, "Refused a request");
+                (
+                    response::error_page(&ErrorPages::default(), status, ""),
+                    None,
+                )
+            }
             None => (
                 response::error_page(&ErrorPages::default(), StatusCode::NOT_FOUND, ""),
                 None,
@@ -215,15 +239,19 @@ impl Handler {
                     scheme: self.scheme,
                     prefix: &route.prefix,
                     host: &host,
+                    peer: peer.ip().to_canonical(),
                     client_ip,
                     client_timeout: self.client_timeout,
+                    request_body_timeout: self.request_body_timeout,
+                    buffers: &self.buffers,
+                    metrics: &self.metrics,
                 };
                 let handled = route.service.handle(request, routed).await;
                 let names = logged
                     .iter()
                     .flat_map(|options| &options.log_response_headers);
                 for name in names {
-                    let value = header_text(handled.response.headers().get(name.as_str()));
+                    let value = clip(header_text(handled.response.headers().get(name.as_str())));
                     record.extra.insert(
                         format!("resp_{}", name.to_ascii_lowercase()),
                         Value::from(value),

@@ -4,25 +4,33 @@
 //! Its command line is compatible with kamal-proxy's. The crate, outside in:
 //! - [`cli`], [`duration`], [`paths`]: the command line, Go durations, where files live;
 //! - [`commands`] and [`control`]: the CLI side and the unix-socket channel to the running proxy;
-//! - [`server`]: listeners, connections, timeouts, shutdown; [`io`]: the write-stall timeout;
-//! - [`handler`]: request ids, routing, the per-request record; [`routes`]: the routing table;
+//! - [`server`]: listeners, timeouts, shutdown; [`connection`]: a connection's cap slot and idle
+//!   timeout; [`io`]: the write-stall timeout;
+//! - [`handler`]: request ids, routing, the per-request record; [`authority`]: the request's
+//!   host; [`routes`]: the routing table;
 //! - [`router`]: the services and every change to them; [`state`]: the state file;
 //! - [`service`]: what a service does with a request; [`pause`], [`rollout`]: its modes and split;
 //! - [`balancer`], [`target`], [`health`]: targets, their choice, drains and health checks;
 //! - [`forward`], [`body`], [`response`], [`cookies`]: the upstream hop, bodies, responses;
+//!   [`budget`]: the proxy-wide budget of buffered bytes; [`forwarded`]: trusted peers and the
+//!   X-Forwarded-* headers;
 //! - [`error_pages`], [`logging`], [`metrics`]: what users and operators see;
 //! - [`tls`]: certificates (custom and ACME) and the HTTPS configuration;
 //! - [`options`]: the service settings shared by the CLI, the control channel and the state.
 
+pub mod authority;
 pub mod balancer;
 pub mod body;
+pub mod budget;
 pub mod cli;
 pub mod commands;
+pub mod connection;
 pub mod control;
 pub mod cookies;
 pub mod duration;
 pub mod error_pages;
 pub mod forward;
+pub mod forwarded;
 pub mod handler;
 pub mod health;
 pub mod io;

@@ -2,12 +2,15 @@
 //! `"msg":"Request"` line per request with kamal-proxy's fields. Lines are appended to a shared
 //! buffer that a writer thread flushes every few milliseconds (or sooner when it fills), so
 //! request handling never waits on stdout, never wakes a thread per line, and lines from
-//! different tasks never interleave.
+//! different tasks never interleave. The queue is bounded (`--log-queue-limit`): while stdout
+//! is blocked, lines beyond it are dropped and counted, and one line says so once it drains.
+//! Fields taken from requests are clipped ([`clip`]), so a client cannot make lines huge.
 
 use std::io::Write;
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing_subscriber::EnvFilter;
@@ -19,20 +22,52 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// Buffer size that makes the writer flush at once.
 const FLUSH_SIZE: usize = 256 * 1024;
 
+/// Longest request-derived field (path, query, host, user agent, logged headers) in a log line;
+/// the rest is cut.
+pub const MAX_FIELD_BYTES: usize = 1024;
+
+/// The default `--log-queue-limit`.
+pub const DEFAULT_QUEUE_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Lines waiting for the writer thread.
 struct Sink {
     buffer: Mutex<Vec<u8>>,
     full: Condvar,
+    /// Most bytes the buffer may hold.
+    limit: usize,
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
 
+/// Lines dropped since the last report, and in all.
+static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The counter behind `hoist_proxy_log_lines_dropped_total`.
+pub fn dropped_lines() -> Counter {
+    static COUNTER: OnceLock<Counter> = OnceLock::new();
+    COUNTER.get_or_init(Counter::default).clone()
+}
+
+/// `text` cut to at most [`MAX_FIELD_BYTES`], at a character boundary.
+pub fn clip(text: &str) -> &str {
+    if text.len() <= MAX_FIELD_BYTES {
+        return text;
+    }
+    let mut end = MAX_FIELD_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Starts the writer thread and routes `tracing` events through it as JSON lines. `debug` lowers
-/// the level to DEBUG. Calling it twice keeps the first setup.
-pub fn init(debug: bool) {
+/// the level to DEBUG; `queue_limit` bounds the bytes waiting for stdout. Calling it twice keeps
+/// the first setup.
+pub fn init(debug: bool, queue_limit: usize) {
     let sink = Sink {
-        buffer: Mutex::new(Vec::with_capacity(FLUSH_SIZE)),
+        buffer: Mutex::new(Vec::with_capacity(FLUSH_SIZE.min(queue_limit))),
         full: Condvar::new(),
+        limit: queue_limit.max(FLUSH_SIZE),
     };
     if SINK.set(sink).is_err() {
         return;
@@ -91,6 +126,13 @@ fn write_lines() {
             let _ = stdout.flush();
             spare.clear();
         }
+        let dropped = DROPPED.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "Log lines dropped: stdout was blocked and the log queue was full"
+            );
+        }
     }
 }
 
@@ -99,6 +141,13 @@ fn emit(line: &[u8]) {
     match SINK.get() {
         Some(sink) => {
             let mut buffer = lock(sink);
+            if buffer.len() + line.len() > sink.limit {
+                drop(buffer);
+                DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                dropped_lines().inc();
+                sink.full.notify_one();
+                return;
+            }
             buffer.extend_from_slice(line);
             if buffer.len() >= FLUSH_SIZE {
                 sink.full.notify_one();

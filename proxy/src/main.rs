@@ -34,7 +34,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run(args) => {
-            hoist_proxy::logging::init(args.debug);
+            if args.http3 {
+                return Err(anyhow::anyhow!(
+                    "--http3 is not supported: hoist-proxy serves HTTP/1.1 and HTTP/2 (over TLS \
+                     and cleartext); remove the flag"
+                ));
+            }
+            hoist_proxy::logging::init(args.debug, args.log_queue_limit);
             // One crypto provider for every TLS use (HTTPS, the ACME client).
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             // Control, health checks and metrics; requests are served on threads of their own.

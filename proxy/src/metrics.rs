@@ -41,9 +41,84 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlaceLabels {
+    pub place: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+/// The resource bounds' metrics: what each bound holds now and how often it bit.
+#[derive(Debug, Default)]
+struct Bounds {
+    connections: Family<ListenerLabels, Gauge>,
+    connection_limit_reached: Family<ListenerLabels, Counter>,
+    connections_closed: Family<ClosedLabels, Counter>,
+    buffered_bytes: Family<PlaceLabels, Gauge>,
+    buffer_budget_exceeded: Family<PlaceLabels, Counter>,
+    request_body_timeouts: Family<KindLabels, Counter>,
+}
+
+impl Bounds {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "hoist_proxy_connections",
+            "Open client connections, by listener",
+            self.connections.clone(),
+        );
+        registry.register(
+            "hoist_proxy_connection_limit_reached",
+            "Times a listener reached --max-connections and waited for a free slot",
+            self.connection_limit_reached.clone(),
+        );
+        registry.register(
+            "hoist_proxy_connections_closed",
+            "Client connections the proxy closed, by listener and reason (idle_timeout; shed: \
+             idle while the listener was at its cap)",
+            self.connections_closed.clone(),
+        );
+        registry.register(
+            "hoist_proxy_buffered_bytes",
+            "Bytes of buffered request and response bodies held now, by place (memory, disk)",
+            self.buffered_bytes.clone(),
+        );
+        registry.register(
+            "hoist_proxy_buffer_budget_exceeded",
+            "Buffered bodies that found the proxy-wide budget used up, by place (memory: spilled \
+             to disk early; disk: request refused with 503, response streamed unbuffered)",
+            self.buffer_budget_exceeded.clone(),
+        );
+        registry.register(
+            "hoist_proxy_request_body_timeouts",
+            "Request bodies cut because the client was too slow, by kind (idle, deadline)",
+            self.request_body_timeouts.clone(),
+        );
+        registry.register(
+            "hoist_proxy_log_lines_dropped",
+            "Log lines dropped because stdout was blocked and the log queue was full",
+            crate::logging::dropped_lines(),
+        );
+    }
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    bounds: Bounds,
     tls_handshake_errors: Family<ReasonLabels, Counter>,
     acme_orders: Family<ResultLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
@@ -86,8 +161,11 @@ impl Default for Metrics {
             "ACME certificate orders, by result (success, failure)",
             acme_orders.clone(),
         );
+        let bounds = Bounds::default();
+        bounds.register(&mut registry);
         Self {
             registry,
+            bounds,
             tls_handshake_errors,
             acme_orders,
             requests,
@@ -121,6 +199,49 @@ impl Metrics {
     pub fn acme_order(&self, result: &'static str) {
         self.acme_orders
             .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// The open-connections gauge of a listener (`http`, `https`).
+    pub fn connections(&self, listener: &'static str) -> Gauge {
+        self.bounds
+            .connections
+            .get_or_create_owned(&ListenerLabels { listener })
+    }
+
+    pub fn connection_limit_reached(&self, listener: &'static str) {
+        self.bounds
+            .connection_limit_reached
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    pub fn connection_closed(&self, listener: &'static str, reason: &'static str) {
+        self.bounds
+            .connections_closed
+            .get_or_create(&ClosedLabels { listener, reason })
+            .inc();
+    }
+
+    /// Adds `delta` (negative to give back) to the bytes buffered in `place`.
+    pub fn buffered_bytes(&self, place: &'static str, delta: i64) {
+        self.bounds
+            .buffered_bytes
+            .get_or_create(&PlaceLabels { place })
+            .inc_by(delta);
+    }
+
+    pub fn buffer_budget_exceeded(&self, place: &'static str) {
+        self.bounds
+            .buffer_budget_exceeded
+            .get_or_create(&PlaceLabels { place })
+            .inc();
+    }
+
+    pub fn request_body_timeout(&self, kind: &'static str) {
+        self.bounds
+            .request_body_timeouts
+            .get_or_create(&KindLabels { kind })
             .inc();
     }
 

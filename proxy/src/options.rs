@@ -113,8 +113,10 @@ pub struct TargetOptions {
     pub max_request_body: u64,
     /// Largest buffered response body (500 above it); 0 means unlimited.
     pub max_response_body: u64,
-    /// Trust and extend incoming X-Forwarded-* headers.
+    /// Trust and extend every client's forwarded headers.
     pub forward_headers: bool,
+    /// Peers whose forwarded headers are trusted and extended (a load balancer, a CDN).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub log_request_headers: Vec<String>,
     pub log_response_headers: Vec<String>,
     /// Move the Path of cookies set by a prefixed service below its prefix.
@@ -132,6 +134,7 @@ impl Default for TargetOptions {
             max_request_body: 0,
             max_response_body: 0,
             forward_headers: true,
+            trusted_proxies: Vec::new(),
             log_request_headers: Vec::new(),
             log_response_headers: Vec::new(),
             scope_cookie_paths: false,
@@ -243,11 +246,19 @@ pub enum OptionsError {
     InvalidHealthCheckPath(String),
     #[error("--health-check-rise and --health-check-fall must be at least 1")]
     InvalidThreshold,
+    #[error(
+        "--tls-on-demand-url is not supported: hoist-proxy gets certificates only for the hosts \
+         it is given; list them with --host"
+    )]
+    OnDemandTlsUnsupported,
 }
 
 impl DeployRequest {
     /// Builds the request from `deploy`'s flags, normalised and validated.
     pub fn from_args(args: &DeployArgs) -> Result<Self, OptionsError> {
+        if args.tls_on_demand_url.is_some() {
+            return Err(OptionsError::OnDemandTlsUnsupported);
+        }
         let service_options = ServiceOptions {
             hosts: args.host.clone(),
             path_prefixes: args.path_prefix.clone(),
@@ -287,7 +298,10 @@ impl DeployRequest {
             buffer_memory: args.buffer_memory,
             max_request_body: args.max_request_body,
             max_response_body: args.max_response_body,
-            forward_headers: args.forward_headers.unwrap_or(!args.tls),
+            forward_headers: args
+                .forward_headers
+                .unwrap_or(!args.tls && args.trusted_proxies.is_empty()),
+            trusted_proxies: args.trusted_proxies.clone(),
             log_request_headers: args.log_request_header.clone(),
             log_response_headers: args.log_response_header.clone(),
             scope_cookie_paths: args.scope_cookie_paths,

@@ -18,6 +18,9 @@ pub const SOCKET_FILE_NAME: &str = "hoist-proxy.sock";
 /// File name of the routing state inside the state directory.
 pub const STATE_FILE_NAME: &str = "hoist-proxy.state";
 
+/// Directory of spilled request and response bodies inside the state directory.
+pub const BUFFER_DIR_NAME: &str = "buffers";
+
 /// Directory of ACME accounts and certificates inside the state directory.
 pub const CERTIFICATE_DIR_NAME: &str = "certs";
 

@@ -16,8 +16,9 @@ use serde_json::{Map, Value};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::body::{BoxError, ResponseContent};
+use crate::connection::ActivityGuard;
 use crate::error_pages::ErrorPages;
-use crate::logging::{Address, RequestLine, now_rfc3339};
+use crate::logging::{Address, RequestLine, clip, now_rfc3339};
 use crate::metrics::Metrics;
 use crate::target::RequestGuard;
 
@@ -28,6 +29,8 @@ pub struct ResponseBody {
     cancel: Option<CancellationToken>,
     cancelled: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     record: Option<Box<RequestRecord>>,
+    /// Keeps the request counted on its connection until the body is gone.
+    connection: Option<ActivityGuard>,
 }
 
 impl std::fmt::Debug for ResponseBody {
@@ -52,7 +55,13 @@ impl ResponseBody {
             cancel: None,
             cancelled: None,
             record: None,
+            connection: None,
         }
+    }
+
+    /// Counts the request as in flight on its connection until this body is dropped.
+    pub fn hold_connection(&mut self, guard: ActivityGuard) {
+        self.connection = Some(guard);
     }
 
     /// Keeps `guard`'s target claimed until the body ends, and aborts the body when the target's
@@ -173,8 +182,8 @@ impl RequestRecord {
         let elapsed = self.started.elapsed();
         if let Some(note) = self.note {
             tracing::info!(
-                path = %self.uri.path(),
-                request_id = header_text(Some(&self.request_id)),
+                path = clip(self.uri.path()),
+                request_id = clip(header_text(Some(&self.request_id))),
                 service = %self.service,
                 target_address = %self.target,
                 "{note}"
@@ -191,19 +200,19 @@ impl RequestRecord {
             time: now_rfc3339(),
             level: "INFO",
             msg: "Request",
-            host: &self.host,
+            host: clip(&self.host),
             port: self.port,
-            path: self.uri.path(),
-            request_id: header_text(Some(&self.request_id)),
+            path: clip(self.uri.path()),
+            request_id: clip(header_text(Some(&self.request_id))),
             status: self.status,
             service: &self.service,
             target: &self.target,
             duration: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             method: self.method.as_str(),
             req_content_length: self.req_content_length,
-            req_content_type: header_text(self.req_content_type.as_ref()),
+            req_content_type: clip(header_text(self.req_content_type.as_ref())),
             resp_content_length: self.resp_content_length,
-            resp_content_type: header_text(self.resp_content_type.as_ref()),
+            resp_content_type: clip(header_text(self.resp_content_type.as_ref())),
             client_addr: self.client_addr,
             client_port: self.client_port,
             remote_addr: match self
@@ -212,13 +221,13 @@ impl RequestRecord {
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.split(',').next())
             {
-                Some(first) => Address::Text(first.trim()),
+                Some(first) => Address::Text(clip(first.trim())),
                 None => Address::Ip(self.client_ip),
             },
-            user_agent: header_text(self.user_agent.as_ref()),
+            user_agent: clip(header_text(self.user_agent.as_ref())),
             proto: self.proto,
             scheme: self.scheme,
-            query: self.uri.query().unwrap_or(""),
+            query: clip(self.uri.query().unwrap_or("")),
             extra: self.extra,
         }
         .emit();

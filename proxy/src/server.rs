@@ -3,7 +3,8 @@
 //! HTTP/1.1 by ALPN) and the optional metrics listener, serves until SIGTERM or SIGINT, then
 //! stops accepting and lets requests in flight finish (up to the shutdown timeout). Connections
 //! get server-side timeouts: TLS handshake and request headers, idle keep-alive, stalled bodies
-//! and stalled writes. Failed handshakes are counted in the metrics, not logged one by one.
+//! and stalled writes; each port has a connection cap (see `connection.rs`). Failed handshakes
+//! are counted in the metrics, not logged one by one.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,11 +17,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::budget::BufferBudget;
 use crate::cli::RunArgs;
+use crate::connection::{Activity, IdleTimeouts, ListenerLimits};
 use crate::handler::Handler;
 use crate::io::StallTimeout;
 use crate::metrics::Metrics;
@@ -42,6 +45,23 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
     let control = crate::control::bind(&paths.socket).await?;
 
     let metrics = Arc::new(Metrics::default());
+    let buffers = Arc::new(BufferBudget::new(
+        args.buffer_dir
+            .clone()
+            .unwrap_or_else(|| paths.state_dir.join(crate::paths::BUFFER_DIR_NAME)),
+        args.buffer_memory_limit,
+        args.buffer_disk_limit,
+        Some(Arc::clone(&metrics)),
+    ));
+    let removed = buffers.prepare().with_context(|| {
+        format!(
+            "cannot prepare the buffer directory {}",
+            buffers.directory().display()
+        )
+    })?;
+    if removed > 0 {
+        tracing::info!(removed, directory = %buffers.directory().display(), "Removed buffer files left by an earlier run");
+    }
     let tls = Tls::new(
         TlsDefaults {
             directory: args.tls_acme_directory.clone(),
@@ -79,6 +99,7 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         Some(workers) => usize::from(workers),
         None => std::thread::available_parallelism().map_or(1, |count| count.get()),
     };
+    let max_connections = connection_cap(args.max_connections);
     let http_listeners = reuseport_listeners(SocketAddr::new(bind, args.http_port), workers)
         .with_context(|| format!("cannot listen for HTTP on {bind}:{}", args.http_port))?;
     let https_listeners = reuseport_listeners(SocketAddr::new(bind, args.https_port), workers)
@@ -112,12 +133,16 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
             router: Arc::clone(&router),
             metrics: Arc::clone(&metrics),
             client_timeout: args.client_timeout,
+            request_body_timeout: args.request_body_timeout,
+            buffers: Arc::clone(&buffers),
             port,
             scheme,
             tls: Some(Arc::clone(&tls)),
             https_port,
         })
     };
+    let http_limits = ListenerLimits::new("http", max_connections, Arc::clone(&metrics));
+    let https_limits = ListenerLimits::new("https", max_connections, Arc::clone(&metrics));
     let http = handler(http_port, "http");
     let https = handler(https_port, "https");
     let acceptor = TlsAcceptor::from(tls_config);
@@ -125,6 +150,11 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         read_header_timeout: args.read_header_timeout,
         client_timeout: args.client_timeout,
         shutdown_timeout: args.shutdown_timeout,
+        idle: IdleTimeouts {
+            http1: args.read_header_timeout,
+            http2: args.http2_idle_timeout,
+        },
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
     };
     let mut serving = Vec::new();
     for (index, (plain, secure)) in http_listeners.into_iter().zip(https_listeners).enumerate() {
@@ -133,11 +163,13 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
                 socket: plain,
                 handler: Arc::clone(&http),
                 tls: None,
+                limits: Arc::clone(&http_limits),
             },
             Listener {
                 socket: secure,
                 handler: Arc::clone(&https),
                 tls: Some(acceptor.clone()),
+                limits: Arc::clone(&https_limits),
             },
         ];
         let shutdown = shutdown.clone();
@@ -162,6 +194,7 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         metrics_port = args.metrics_port,
         bind = %bind,
         workers,
+        max_connections,
         socket = %paths.socket.display(),
         state_dir = %paths.state_dir.display(),
         "Server started"
@@ -215,6 +248,8 @@ struct Listener {
     handler: Arc<Handler>,
     /// TLS handshake first (HTTPS), or none (HTTP).
     tls: Option<TlsAcceptor>,
+    /// The port's connection cap, shared with the other serving threads.
+    limits: Arc<ListenerLimits>,
 }
 
 /// One serving thread: a single-threaded runtime that accepts, serves and forwards its own
@@ -236,7 +271,7 @@ fn serve_thread(
         }
     };
     runtime.block_on(async move {
-        let graceful = GracefulShutdown::new();
+        let connections = TaskTracker::new();
         let mut loops = Vec::new();
         for listener in listeners {
             match TcpListener::from_std(listener.socket) {
@@ -244,8 +279,10 @@ fn serve_thread(
                     socket,
                     listener.handler,
                     listener.tls,
+                    listener.limits,
                     settings,
-                    &graceful,
+                    &connections,
+                    shutdown.clone(),
                 )),
                 Err(error) => {
                     tracing::error!(%error, "Cannot use a listener");
@@ -253,11 +290,9 @@ fn serve_thread(
                 }
             }
         }
-        tokio::select! {
-            _ = futures_util::future::join_all(loops) => {}
-            () = shutdown.cancelled() => {}
-        }
-        if tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown())
+        futures_util::future::join_all(loops).await;
+        connections.close();
+        if tokio::time::timeout(settings.shutdown_timeout, connections.wait())
             .await
             .is_err()
         {
@@ -269,11 +304,21 @@ fn serve_thread(
     });
 }
 
+/// Largest request head (request line and headers) hyper buffers for HTTP/1.1, and the largest
+/// read it makes from a connection: 16 KiB, Node.js's limit (nginx allows up to 4 x 8 KiB).
+/// Bigger heads get 431. Small reads also keep what a slow client pins per connection small.
+const HTTP1_MAX_BUFFER: usize = 16 * 1024;
+
+/// Largest header block of an HTTP/2 request.
+const HTTP2_MAX_HEADER_LIST: u32 = 32 * 1024;
+
 #[derive(Debug, Clone, Copy)]
 struct ConnectionSettings {
     read_header_timeout: Duration,
     client_timeout: Duration,
     shutdown_timeout: Duration,
+    idle: IdleTimeouts,
+    http2_max_concurrent_streams: u32,
 }
 
 fn connection_builder(settings: ConnectionSettings) -> auto::Builder<TokioExecutor> {
@@ -282,49 +327,101 @@ fn connection_builder(settings: ConnectionSettings) -> auto::Builder<TokioExecut
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
+        .max_buf_size(HTTP1_MAX_BUFFER)
         // hyper starts this timer whenever it waits for a request's head, so it also bounds how
         // long a keep-alive connection may sit idle.
         .header_read_timeout(settings.read_header_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(settings.http2_max_concurrent_streams)
+        .max_header_list_size(HTTP2_MAX_HEADER_LIST)
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
 }
 
+/// `--max-connections`, lowered if this process may not open that many files: each connection
+/// can need two descriptors (client and upstream) on each of the two ports.
+fn connection_cap(asked: u32) -> usize {
+    let asked = asked as usize;
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
+        Err(error) => {
+            tracing::warn!(%error, "Cannot raise the open-files limit");
+            return asked;
+        }
+    };
+    let fits = files.saturating_sub(256) / 4;
+    if fits < asked {
+        tracing::warn!(
+            max_connections = asked,
+            open_files_limit = files,
+            lowered_to = fits.max(1),
+            "The open-files limit is too low for --max-connections; raise it (ulimit -n, or \
+             --ulimit nofile=... for the container)"
+        );
+        return fits.max(1);
+    }
+    asked
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn accept_loop(
     listener: TcpListener,
     handler: Arc<Handler>,
     tls: Option<TlsAcceptor>,
+    limits: Arc<ListenerLimits>,
     settings: ConnectionSettings,
-    graceful: &GracefulShutdown,
+    connections: &TaskTracker,
+    shutdown: CancellationToken,
 ) {
     let builder = Arc::new(connection_builder(settings));
+    let mut last_warning: Option<tokio::time::Instant> = None;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "Accept failed");
+        let Some(slot) = crate::connection::unless_shutdown(limits.slot(), &shutdown).await else {
+            return;
+        };
+        let accepted = crate::connection::unless_shutdown(listener.accept(), &shutdown).await;
+        let (stream, peer) = match accepted {
+            None => return,
+            Some(Ok(accepted)) => accepted,
+            Some(Err(error)) => {
+                // Out of file descriptors and the like: back off instead of spinning, and say so
+                // once a second at most.
+                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(%error, "Accept failed");
+                    last_warning = Some(tokio::time::Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let service_handler = Arc::clone(&handler);
-        let service = service_fn(move |request: Request<Incoming>| {
-            let handler = Arc::clone(&service_handler);
-            async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
-        });
+        let activity = Arc::new(Activity::default());
+        let service = {
+            let handler = Arc::clone(&handler);
+            let activity = Arc::clone(&activity);
+            service_fn(move |request: Request<Incoming>| {
+                let handler = Arc::clone(&handler);
+                let guard = activity.start(request.version());
+                async move {
+                    let mut response = handler.handle(request, peer).await;
+                    response.body_mut().hold_connection(guard);
+                    Ok::<_, Infallible>(response)
+                }
+            })
+        };
         let stream = StallTimeout::new(stream, settings.client_timeout);
+        let shutdown = shutdown.clone();
         let Some(acceptor) = &tls else {
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
+            let builder = Arc::clone(&builder);
+            connections.spawn(async move {
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let driven =
+                    crate::connection::drive(connection, activity, slot, settings.idle, shutdown);
+                if let Err(error) = driven.await {
                     tracing::debug!(%error, %peer, "Connection ended with an error");
                 }
             });
@@ -332,19 +429,19 @@ async fn accept_loop(
         };
         let acceptor = acceptor.clone();
         let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
         let metrics = Arc::clone(&handler.metrics);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let handshake =
-                tokio::time::timeout(settings.read_header_timeout, acceptor.accept(stream)).await;
-            let mut stream = match handshake {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
+                tokio::time::timeout(settings.read_header_timeout, acceptor.accept(stream));
+            let mut stream = match crate::connection::unless_shutdown(handshake, &shutdown).await {
+                None => return,
+                Some(Ok(Ok(stream))) => stream,
+                Some(Ok(Err(error))) => {
                     metrics.tls_handshake_error(handshake_failure(&error));
                     tracing::debug!(%error, %peer, "TLS handshake failed");
                     return;
                 }
-                Err(_) => {
+                Some(Err(_)) => {
                     metrics.tls_handshake_error("timeout");
                     return;
                 }
@@ -355,7 +452,9 @@ async fn accept_loop(
                 return;
             }
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection).await {
+            let driven =
+                crate::connection::drive(connection, activity, slot, settings.idle, shutdown);
+            if let Err(error) = driven.await {
                 tracing::debug!(%error, %peer, "Connection ended with an error");
             }
         });

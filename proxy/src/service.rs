@@ -11,8 +11,10 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::balancer::{LoadBalancer, writer_cookie};
+use crate::budget::BufferBudget;
 use crate::error_pages::ErrorPages;
 use crate::forward::{ForwardContext, ForwardError, forward};
+use crate::metrics::Metrics;
 use crate::options::ServiceOptions;
 use crate::pause::{Gate, Mode, PauseController, PauseState};
 use crate::response::{self, ResponseBody};
@@ -42,9 +44,16 @@ pub struct Routed<'a> {
     /// `http` or `https`, for X-Forwarded-Proto.
     pub scheme: &'static str,
     pub prefix: &'a str,
+    /// The host the request was routed by; the target sees it as `Host`.
     pub host: &'a str,
+    /// The address of the TCP peer (a client, or a proxy in front).
+    pub peer: IpAddr,
     pub client_ip: IpAddr,
     pub client_timeout: Duration,
+    /// Longest a client may take to send a whole buffered body.
+    pub request_body_timeout: Duration,
+    pub buffers: &'a Arc<BufferBudget>,
+    pub metrics: &'a Metrics,
 }
 
 /// What handling produced: the response, and the target it went to (for the log).
@@ -176,9 +185,13 @@ impl Service {
         let path = path.to_owned();
         let context = ForwardContext {
             path: &path,
+            peer: routed.peer,
             client_ip: routed.client_ip,
             options: target_options,
             client_timeout: routed.client_timeout,
+            request_body_timeout: routed.request_body_timeout,
+            buffers: routed.buffers,
+            metrics: routed.metrics,
             cookie_prefix,
             host: routed.host,
             add_cookie,
