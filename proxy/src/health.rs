@@ -1,6 +1,9 @@
 //! Health checks: one probe (`GET http://<target>[:port]<path>`, 2xx within the timeout means
-//! healthy, redirects followed) and the loop that runs it on an interval and moves a target in and
-//! out of rotation with rise/fall thresholds, so a single blip does not eject it.
+//! healthy) and the loop that runs it on an interval and moves a target in and out of rotation
+//! with rise/fall thresholds, so a single blip does not eject it. Redirects are followed only
+//! while they stay on the probed target: a redirect elsewhere (say to the public `https://` URL,
+//! which the old container would answer) fails the probe, as any final 3xx does for
+//! kamal-proxy, whose checks count only 2xx as healthy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,9 +102,20 @@ impl Prober {
                     .and_then(|value| value.to_str().ok());
                 match location {
                     Some(location) if status.is_redirection() => {
-                        url = resolve_redirect(&url, location).ok_or_else(|| {
-                            failure(&url, format!("unusable redirect to {location}"))
-                        })?;
+                        url = resolve_redirect(&url, location)
+                            .filter(|next| same_target(&first, next))
+                            .ok_or_else(|| {
+                                failure(
+                                    &url,
+                                    format!(
+                                        "answered {status} with a redirect to {location}, away \
+                                         from the container; health checks follow redirects \
+                                         only on the container itself: make the health check \
+                                         path answer 2xx without redirecting (e.g. exclude it \
+                                         from forced HTTPS)"
+                                    ),
+                                )
+                            })?;
                     }
                     _ => return Err(failure(&url, describe_status(status))),
                 }
@@ -205,9 +219,43 @@ fn resolve_redirect(base: &str, location: &str) -> Option<String> {
     None
 }
 
+/// True when `next` is on the same `http://host:port` as `first`.
+fn same_target(first: &str, next: &str) -> bool {
+    let authority = |url: &str| {
+        url.strip_prefix("http://")
+            .map(|rest| rest.split('/').next().unwrap_or(rest).to_ascii_lowercase())
+    };
+    let (Some(first), Some(next)) = (authority(first), authority(next)) else {
+        return false;
+    };
+    let with_port = |authority: String| {
+        if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.contains(']'))
+        {
+            authority
+        } else {
+            format!("{authority}:80")
+        }
+    };
+    with_port(first) == with_port(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_are_followed_only_on_the_target() {
+        assert!(same_target("http://web:3000/up", "http://web:3000/ready"));
+        assert!(same_target("http://WEB:80/up", "http://web/ready"));
+        assert!(!same_target(
+            "http://web:3000/up",
+            "http://app.example.com/up"
+        ));
+        assert!(!same_target("http://web:3000/up", "http://web:3001/up"));
+        assert!(!same_target("http://web:3000/up", "https://web:3000/up"));
+    }
 
     #[test]
     fn probe_url_uses_the_health_port_when_set() {

@@ -111,6 +111,12 @@ impl PauseController {
         self.changes.send_replace(mode);
     }
 
+    /// Puts back a state taken with [`PauseController::state`] (a change that could not be
+    /// saved is undone this way).
+    pub fn restore(&self, state: PauseState) {
+        self.set(state.mode, Some(state.message), Some(state.max_pause));
+    }
+
     pub fn pause(&self, max_pause: Duration) {
         self.set(Mode::Paused, None, Some(max_pause));
     }

@@ -2,6 +2,9 @@
 //! control commands make (deploy, remove, pause, stop, resume, rollout). Requests only read the
 //! routing table, through one pointer; changes build a new table and swap it. No lock is held
 //! while waiting for health or drains; changes to one service are serialised by its own lock.
+//! Every change is saved to the state file before the command reports success; a change that
+//! cannot be saved is undone (a restart would otherwise bring back what the command replaced)
+//! and the command fails saying what stays in effect.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -22,6 +25,19 @@ use crate::routes::RouteTable;
 use crate::service::{Service, ServiceConfig};
 use crate::state::{self, SavedBalancer, SavedService, SavedState};
 use crate::tls::Tls;
+
+/// What a deploy's swap replaced, to undo it if the state cannot be saved.
+enum Swapped {
+    Replaced {
+        service: Arc<Service>,
+        old: Arc<LoadBalancer>,
+        old_config: Arc<ServiceConfig>,
+        old_table: Arc<RouteTable<Route>>,
+    },
+    Added {
+        old_table: Arc<RouteTable<Route>>,
+    },
+}
 
 /// What a routing table entry yields.
 #[derive(Debug, Clone)]
@@ -231,16 +247,21 @@ impl Router {
             options: request.service_options.clone(),
             error_pages,
         };
-        let replaced = {
+        let swapped = {
             let mut services = self.services();
             match services.get(&name).cloned() {
                 Some(service) => {
                     let table =
                         Self::build_table(&services, Some((&name, &config.options, &service)))?;
-                    service.config.store(Arc::new(config));
+                    let old_config = service.config.swap(Arc::new(config));
                     let old = service.active.swap(Arc::clone(&balancer));
-                    self.table.store(Arc::new(table));
-                    Some(old)
+                    let old_table = self.table.swap(Arc::new(table));
+                    Swapped::Replaced {
+                        service,
+                        old,
+                        old_config,
+                        old_table,
+                    }
                 }
                 None => {
                     let service = Arc::new(Service::new(
@@ -254,12 +275,40 @@ impl Router {
                         Some((&name, &service.config.load().options, &service)),
                     )?;
                     services.insert(name.clone(), service);
-                    self.table.store(Arc::new(table));
-                    None
+                    Swapped::Added {
+                        old_table: self.table.swap(Arc::new(table)),
+                    }
                 }
             }
         };
-        self.save();
+        if let Err(error) = self.save() {
+            // Undo, so that what serves is what a restart would restore.
+            match &swapped {
+                Swapped::Replaced {
+                    service,
+                    old,
+                    old_config,
+                    old_table,
+                } => {
+                    service.config.store(Arc::clone(old_config));
+                    service.active.store(Arc::clone(old));
+                    self.table.store(Arc::clone(old_table));
+                }
+                Swapped::Added { old_table } => {
+                    self.services().remove(&name);
+                    self.table.store(Arc::clone(old_table));
+                }
+            }
+            balancer.stop_health_checks();
+            tracing::error!(service = %name, %error, "Deploy undone: the state could not be saved");
+            return Err(format!(
+                "{error}; nothing switched: the previous targets of {name} keep serving"
+            ));
+        }
+        let replaced = match swapped {
+            Swapped::Replaced { old, .. } => Some(old),
+            Swapped::Added { .. } => None,
+        };
         self.sync_tls();
         if let Some(old) = replaced {
             let outcome = old
@@ -283,20 +332,23 @@ impl Router {
     pub async fn remove(&self, name: &str) -> CommandResult<()> {
         let operation = self.operation(name);
         let _serialised = operation.lock().await;
-        let removed = {
+        let (removed, old_table) = {
             let mut services = self.services();
             let removed = services
                 .remove(name)
                 .ok_or_else(|| format!("service not found: {name}"))?;
             let table = Self::build_table(&services, None)?;
-            self.table.store(Arc::new(table));
-            removed
+            (removed, self.table.swap(Arc::new(table)))
         };
+        if let Err(error) = self.save() {
+            self.services().insert(name.to_owned(), removed);
+            self.table.store(old_table);
+            return Err(format!("{error}; {name} was not removed and keeps serving"));
+        }
         removed.active.load().stop_health_checks();
         if let Some(rollout) = removed.rollout.load_full() {
             rollout.stop_health_checks();
         }
-        self.save();
         self.sync_tls();
         tracing::info!(service = %name, "Removed");
         Ok(())
@@ -310,8 +362,9 @@ impl Router {
         max_pause: Duration,
     ) -> CommandResult<()> {
         let service = self.service(name)?;
+        let before = service.pause.state();
         service.pause.pause(max_pause);
-        self.save();
+        self.save_or_restore_pause(&service, before)?;
         tracing::info!(service = %name, max_pause = %format_duration(max_pause), "Service paused");
         wait_idle(&service, drain_timeout).await;
         Ok(())
@@ -325,8 +378,9 @@ impl Router {
         message: String,
     ) -> CommandResult<()> {
         let service = self.service(name)?;
+        let before = service.pause.state();
         service.pause.stop(message);
-        self.save();
+        self.save_or_restore_pause(&service, before)?;
         tracing::info!(service = %name, "Service stopped");
         wait_idle(&service, drain_timeout).await;
         Ok(())
@@ -334,8 +388,9 @@ impl Router {
 
     pub fn resume(&self, name: &str) -> CommandResult<()> {
         let service = self.service(name)?;
+        let before = service.pause.state();
         service.pause.resume();
-        self.save();
+        self.save_or_restore_pause(&service, before)?;
         tracing::info!(service = %name, "Service resumed");
         Ok(())
     }
@@ -357,8 +412,14 @@ impl Router {
             balancer.stop_health_checks();
             return Err(unhealthy.to_string());
         }
-        let replaced = service.rollout.swap(Some(balancer));
-        self.save();
+        let replaced = service.rollout.swap(Some(Arc::clone(&balancer)));
+        if let Err(error) = self.save() {
+            service.rollout.store(replaced);
+            balancer.stop_health_checks();
+            return Err(format!(
+                "{error}; nothing switched: the previous rollout targets keep serving"
+            ));
+        }
         tracing::info!(service = %request.service, targets = ?request.targets, "Rollout deployed");
         if let Some(old) = replaced {
             old.drain(
@@ -382,19 +443,25 @@ impl Router {
                 "rollout targets not set for {name}; run `hoist-proxy rollout deploy {name} --target ...` first"
             ));
         }
-        service.split.store(Some(Arc::new(RolloutSplit {
+        let before = service.split.swap(Some(Arc::new(RolloutSplit {
             percentage,
             allowlist,
         })));
-        self.save();
+        if let Err(error) = self.save() {
+            service.split.store(before);
+            return Err(format!("{error}; the rollout split is unchanged"));
+        }
         tracing::info!(service = %name, percentage, "Set rollout split");
         Ok(())
     }
 
     pub fn rollout_stop(&self, name: &str) -> CommandResult<()> {
         let service = self.service(name)?;
-        service.split.store(None);
-        self.save();
+        let before = service.split.swap(None);
+        if let Err(error) = self.save() {
+            service.split.store(before);
+            return Err(format!("{error}; the rollout goes on"));
+        }
         tracing::info!(service = %name, "Rollout stopped");
         Ok(())
     }
@@ -452,15 +519,25 @@ impl Router {
         }
     }
 
-    /// Writes the state file; a failure is logged, the change stays in effect.
-    fn save(&self) {
+    /// Writes the state file.
+    fn save(&self) -> CommandResult<()> {
         let _writing = self
             .save_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(error) = state::save(&self.state_file, &self.snapshot()) {
+        state::save(&self.state_file, &self.snapshot()).map_err(|error| {
             tracing::error!(%error, "Failed to save state");
-        }
+            error.to_string()
+        })
+    }
+
+    /// Saves a change of `service`'s mode, or puts `before` back and fails.
+    fn save_or_restore_pause(&self, service: &Service, before: PauseState) -> CommandResult<()> {
+        self.save().map_err(|error| {
+            let mode = before.mode.as_str();
+            service.pause.restore(before);
+            format!("{error}; {} stays {mode}", service.name)
+        })
     }
 
     /// Restores saved services; their targets count as healthy at once, and checks go on.

@@ -250,7 +250,7 @@ fn clear_environment(command: &mut Command) {
 }
 
 /// An in-process backend. Endpoints: `/up` (200, or 503 when unhealthy), `/version` (its
-/// name), `/slow?ms=N`, `/stream?chunks=N&ms=M` (chunked), `/sse?chunks=N&ms=M`, `/headers`
+/// name), `/redirect?to=URL` (302 there), `/slow?ms=N`, `/stream?chunks=N&ms=M` (chunked), `/sse?chunks=N&ms=M`, `/headers`
 /// (the request line and headers it got), `/echo` (the body back), `/ws` (WebSocket echo);
 /// anything else answers its name.
 pub struct Backend {
@@ -378,6 +378,19 @@ impl BackendState {
                 }
             }
             "/version" => text(StatusCode::OK, self.name.clone()),
+            "/redirect" => {
+                let to = request
+                    .uri()
+                    .query()
+                    .and_then(|query| query.strip_prefix("to="))
+                    .unwrap_or("/up")
+                    .to_owned();
+                let mut response = text(StatusCode::FOUND, "");
+                if let Ok(location) = http::HeaderValue::from_str(&to) {
+                    response.headers_mut().insert("location", location);
+                }
+                response
+            }
             "/slow" => {
                 let ms = query_number(&request, "ms", 1000);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
