@@ -141,14 +141,13 @@ fn emit(line: &[u8]) {
     match SINK.get() {
         Some(sink) => {
             let mut buffer = lock(sink);
-            if buffer.len() + line.len() > sink.limit {
+            if !enqueue(&mut buffer, line, sink.limit) {
                 drop(buffer);
                 DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 dropped_lines().inc();
                 sink.full.notify_one();
                 return;
             }
-            buffer.extend_from_slice(line);
             if buffer.len() >= FLUSH_SIZE {
                 sink.full.notify_one();
             }
@@ -157,6 +156,15 @@ fn emit(line: &[u8]) {
             let _ = std::io::stdout().write_all(line);
         }
     }
+}
+
+/// Appends `line` to the queue unless that would take it past `limit` bytes; false if dropped.
+fn enqueue(queue: &mut Vec<u8>, line: &[u8], limit: usize) -> bool {
+    if queue.len() + line.len() > limit {
+        return false;
+    }
+    queue.extend_from_slice(line);
+    true
 }
 
 /// A `tracing` writer that collects one event and emits it when dropped.
@@ -249,4 +257,27 @@ pub enum Address<'a> {
 /// The current time as RFC 3339 with milliseconds, for `time`.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_drops_whole_lines_beyond_its_limit() {
+        let mut queue = Vec::new();
+        assert!(enqueue(&mut queue, b"12345\n", 10));
+        assert!(!enqueue(&mut queue, b"67890\n", 10), "would pass the limit");
+        assert!(enqueue(&mut queue, b"abc\n", 10));
+        assert_eq!(queue, b"12345\nabc\n");
+    }
+
+    #[test]
+    fn fields_are_clipped_at_a_character_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(MAX_FIELD_BYTES);
+        let clipped = clip(&long);
+        assert!(clipped.len() <= MAX_FIELD_BYTES && clipped.len() >= MAX_FIELD_BYTES - 1);
+        assert!(long.starts_with(clipped));
+    }
 }

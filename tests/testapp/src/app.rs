@@ -1,12 +1,48 @@
 //! The test application itself: the settings it reads from the environment and what each
-//! path answers (`/up`, `/version`, `/`, `/slow`, `/stream`, `/headers`). It maps a parsed
-//! request to a response; framing and sockets live in http.rs and connection.rs.
+//! path answers (`/up`, `/version`, `/`, `/slow`, `/stream`, `/headers`, `/bytes`, and
+//! `POST /upload`). It maps a parsed request (and a digest of its body) to a response; framing
+//! and sockets live in http.rs and connection.rs.
 
 use std::time::Duration;
 use std::{env, fs, thread};
 
 use crate::http::{self, Request};
 use crate::log::Log;
+
+/// Largest `/bytes?n=` answer.
+pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What the app learned of a request body it read: its length and FNV-1a hash, so uploads can
+/// be checked end to end without keeping them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDigest {
+    pub length: u64,
+    pub fnv1a: u64,
+}
+
+impl Default for BodyDigest {
+    fn default() -> Self {
+        Self {
+            length: 0,
+            fnv1a: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+}
+
+impl BodyDigest {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.length += bytes.len() as u64;
+        for byte in bytes {
+            self.fnv1a ^= u64::from(*byte);
+            self.fnv1a = self.fnv1a.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// The body `/bytes?n=N` sends: byte `i` is `i % 251`.
+pub fn pattern(length: u64) -> Vec<u8> {
+    (0..length).map(|index| (index % 251) as u8).collect()
+}
 
 /// Reported version when `APP_VERSION` is unset or empty.
 pub const DEFAULT_VERSION: &str = "dev";
@@ -75,9 +111,17 @@ impl App {
     }
 
     /// Answers one request; `/slow` blocks the calling thread for its delay.
-    pub fn respond(&self, request: &Request, log: &Log) -> Response {
-        let known = ["/up", "/version", "/", "/slow", "/stream", "/headers"];
-        if !matches!(request.method.as_str(), "GET" | "HEAD") {
+    pub fn respond(&self, request: &Request, body: &BodyDigest, log: &Log) -> Response {
+        let known = [
+            "/up", "/version", "/", "/slow", "/stream", "/headers", "/bytes", "/upload",
+        ];
+        if request.method == "POST" && request.path == "/upload" {
+            return Response::text(
+                200,
+                &format!("received {} bytes fnv1a {:016x}\n", body.length, body.fnv1a),
+            );
+        }
+        if !matches!(request.method.as_str(), "GET" | "HEAD") || request.path == "/upload" {
             return if known.contains(&request.path.as_str()) {
                 Response {
                     allow: Some("GET, HEAD"),
@@ -109,6 +153,14 @@ impl App {
                 Err(message) => Response::text(400, &message),
             },
             "/stream" => self.stream(&request.query),
+            "/bytes" => match number_param(&request.query, "n", 0, MAX_BYTES) {
+                Ok(length) => Response {
+                    status: 200,
+                    body: Body::Full(pattern(length)),
+                    allow: None,
+                },
+                Err(message) => Response::text(400, &message),
+            },
             "/headers" => {
                 let mut body = Vec::new();
                 for header in &request.headers {
@@ -215,7 +267,7 @@ mod tests {
             ("/nope", 404, "not found\n"),
         ];
         for (target, status, text) in cases {
-            let response = app(false).respond(&get(target), &log);
+            let response = app(false).respond(&get(target), &BodyDigest::default(), &log);
             assert_eq!(
                 (response.status, body(&response)),
                 (status, text),
@@ -227,7 +279,11 @@ mod tests {
     #[test]
     fn broken_app_fails_health_checks_and_says_why() {
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let response = app(true).respond(&get("/up"), &Log::Memory(Arc::clone(&lines)));
+        let response = app(true).respond(
+            &get("/up"),
+            &BodyDigest::default(),
+            &Log::Memory(Arc::clone(&lines)),
+        );
         assert_eq!(response.status, 503);
         let lines = lines.lock().unwrap();
         assert_eq!(
@@ -239,14 +295,17 @@ mod tests {
     #[test]
     fn stream_parameters_have_defaults_caps_and_validation() {
         let log = Log::Memory(Default::default());
-        let plan = |target: &str| match app(false).respond(&get(target), &log).body {
+        let plan = |target: &str| match app(false)
+            .respond(&get(target), &BodyDigest::default(), &log)
+            .body
+        {
             Body::Stream(plan) => (plan.chunks, plan.interval.as_millis()),
             Body::Full(text) => panic!("{}", String::from_utf8_lossy(&text)),
         };
         assert_eq!(plan("/stream"), (5, 200));
         assert_eq!(plan("/stream?chunks=2&ms=0"), (2, 0));
         assert_eq!(plan("/stream?chunks=999999999"), (MAX_STREAM_CHUNKS, 200));
-        let invalid = app(false).respond(&get("/stream?ms=soon"), &log);
+        let invalid = app(false).respond(&get("/stream?ms=soon"), &BodyDigest::default(), &log);
         assert_eq!(invalid.status, 400);
         assert_eq!(
             number_param("ms=700000", "ms", 1, MAX_SLOW_MS),
@@ -258,7 +317,29 @@ mod tests {
     fn other_methods_on_known_paths_are_not_allowed() {
         let head = "DELETE /up HTTP/1.1\r\nHost: a\r\n\r\n";
         let request = http::parse_head(head.as_bytes()).unwrap();
-        let response = app(false).respond(&request, &Log::Memory(Default::default()));
+        let response = app(false).respond(
+            &request,
+            &BodyDigest::default(),
+            &Log::Memory(Default::default()),
+        );
         assert_eq!((response.status, response.allow), (405, Some("GET, HEAD")));
+    }
+
+    #[test]
+    fn uploads_are_digested_and_bytes_are_a_pattern() {
+        let log = Log::Memory(Default::default());
+        let head = "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n";
+        let request = http::parse_head(head.as_bytes()).unwrap();
+        let mut digest = BodyDigest::default();
+        digest.update(b"abc");
+        let response = app(false).respond(&request, &digest, &log);
+        // FNV-1a of "abc".
+        assert_eq!(
+            response.body,
+            Body::Full(b"received 3 bytes fnv1a e71fa2190541574b\n".to_vec())
+        );
+        let bytes = app(false).respond(&get("/bytes?n=300"), &BodyDigest::default(), &log);
+        assert_eq!(bytes.body, Body::Full(pattern(300)));
+        assert_eq!(pattern(253)[252], 1);
     }
 }

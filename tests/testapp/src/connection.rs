@@ -1,4 +1,4 @@
-//! One client connection: reads request heads and discards request bodies, asks the [`App`]
+//! One client connection: reads request heads and request bodies (keeping only a digest), asks the [`App`]
 //! for each response, writes it with HTTP/1.1 framing and decides between keep-alive and
 //! close. Wire parsing is in http.rs; accepting and draining is in server.rs.
 
@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::app::{App, Body, Response};
+use crate::app::{App, Body, BodyDigest, Response};
 use crate::http::{self, BodyFraming, HeadError, Request, ResponseFraming, ResponseHead, Version};
 use crate::log::Log;
 use crate::shutdown::{self, Readiness, Shutdown};
@@ -88,11 +88,12 @@ impl Connection {
             if request.expects_continue && self.stream.write_all(http::CONTINUE).is_err() {
                 return Closing::Quietly;
             }
-            if let Err(error) = self.discard_body(request.body) {
+            let mut digest = BodyDigest::default();
+            if let Err(error) = self.discard_body(request.body, &mut digest) {
                 return self.reject(Some(&request), error, log);
             }
 
-            let response = app.respond(&request, log);
+            let response = app.respond(&request, &digest, log);
             let close = !request.keep_alive || shutdown.is_triggered();
             let written = self.write_response(&request, &response, close);
             let outcome = match written {
@@ -144,18 +145,27 @@ impl Connection {
         }
     }
 
-    fn discard_body(&mut self, framing: BodyFraming) -> Result<(), ReadError> {
+    fn discard_body(
+        &mut self,
+        framing: BodyFraming,
+        digest: &mut BodyDigest,
+    ) -> Result<(), ReadError> {
         match framing {
             BodyFraming::None => Ok(()),
-            BodyFraming::Length(length) => self.discard_exact(length),
-            BodyFraming::Chunked => self.discard_chunked(),
+            BodyFraming::Length(length) => self.discard_exact(length, digest),
+            BodyFraming::Chunked => self.discard_chunked(digest),
         }
     }
 
-    fn discard_exact(&mut self, mut remaining: u64) -> Result<(), ReadError> {
+    fn discard_exact(
+        &mut self,
+        mut remaining: u64,
+        digest: &mut BodyDigest,
+    ) -> Result<(), ReadError> {
         loop {
             let buffered = usize::try_from(remaining)
                 .map_or(self.buf.len(), |remaining| remaining.min(self.buf.len()));
+            digest.update(&self.buf[..buffered]);
             self.buf.drain(..buffered);
             remaining -= buffered as u64;
             if remaining == 0 {
@@ -165,7 +175,7 @@ impl Connection {
         }
     }
 
-    fn discard_chunked(&mut self) -> Result<(), ReadError> {
+    fn discard_chunked(&mut self, digest: &mut BodyDigest) -> Result<(), ReadError> {
         loop {
             let line = self.read_line()?;
             let size =
@@ -173,7 +183,7 @@ impl Connection {
             if size == 0 {
                 break;
             }
-            self.discard_exact(size)?;
+            self.discard_exact(size, digest)?;
             if !self.read_line()?.is_empty() {
                 return Err(ReadError::Body("chunk data longer than its size"));
             }
