@@ -1,8 +1,10 @@
 //! The deploy lock: a file `~/.hoist/<service>[-<destination>]/lock.json` on the primary host
-//! (the first configured host), holding who took it, when and for what. Taking it is one atomic
-//! exclusive create (`set -C`), so of two deploys started at once exactly one gets it; releasing
-//! removes the file only if it is still the one this command wrote. A lock left by a killed
-//! deploy stays until `hoist lock release`: it is reported, never silently stolen.
+//! (the first configured host), holding who took it, when and for what. Taking it writes the
+//! JSON to a temporary file beside it, then hard-links that file to `lock.json` (`ln`, which
+//! fails if the name exists): one atomic step, so of two deploys started at once exactly one
+//! gets it, and a reader sees either no lock or a whole one, never a file still being written.
+//! Releasing removes the file only if it is still the one this command wrote. A lock left by a
+//! killed deploy stays until `hoist lock release`: it is reported, never silently stolen.
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -97,15 +99,7 @@ pub async fn try_acquire(
     info: &LockInfo,
 ) -> Result<Option<LockInfo>> {
     let path = path(scope);
-    let json = serde_json::to_string(info).context("Failed to encode the lock")?;
-    // `set -C` makes `>` an exclusive create (O_EXCL): atomic against a concurrent deploy.
-    let command = format!(
-        "mkdir -p {dir} && if (set -C; printf '%s\\n' {json} > {path}) 2>/dev/null; then exit 0; \
-         elif [ -e {path} ]; then cat {path}; exit 3; else exit 4; fi",
-        dir = quote(&naming::state_dir(scope))?,
-        json = quote(&json)?,
-        path = quote(&path)?,
-    );
+    let command = acquire_command(scope, info)?;
     let output = session.exec(&command).await?;
     match output.status {
         Some(0) => Ok(None),
@@ -116,6 +110,32 @@ pub async fn try_acquire(
             String::from_utf8_lossy(&output.stderr).trim()
         ),
     }
+}
+
+/// The remote command taking the lock: write the JSON aside (`lock.json.<id>.tmp`, same
+/// directory), hard-link it to `lock.json`, remove the temporary name. Exits 0 when taken,
+/// 3 after printing the holder's lock, anything else on failure.
+fn acquire_command(scope: &str, info: &LockInfo) -> Result<String> {
+    let path = path(scope);
+    let json = serde_json::to_string(info).context("Failed to encode the lock")?;
+    let token = match &info.id {
+        Some(id) => id.clone(),
+        None => naming::random_hex()?,
+    };
+    // `ln` creates the name or fails if it exists (link(2) is atomic on every POSIX system),
+    // and the file it names is complete before it has that name.
+    Ok(format!(
+        "mkdir -p {dir} || exit 4\n\
+         printf '%s\\n' {json} > {temp} || {{ rm -f {temp}; exit 4; }}\n\
+         if ln {temp} {path} 2>/dev/null; then rm -f {temp}; exit 0; fi\n\
+         rm -f {temp}\n\
+         if [ -e {path} ]; then cat {path}; exit 3; fi\n\
+         exit 4",
+        dir = quote(&naming::state_dir(scope))?,
+        json = quote(&json)?,
+        temp = quote(&format!("{path}.{token}.tmp"))?,
+        path = quote(&path)?,
+    ))
 }
 
 /// Remove the lock: only if it carries `id` when one is given, whoever holds it otherwise.
@@ -139,5 +159,147 @@ pub async fn release(session: &Session, scope: &str, id: Option<&str>) -> Result
             session.host(),
             String::from_utf8_lossy(&output.stderr).trim()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::{Command, Output};
+
+    use super::*;
+
+    fn info(holder: &str) -> LockInfo {
+        LockInfo::new(holder, "deploy", Some("abc123")).expect("lock info")
+    }
+
+    /// Run a lock command with `sh` in `home`, as the SSH user's shell runs it in theirs.
+    fn run(home: &Path, command: &str) -> Output {
+        Command::new("sh")
+            .args(["-c", command])
+            .current_dir(home)
+            .output()
+            .expect("run sh")
+    }
+
+    fn leftovers(home: &Path) -> Vec<String> {
+        std::fs::read_dir(home.join(naming::state_dir("hello")))
+            .expect("state dir")
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "lock.json")
+            .collect()
+    }
+
+    #[test]
+    fn the_lock_is_written_aside_and_linked_into_place() {
+        let command = acquire_command("hello", &info("a@example.com")).expect("command");
+        assert!(!command.contains("set -C"), "{command}");
+        assert!(command.contains("ln .hoist/hello/lock.json."), "{command}");
+        assert!(command.contains(".tmp .hoist/hello/lock.json"), "{command}");
+    }
+
+    #[test]
+    fn the_first_taker_gets_the_lock_and_the_second_sees_the_whole_holder() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let first = info("a@example.com");
+        let output = run(
+            home.path(),
+            &acquire_command("hello", &first).expect("command"),
+        );
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        let written = std::fs::read(home.path().join(path("hello"))).expect("lock file");
+        let held: LockInfo = serde_json::from_slice(&written).expect("valid JSON");
+        assert_eq!((held.holder.as_str(), held.id), ("a@example.com", first.id));
+        assert!(
+            leftovers(home.path()).is_empty(),
+            "{:?}",
+            leftovers(home.path())
+        );
+
+        let output = run(
+            home.path(),
+            &acquire_command("hello", &info("b@example.com")).expect("command"),
+        );
+        assert_eq!(output.status.code(), Some(3), "{output:?}");
+        let holder: LockInfo = serde_json::from_slice(&output.stdout).expect("holder JSON");
+        assert_eq!(holder.holder, "a@example.com");
+        assert_eq!(
+            std::fs::read(home.path().join(path("hello"))).ok(),
+            Some(written)
+        );
+        assert!(
+            leftovers(home.path()).is_empty(),
+            "{:?}",
+            leftovers(home.path())
+        );
+    }
+
+    #[test]
+    fn of_deploys_started_at_once_exactly_one_gets_the_lock() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let children: Vec<_> = (0..8)
+            .map(|n| {
+                let command =
+                    acquire_command("hello", &info(&format!("{n}@example.com"))).expect("command");
+                Command::new("sh")
+                    .args(["-c", &command])
+                    .current_dir(home.path())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn sh")
+            })
+            .collect();
+        let codes: Vec<Option<i32>> = children
+            .into_iter()
+            .map(|child| child.wait_with_output().expect("wait").status.code())
+            .collect();
+        assert_eq!(
+            codes.iter().filter(|code| **code == Some(0)).count(),
+            1,
+            "{codes:?}"
+        );
+        assert_eq!(
+            codes.iter().filter(|code| **code == Some(3)).count(),
+            7,
+            "{codes:?}"
+        );
+        assert!(
+            leftovers(home.path()).is_empty(),
+            "{:?}",
+            leftovers(home.path())
+        );
+    }
+
+    #[test]
+    fn a_reader_never_sees_a_partial_lock() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let lock = home.path().join(path("hello"));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (lock, stop) = (lock.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(bytes) = std::fs::read(&lock) {
+                        if let Err(err) = serde_json::from_slice::<LockInfo>(&bytes) {
+                            return Err(format!("{err}: {:?}", String::from_utf8_lossy(&bytes)));
+                        }
+                        seen += 1;
+                    }
+                }
+                Ok(seen)
+            })
+        };
+        for n in 0..100 {
+            let command =
+                acquire_command("hello", &info(&format!("{n}@example.com"))).expect("command");
+            let output = run(home.path(), &command);
+            assert_eq!(output.status.code(), Some(0), "{output:?}");
+            std::fs::remove_file(&lock).expect("release");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let read = reader.join().expect("reader thread");
+        assert!(read.is_ok(), "{read:?}");
     }
 }

@@ -254,6 +254,49 @@ fn hook_lines(app: &App) -> Vec<String> {
         .collect()
 }
 
+/// A secret value that must never reach hoist's output.
+const CANARY: &str = "canary-5ecret-XYZ";
+
+/// Deploy `version` (whose config names the secret `APP_SECRET` = [`CANARY`]) with every log
+/// RUST_LOG can ask for, including the bollard module that logs request bodies: the canary
+/// reaches the container's environment but never stdout or stderr.
+fn assert_secret_never_logged(app: &App, version: &str) {
+    let output = app
+        .command(&["deploy", "staging"])
+        .env("RUST_LOG", "trace,bollard::docker=trace")
+        .output()
+        .expect("run hoist");
+    assert_success(&output, "deploy with RUST_LOG=trace,bollard::docker=trace");
+    let (stdout, stderr) = text(&output);
+    assert!(
+        stderr.contains("DEBUG") && stderr.contains("Docker engine reached"),
+        "RUST_LOG turned hoist's logs on:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains(CANARY),
+        "the secret is in stdout:\n{stdout}"
+    );
+    assert!(
+        !stderr.contains(CANARY),
+        "the secret is in stderr:\n{}",
+        stderr
+            .lines()
+            .filter(|line| line.contains(CANARY))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let output = app.sandbox.ssh(
+        0,
+        &format!("docker inspect --format '{{{{json .Config.Env}}}}' hello-web-staging-{version}"),
+    );
+    assert_success(&output, "docker inspect");
+    assert!(
+        text(&output).0.contains(&format!("APP_SECRET={CANARY}")),
+        "the secret reached the container: {}",
+        text(&output).0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_redeploy_rollback_with_zero_failed_requests_and_a_broken_version_never_served() {
     let context = TestContext::new();
@@ -321,6 +364,54 @@ async fn deploy_redeploy_rollback_with_zero_failed_requests_and_a_broken_version
         app.containers(),
         [format!("hello-web-staging-{v1} running")],
     );
+
+    // Another app whose (service, role) makes the same proxy service name, `hello-web` + role
+    // `staging` = `hello-web-staging`, is refused before it changes anything: the proxy keeps
+    // routing to v1 and no container of the other app exists.
+    let config = std::fs::read_to_string(app.dir.path().join("deploy.toml")).expect("read");
+    let other = config
+        .replacen(
+            "service = \"hello\"",
+            "service = \"hello-web\"\nhooks_path = \"none\"",
+            1,
+        )
+        .replacen("[servers.web]\n", "[servers.staging]\nproxy = true\n", 1);
+    std::fs::write(app.dir.path().join("other-app.toml"), other).expect("write other-app.toml");
+    let output = app.hoist(&[
+        "-c",
+        "other-app.toml",
+        "deploy",
+        "--skip-build",
+        "--version",
+        &v1,
+    ]);
+    std::fs::remove_file(app.dir.path().join("other-app.toml")).expect("remove other-app.toml");
+    assert!(
+        !output.status.success(),
+        "a deploy onto another app's route must fail"
+    );
+    let (_, stderr) = text(&output);
+    for expected in [
+        "already routes `hello-web-staging`",
+        "service `hello`, role `web`, destination `staging`",
+        "service `hello-web`, role `staging`",
+        "nothing was changed",
+        "hint:",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    assert_eq!(app.version(), "v1");
+    assert_eq!(
+        app.containers(),
+        [format!("hello-web-staging-{v1} running")],
+    );
+    let output = app
+        .sandbox
+        .ssh(0, "docker ps -aq --filter label=service=hello-web | wc -l");
+    assert_eq!(text(&output).0.trim(), "0", "no container of the other app");
 
     // v2 under continuous load: zero failed requests, then v2 answers.
     let v2 = app.commit("v2", false);
@@ -499,8 +590,25 @@ async fn the_lock_admits_one_deploy_pre_deploy_can_veto_ctrl_c_is_safe_and_old_v
     app.hoist_ok(&["deploy", "staging"]); // v2
     let mut versions = vec![v1.clone(), v2];
     for n in 3..=7 {
-        versions.push(app.commit(&format!("v{n}"), false));
-        app.hoist_ok(&["deploy", "staging"]);
+        if n == 3 {
+            // From v3 on the app has a secret; v3 is deployed with everything logged that
+            // RUST_LOG can turn on, and the secret must not appear in what hoist prints.
+            let config_path = app.dir.path().join("deploy.toml");
+            let mut config = std::fs::read_to_string(&config_path).expect("read deploy.toml");
+            config.push_str("\n[env]\nsecret = [\"APP_SECRET\"]\n");
+            std::fs::write(&config_path, config).expect("write deploy.toml");
+            let secrets_path = app.dir.path().join(".hoist/secrets");
+            let mut secrets = std::fs::read_to_string(&secrets_path).expect("read secrets");
+            secrets.push_str(&format!("APP_SECRET={CANARY}\n"));
+            std::fs::write(&secrets_path, secrets).expect("write secrets");
+        }
+        let version = app.commit(&format!("v{n}"), false);
+        if n == 3 {
+            assert_secret_never_logged(&app, &version);
+        } else {
+            app.hoist_ok(&["deploy", "staging"]);
+        }
+        versions.push(version);
     }
     assert_eq!(app.version(), "v7");
     let containers = app.containers();

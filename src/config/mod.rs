@@ -99,7 +99,11 @@ pub struct ProxyConfig {
     pub drain_timeout: Duration,
     #[serde(serialize_with = "serialize_duration")]
     pub response_timeout: Duration,
+    /// Trust every client's forwarded headers (kamal-proxy's meaning); off by default.
     pub forward_headers: bool,
+    /// Peers (CIDR ranges) whose forwarded headers are kept and appended to: a load balancer,
+    /// a CDN.
+    pub trusted_proxies: Vec<String>,
     pub healthcheck: HealthcheckConfig,
     pub buffering: BufferingConfig,
     pub acme: AcmeConfig,
@@ -141,7 +145,7 @@ pub struct BufferingConfig {
     pub responses: bool,
     /// Bytes of each buffer kept in memory.
     pub memory: u64,
-    /// Largest request body in bytes; 0 = unlimited.
+    /// Largest request body in bytes; 0 = unlimited (default 100 MB).
     pub max_request_body: u64,
     /// Largest response body in bytes; 0 = unlimited.
     pub max_response_body: u64,
@@ -343,6 +347,11 @@ mod tests {
         assert_eq!(config.service, "hello");
         assert_eq!(config.proxy.app_port, 3000);
         assert!(config.proxy.tls && !config.proxy.forward_headers);
+        assert_eq!(
+            config.proxy.trusted_proxies,
+            ["10.0.0.5/32", "10.0.0.0/24", "2001:db8::/32"]
+        );
+        assert_eq!(config.proxy.buffering.max_request_body, 104_857_600);
         assert_eq!(config.boot.limit, Some(BootLimit::Count(1)));
         assert_eq!(config.boot.wait, Duration::from_secs(10));
         assert_eq!(config.accessories["db"].hosts, ["203.0.113.12"]);
@@ -364,7 +373,9 @@ mod tests {
         assert_eq!(config.retain_containers, 5);
         assert_eq!(config.registry.server, "ghcr.io");
         assert_eq!(config.proxy.app_port, 80);
-        assert!(config.proxy.forward_headers, "true without TLS");
+        assert!(!config.proxy.forward_headers, "false, with or without TLS");
+        assert!(config.proxy.trusted_proxies.is_empty());
+        assert_eq!(config.proxy.buffering.max_request_body, 104_857_600);
         assert_eq!(config.proxy.deploy_timeout, Duration::from_secs(30));
         assert_eq!(config.proxy.healthcheck.path, "/up");
         assert_eq!(config.proxy.buffering.memory, 1_048_576);
@@ -456,6 +467,27 @@ host = "lb"
         let toml = config.to_toml();
         assert!(toml.contains("password = \"TOKEN\""), "{toml}");
         assert!(toml.contains("[servers.web]"), "{toml}");
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_an_error_at_its_entry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write(
+            dir.path(),
+            "deploy.toml",
+            "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\n[proxy]\n\
+             trusted_proxies = [\"10.0.0.5\", \"10.0.0.300/8\"]\n",
+        );
+        let err = load(Some(&dir.path().join("deploy.toml")), None)
+            .expect_err("a bad entry")
+            .to_string();
+        assert!(
+            err.contains(
+                "deploy.toml:6:32: `proxy.trusted_proxies[1]`: invalid trusted proxy `10.0.0.300/8`"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("`10.0.0.0/24`"), "{err}");
     }
 
     #[test]

@@ -461,4 +461,42 @@ mod tests {
             assert!(check_volume(bad).is_err(), "{bad}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn host_and_port_parsers_never_panic(
+                text in any::<String>(),
+                like in "([a-z:\\[]{0,4}@)?(\\[[0-9a-f:.]{0,12}\\]?|[a-z0-9.:-]{0,20})(:[0-9a-z]{0,6}){0,2}(:ro|:rw|/[a-z]{0,3})?",
+            ) {
+                for text in [&text, &like] {
+                    let _ = JumpHost::parse(text);
+                    let _ = PublishedPort::parse(text);
+                    let _ = check_volume(text);
+                }
+            }
+
+            #[test]
+            fn jump_hosts_print_as_they_parse(
+                text in "([a-z]{1,4}@)?(\\[[0-9a-f:]{2,12}\\]|[0-9a-f:]{2,12}|[a-z0-9.-]{1,20})(:[0-9]{1,5})?",
+            ) {
+                if let Ok(jump) = JumpHost::parse(&text) {
+                    prop_assert_eq!(JumpHost::parse(&jump.to_string()), Ok(jump));
+                }
+            }
+
+            #[test]
+            fn published_ports_keep_their_numbers(host in 1u16.., container in 1u16..) {
+                let port = PublishedPort::parse(&format!("{host}:{container}"));
+                prop_assert_eq!(
+                    port.map(|port| (port.address, port.host_port, port.container_port)),
+                    Ok(("127.0.0.1".to_string(), host, container))
+                );
+            }
+        }
+    }
 }

@@ -34,6 +34,9 @@ pub const DEFAULT_HEALTHCHECK_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default of `proxy.buffering.memory`, in bytes.
 pub const DEFAULT_BUFFER_MEMORY: u64 = 1_048_576;
+/// Default of `proxy.buffering.max_request_body`, in bytes: 100 MB, Cloudflare's free-plan
+/// cap. With request buffering on, an unlimited body lets one client fill the server's disk.
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 100 * 1024 * 1024;
 /// Default of `ssh.connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of `ssh.keepalive`.
@@ -159,7 +162,15 @@ pub fn resolve(
             "proxy.response_timeout",
             &fail,
         )?,
-        forward_headers: proxy.forward_headers.unwrap_or(!tls),
+        // Trusting every client lets anyone forge the client's address; behind a load
+        // balancer or CDN, `trusted_proxies` names whose headers to keep.
+        forward_headers: proxy.forward_headers.unwrap_or(false),
+        trusted_proxies: proxy
+            .trusted_proxies
+            .unwrap_or_default()
+            .into_iter()
+            .map(|proxy| proxy.0)
+            .collect(),
         healthcheck: HealthcheckConfig {
             path: healthcheck
                 .path
@@ -181,7 +192,9 @@ pub fn resolve(
             requests: buffering.requests.unwrap_or(true),
             responses: buffering.responses.unwrap_or(true),
             memory: buffering.memory.unwrap_or(DEFAULT_BUFFER_MEMORY),
-            max_request_body: buffering.max_request_body.unwrap_or(0),
+            max_request_body: buffering
+                .max_request_body
+                .unwrap_or(DEFAULT_MAX_REQUEST_BODY),
             max_response_body: buffering.max_response_body.unwrap_or(0),
         },
         acme,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::options::{ArchList, BootLimit, HostKeyChecking, JumpHost, PublishedPort, Volume};
 use super::values::{
     DurationValue, EnvName, Host, Image, Name, NonEmpty, PlainValue, Port, RegistryServer,
-    Repository, UrlPath,
+    Repository, TrustedProxy, UrlPath,
 };
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -75,6 +75,7 @@ pub struct ProxySchema {
     pub drain_timeout: Option<DurationValue>,
     pub response_timeout: Option<DurationValue>,
     pub forward_headers: Option<bool>,
+    pub trusted_proxies: Option<Vec<TrustedProxy>>,
     pub healthcheck: Option<HealthcheckSchema>,
     pub buffering: Option<BufferingSchema>,
     pub acme: Option<AcmeSchema>,

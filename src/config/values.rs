@@ -393,6 +393,36 @@ impl<'de> Deserialize<'de> for UrlPath {
     }
 }
 
+/// Check a trusted proxy: an IP address or a CIDR range (`10.0.0.5`, `10.0.0.0/24`,
+/// `2001:db8::/32`); returns it as a CIDR range with the host bits cleared (`10.0.0.5/32`).
+pub fn check_trusted_proxy(text: &str) -> Result<String, String> {
+    if let Ok(address) = text.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(address).to_string());
+    }
+    text.parse::<ipnet::IpNet>()
+        .map(|net| net.trunc().to_string())
+        .map_err(|_| {
+            format!(
+                "invalid trusted proxy `{text}`: expected an IP address such as `10.0.0.5` or a \
+                 CIDR range such as `10.0.0.0/24` or `2001:db8::/32`"
+            )
+        })
+}
+
+/// An entry of `proxy.trusted_proxies`, as the CIDR range [`check_trusted_proxy`] makes of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedProxy(pub String);
+
+impl<'de> Deserialize<'de> for TrustedProxy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        checked_str(
+            deserializer,
+            "an IP address or CIDR range such as `\"10.0.0.0/24\"`",
+            |text| check_trusted_proxy(text).map(TrustedProxy),
+        )
+    }
+}
+
 /// A string that must not be empty (a user name, a command, a file name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonEmpty(pub String);
@@ -502,11 +532,91 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        for (good, cidr) in [
+            ("10.0.0.5", "10.0.0.5/32"),
+            ("10.0.0.0/24", "10.0.0.0/24"),
+            ("10.0.0.7/24", "10.0.0.0/24"),
+            ("2001:db8::/32", "2001:db8::/32"),
+            ("::1", "::1/128"),
+        ] {
+            assert_eq!(check_trusted_proxy(good).as_deref(), Ok(cidr), "{good}");
+        }
+        for bad in [
+            "",
+            "10.0.0",
+            "10.0.0.0/33",
+            "lb.example.com",
+            "[::1]",
+            " 10.0.0.1",
+            "10.0.0.0/",
+        ] {
+            let err = check_trusted_proxy(bad).expect_err(bad);
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
+    }
+
+    #[test]
     fn images() {
         assert!(check_image("ghcr.io/acme/hello", false).is_ok());
         assert!(check_image("localhost:5000/hello", false).is_ok());
         assert!(check_image("ghcr.io/acme/hello:v1", false).is_err());
         assert!(check_image("postgres:16", true).is_ok());
         assert!(check_image("Hello", true).is_err());
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn duration_parsing_never_panics(
+                text in any::<String>(),
+                like in "[0-9]{0,25}((ms|s|m|h|d|µ| )[0-9]{0,25}){0,4}",
+            ) {
+                let _ = parse_duration(&text);
+                let _ = parse_duration(&like);
+            }
+
+            #[test]
+            fn durations_format_and_parse_back(millis in any::<u64>()) {
+                let duration = Duration::from_millis(millis);
+                prop_assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
+            }
+
+            #[test]
+            fn scalar_checks_never_panic(
+                text in any::<String>(),
+                like in "[a-zA-Z0-9.:@/%\\[\\] _-]{0,80}",
+            ) {
+                for text in [&text, &like] {
+                    let _ = check_host(text);
+                    let _ = check_name(text);
+                    let _ = check_env_name(text);
+                    let _ = check_image(text, true);
+                    let _ = check_image(text, false);
+                    let _ = check_trusted_proxy(text);
+                }
+            }
+
+            #[test]
+            fn trusted_proxies_are_accepted_as_hoist_proxy_reads_them(
+                address in any::<std::net::IpAddr>(),
+                prefix in 0u8..=128,
+            ) {
+                let prefix = if address.is_ipv4() { prefix % 33 } else { prefix };
+                for text in [address.to_string(), format!("{address}/{prefix}")] {
+                    let cidr = check_trusted_proxy(&text);
+                    prop_assert!(cidr.is_ok(), "{text}: {cidr:?}");
+                    let cidr = cidr.unwrap_or_default();
+                    prop_assert_eq!(
+                        hoist_proxy::cli::parse_trusted_proxy(&cidr).map(|net| net.to_string()),
+                        Ok(cidr.clone())
+                    );
+                }
+            }
+        }
     }
 }

@@ -17,6 +17,7 @@
 //! removes the new containers that got no traffic and releases the lock.
 
 pub mod app;
+mod owner;
 pub mod proxy;
 pub mod prune;
 
@@ -662,6 +663,14 @@ impl Release<'_> {
         }))
         .await;
         let surveys = results.into_iter().collect::<Result<Vec<Survey>>>()?;
+        let results = join_all(
+            servers
+                .iter()
+                .zip(&surveys)
+                .map(|(server, survey)| self.check_routes(server, survey)),
+        )
+        .await;
+        first_error(results)?;
         timings.add("pull", phase);
 
         hooks.run(Hook::PreDeploy, hosts)?;
@@ -873,6 +882,36 @@ impl Release<'_> {
         })
     }
 
+    /// Refuse to deploy where hoist-proxy already routes one of this release's services to
+    /// another app's container: different (service, role, destination) triples can make the
+    /// same name (`shop` + `web-api`, `shop-web` + `api`). Free when the live target is one of
+    /// ours (the survey lists it); one inspect otherwise.
+    async fn check_routes(&self, server: &Server, survey: &Survey) -> Result<()> {
+        let Some(services) = &survey.services else {
+            // No proxy answered yet: `prepare_switch` checks once it runs.
+            return Ok(());
+        };
+        let config = self.config;
+        for (role, hosts) in self.roles {
+            if !hosts.contains(&server.host) || !config.roles.get(role).is_some_and(|r| r.proxy) {
+                continue;
+            }
+            let destination = config.destination.as_deref();
+            let service = naming::role_scope(&config.service, role, destination);
+            let ours = naming::Owner::new(&config.service, role, destination);
+            let containers = survey
+                .containers
+                .get(role)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            self.interruptible(owner::check_route_owner(
+                server, services, &service, &ours, containers,
+            ))
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Every role of this release on `server`, one after the other.
     async fn boot_host(&self, server: &Server, survey: &Survey) -> Result<Leftovers> {
         let progress = self.reporter.host(&server.host);
@@ -1005,9 +1044,14 @@ impl Release<'_> {
         if behind_proxy {
             state.live_id = match &survey.services {
                 Some(services) => proxy::live_target(services, service),
-                // The proxy was missing or stopped then; it runs now.
+                // The proxy was missing or stopped then; it runs now, maybe with routes restored
+                // from its volume, so who owns the route is checked here instead.
                 None => {
                     let services = self.interruptible(proxy::list(docker)).await?;
+                    let ours =
+                        naming::Owner::new(&config.service, role, config.destination.as_deref());
+                    owner::check_route_owner(server, &services, service, &ours, &containers)
+                        .await?;
                     proxy::live_target(&services, service)
                 }
             };

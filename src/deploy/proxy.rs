@@ -349,6 +349,12 @@ fn deploy_args(config: &Config, service: &str, id: &str) -> Vec<String> {
     // One passing probe puts a new container in service, as with kamal-proxy.
     args.push("--health-check-rise=1".into());
     args.push(format!("--forward-headers={}", proxy.forward_headers));
+    if !proxy.trusted_proxies.is_empty() {
+        args.push(format!(
+            "--trusted-proxies={}",
+            proxy.trusted_proxies.join(",")
+        ));
+    }
     let buffering = &proxy.buffering;
     args.push(format!("--buffer-requests={}", buffering.requests));
     args.push(format!("--buffer-responses={}", buffering.responses));
@@ -412,6 +418,116 @@ mod tests {
         let env = deploy_env(&config, &secrets).expect("env");
         assert_eq!(env, ["HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY=c2VjcmV0LWhtYWM"]);
         assert!(!args.iter().any(|arg| arg.contains("c2VjcmV0LWhtYWM")));
+    }
+
+    /// `deploy_args` of `config`, parsed by hoist-proxy's own command line.
+    fn parsed(config: &Config) -> hoist_proxy::cli::DeployArgs {
+        use clap::Parser;
+        let args = deploy_args(config, "a-web", "0123456789abcdef");
+        match hoist_proxy::cli::Cli::try_parse_from(&args) {
+            Ok(hoist_proxy::cli::Cli {
+                command: hoist_proxy::cli::Command::Deploy(deploy),
+                ..
+            }) => *deploy,
+            Ok(other) => panic!("{args:?} parsed as {other:?}"),
+            Err(err) => panic!("hoist-proxy refuses {args:?}:\n{err}"),
+        }
+    }
+
+    #[test]
+    fn every_deploy_command_line_parses_with_hoist_proxys_own_cli() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = "[proxy]\ntls = true\nhosts = [\"a.example.com\", \"b.example.com\"]\n";
+        let cases = [
+            String::new(),
+            "[proxy]\napp_port = 3000\nforward_headers = true\n".to_string(),
+            tls.to_string(),
+            format!("{tls}[proxy.acme]\ndirectory = \"letsencrypt-staging\"\n"),
+            format!(
+                "{tls}deploy_timeout = \"1m30s\"\ndrain_timeout = \"0s\"\n\
+                 response_timeout = \"500ms\"\n\
+                 [proxy.healthcheck]\npath = \"/health\"\ninterval = \"250ms\"\n\
+                 timeout = \"2s\"\n\
+                 [proxy.acme]\ndirectory = \"https://acme.zerossl.com/v2/DV90\"\n\
+                 challenge = \"tls-alpn-01\"\neab_kid = \"kid-1\"\neab_hmac_key = \"EAB_KEY\"\n"
+            ),
+            "[proxy.buffering]\nrequests = false\nresponses = false\nmax_request_body = 0\n"
+                .to_string(),
+            "[proxy.buffering]\nmemory = 4096\nmax_request_body = 1\nmax_response_body = 7\n"
+                .to_string(),
+            "[proxy]\ntrusted_proxies = [\"10.0.0.5\", \"10.0.0.0/24\", \"2001:db8::/32\"]\n"
+                .to_string(),
+        ];
+        for case in cases {
+            let config = config_with(dir.path(), &case);
+            let proxy = &config.proxy;
+            let args = parsed(&config);
+            assert_eq!(args.service, "a-web", "{case}");
+            assert_eq!(
+                args.target,
+                [format!("0123456789ab:{}", proxy.app_port)],
+                "{case}"
+            );
+            assert_eq!(args.host, proxy.hosts, "{case}");
+            assert_eq!(args.tls, proxy.tls, "{case}");
+            assert_eq!(
+                args.tls_staging,
+                proxy.acme.directory == AcmeDirectory::LetsencryptStaging,
+                "{case}"
+            );
+            let directory = match &proxy.acme.directory {
+                AcmeDirectory::Url(url) => Some(url.clone()),
+                _ => None,
+            };
+            assert_eq!(args.tls_acme_directory, directory, "{case}");
+            assert_eq!(args.tls_acme_challenge, proxy.acme.challenge, "{case}");
+            assert_eq!(args.tls_acme_eab_kid, proxy.acme.eab_kid, "{case}");
+            assert_eq!(args.deploy_timeout, proxy.deploy_timeout, "{case}");
+            assert_eq!(args.drain_timeout, proxy.drain_timeout, "{case}");
+            assert_eq!(args.target_timeout, proxy.response_timeout, "{case}");
+            assert_eq!(args.health_check_path, proxy.healthcheck.path, "{case}");
+            assert_eq!(
+                args.health_check_interval, proxy.healthcheck.interval,
+                "{case}"
+            );
+            assert_eq!(
+                args.health_check_timeout, proxy.healthcheck.timeout,
+                "{case}"
+            );
+            assert_eq!(args.health_check_rise, 1, "{case}");
+            assert_eq!(args.forward_headers, Some(proxy.forward_headers), "{case}");
+            let trusted: Vec<String> = args.trusted_proxies.iter().map(|p| p.to_string()).collect();
+            assert_eq!(trusted, proxy.trusted_proxies, "{case}");
+            let buffering = &proxy.buffering;
+            assert_eq!(args.buffer_requests, buffering.requests, "{case}");
+            assert_eq!(args.buffer_responses, buffering.responses, "{case}");
+            assert_eq!(args.buffer_memory, buffering.memory, "{case}");
+            assert_eq!(args.max_request_body, buffering.max_request_body, "{case}");
+            assert_eq!(
+                args.max_response_body, buffering.max_response_body,
+                "{case}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_trust_no_forwarded_headers_and_cap_request_bodies_at_100_mb() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = parsed(&config_with(dir.path(), ""));
+        assert_eq!(args.forward_headers, Some(false));
+        assert!(args.trusted_proxies.is_empty());
+        assert_eq!(args.max_request_body, 104_857_600);
+        let with_tls = parsed(&config_with(
+            dir.path(),
+            "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n",
+        ));
+        assert_eq!(with_tls.forward_headers, Some(false));
+        let args = parsed(&config_with(
+            dir.path(),
+            "[proxy]\ntrusted_proxies = [\"10.0.0.5\", \"10.0.0.0/24\", \"2001:db8::/32\"]\n",
+        ));
+        let trusted: Vec<String> = args.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(trusted, ["10.0.0.5/32", "10.0.0.0/24", "2001:db8::/32"]);
     }
 
     #[test]

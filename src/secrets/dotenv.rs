@@ -290,4 +290,47 @@ mod tests {
             assert!(!err.contains("supersecretvalue"), "{err}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Marks the value in generated lines, to find it in error messages.
+        const MARK: &str = "zq9value9qz";
+
+        proptest! {
+            #[test]
+            fn dotenv_parsing_never_panics(
+                text in any::<String>(),
+                lines in prop::collection::vec(
+                    "(export )?[A-Za-z_0-9]{0,4} ?= ?[\"'$(){}#a-zA-Z0-9 \\\\é]{0,24}",
+                    0..6,
+                ),
+            ) {
+                let _ = parse(&text, Path::new(".hoist/secrets"));
+                let _ = parse(&lines.join("\n"), Path::new(".hoist/secrets"));
+            }
+
+            #[test]
+            fn errors_never_quote_the_value(
+                before in "[\"'$(){}#a-z \\\\]{0,12}",
+                after in "[\"'$(){}#a-z \\\\]{0,12}",
+            ) {
+                let line = format!("SECRET={before}{MARK}{after}");
+                if let Err(err) = parse(&line, Path::new(".hoist/secrets")) {
+                    prop_assert!(!err.to_string().contains(MARK), "{line}: {err}");
+                }
+            }
+
+            #[test]
+            fn single_quoted_values_are_taken_literally(value in "[^'\\n\\r]{0,40}") {
+                let line = format!("A='{value}'");
+                let parsed = parse(&line, Path::new("f")).map(|defs| {
+                    defs.into_iter().map(|d| d.parts).collect::<Vec<_>>()
+                });
+                prop_assert_eq!(parsed.ok(), Some(vec![vec![Text(value)]]));
+            }
+        }
+    }
 }
