@@ -2,9 +2,11 @@
 //! inactivity timeout, or buffered within a total deadline), and response bodies on their way to
 //! the client (streamed, buffered, or generated). Buffers keep up to `--buffer-memory` bytes in
 //! memory and spill the rest to a file in the spill directory, both within the proxy-wide
-//! [`BufferBudget`].
+//! [`BufferBudget`]. Spill files are written and read in the serving thread, as nginx does with
+//! its temporary files: writes land in the page cache, and a blocking pool would cost a thread
+//! (and an allocator arena) per concurrent upload.
 
-use std::io::SeekFrom;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -14,7 +16,6 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::budget::{BufferBudget, Place};
@@ -126,7 +127,7 @@ where
 #[derive(Debug)]
 pub struct Buffered {
     memory: Bytes,
-    spill: Option<tokio::fs::File>,
+    spill: Option<std::fs::File>,
     tail: Option<Bytes>,
     length: u64,
     sent_memory: bool,
@@ -189,7 +190,7 @@ impl Buffered {
             held_memory: 0,
             held_disk: 0,
         };
-        let mut memory = BytesMut::new();
+        let mut memory = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|error| BufferError::Read(error.into()))?;
             let Ok(data) = frame.into_data() else {
@@ -201,38 +202,56 @@ impl Buffered {
             }
             let size = data.len() as u64;
             let room = memory_limit.saturating_sub(memory.len() as u64);
-            if buffer.spill.is_none() && size <= room && budget.take(Place::Memory, size) {
-                buffer.held_memory += size;
+            if buffer.spill.is_none()
+                && size <= room
+                && buffer.grow(&mut memory, data.len(), memory_limit)
+            {
                 memory.extend_from_slice(&data);
                 continue;
             }
             if !budget.take(Place::Disk, size) {
                 buffer.length -= size;
                 buffer.tail = Some(data);
-                buffer.finish(memory).await?;
+                buffer.finish(memory)?;
                 return Err(BufferError::Exhausted(Box::new(buffer)));
             }
             buffer.held_disk += size;
             if buffer.spill.is_none() {
-                let file = budget.spill_file().map_err(BufferError::Spill)?;
-                buffer.spill = Some(tokio::fs::File::from_std(file));
+                buffer.spill = Some(budget.spill_file().map_err(BufferError::Spill)?);
             }
             if let Some(file) = buffer.spill.as_mut() {
-                file.write_all(&data).await.map_err(BufferError::Spill)?;
+                file.write_all(&data).map_err(BufferError::Spill)?;
             }
         }
-        buffer.finish(memory).await?;
+        buffer.finish(memory)?;
         Ok(buffer)
     }
 
+    /// Makes room in `memory` for `more` bytes, at most `limit` in all, growing it in steps
+    /// (doubling) that the budget grants; the budget counts what is allocated, not just what is
+    /// filled. False when the budget has no room.
+    fn grow(&mut self, memory: &mut Vec<u8>, more: usize, limit: u64) -> bool {
+        let needed = memory.len() + more;
+        if needed <= memory.capacity() {
+            return true;
+        }
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let capacity = needed.max(memory.capacity() * 2).min(limit.max(needed));
+        let extra = (capacity - memory.capacity()) as u64;
+        if !self.budget.take(Place::Memory, extra) {
+            return false;
+        }
+        self.held_memory += extra;
+        memory.reserve_exact(capacity - memory.len());
+        true
+    }
+
     /// Seals the in-memory part and rewinds the spill file for reading.
-    async fn finish(&mut self, memory: BytesMut) -> Result<(), BufferError> {
-        self.memory = memory.freeze();
+    fn finish(&mut self, memory: Vec<u8>) -> Result<(), BufferError> {
+        self.memory = Bytes::from(memory);
         if let Some(file) = self.spill.as_mut() {
-            file.flush().await.map_err(BufferError::Spill)?;
-            file.seek(SeekFrom::Start(0))
-                .await
-                .map_err(BufferError::Spill)?;
+            file.flush().map_err(BufferError::Spill)?;
+            file.seek(SeekFrom::Start(0)).map_err(BufferError::Spill)?;
         }
         Ok(())
     }
@@ -265,7 +284,7 @@ impl Body for Buffered {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        context: &mut Context<'_>,
+        _context: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if !this.sent_memory {
@@ -277,18 +296,17 @@ impl Body for Buffered {
         let Some(file) = this.spill.as_mut() else {
             return Poll::Ready(this.tail.take().map(|tail| Ok(Frame::data(tail))));
         };
-        this.read_buffer.reserve(FILE_CHUNK);
-        let read = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(file),
-            context,
-            &mut this.read_buffer
-        ));
-        match read {
+        this.read_buffer.resize(FILE_CHUNK, 0);
+        match file.read(&mut this.read_buffer) {
             Ok(0) => {
                 this.spill = None;
+                this.read_buffer = BytesMut::new();
                 Poll::Ready(this.tail.take().map(|tail| Ok(Frame::data(tail))))
             }
-            Ok(_) => Poll::Ready(Some(Ok(Frame::data(this.read_buffer.split().freeze())))),
+            Ok(read) => {
+                this.read_buffer.truncate(read);
+                Poll::Ready(Some(Ok(Frame::data(this.read_buffer.split().freeze()))))
+            }
             Err(error) => Poll::Ready(Some(Err(error.into()))),
         }
     }

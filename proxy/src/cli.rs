@@ -192,7 +192,7 @@ pub struct RunArgs {
 
     /// Bytes of buffered bodies kept in memory across all requests; beyond it bodies spill to
     /// --buffer-dir at once
-    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
     pub buffer_memory_limit: u64,
 
     /// Bytes of buffered bodies on disk across all requests; beyond it request bodies are

@@ -21,6 +21,10 @@ use crate::metrics::Metrics;
 /// Shortest time between two rounds of shedding idle connections at the cap.
 const SHED_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a connection must have been idle to be shed: a client that just connected (or just
+/// got its response) has this long to send its request before it counts as idle.
+const SHED_MIN_IDLE: Duration = Duration::from_secs(1);
+
 /// The connection cap of one port, shared by every serving thread that accepts on it.
 #[derive(Debug)]
 pub struct ListenerLimits {
@@ -29,6 +33,9 @@ pub struct ListenerLimits {
     slots: Arc<Semaphore>,
     /// Wakes idle connections so they close, when the cap is reached.
     shed: Notify,
+    /// Shedding also takes connections that have carried requests (keep-alive clients), not just
+    /// those that never sent one: set when shedding the latter did not free a slot.
+    shed_used: AtomicBool,
     /// When the last round of shedding started, in milliseconds since `epoch`.
     last_shed: AtomicU64,
     epoch: Instant,
@@ -42,6 +49,7 @@ impl ListenerLimits {
             name,
             slots: Arc::new(Semaphore::new(max_connections)),
             shed: Notify::new(),
+            shed_used: AtomicBool::new(false),
             last_shed: AtomicU64::new(0),
             epoch: Instant::now(),
             open: metrics.connections(name),
@@ -50,14 +58,15 @@ impl ListenerLimits {
     }
 
     /// A slot for one more connection. At the cap it counts the event, asks the connections
-    /// with no request in flight to close, and waits for a slot to free up.
+    /// that never sent a request and have been idle a while to close, then (if that freed
+    /// nothing) idle keep-alive connections too, and waits for a slot to free up.
     pub async fn slot(self: &Arc<Self>) -> Slot {
         let permit = match Arc::clone(&self.slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 self.metrics.connection_limit_reached(self.name);
                 self.shed_idle();
-                loop {
+                let permit = loop {
                     match tokio::time::timeout(
                         SHED_INTERVAL,
                         Arc::clone(&self.slots).acquire_owned(),
@@ -67,15 +76,20 @@ impl ListenerLimits {
                         Ok(Ok(permit)) => break permit,
                         // The semaphore is never closed; wait like a timeout would.
                         Ok(Err(_)) => tokio::time::sleep(SHED_INTERVAL).await,
-                        Err(_) => self.shed_idle(),
+                        Err(_) => {
+                            self.shed_used.store(true, Ordering::Relaxed);
+                            self.shed_idle();
+                        }
                     }
-                }
+                };
+                self.shed_used.store(false, Ordering::Relaxed);
+                permit
             }
         };
-        self.open.inc();
         Slot {
             _permit: permit,
             limits: Arc::clone(self),
+            counted: false,
         }
     }
 
@@ -95,16 +109,31 @@ impl ListenerLimits {
     }
 }
 
-/// An open connection's place under the cap; freed when dropped.
+/// A place under the cap, taken before accepting (so a full listener stops accepting) and
+/// freed when dropped.
 #[derive(Debug)]
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
     limits: Arc<ListenerLimits>,
+    /// In the open-connections gauge, once a connection holds it.
+    counted: bool,
+}
+
+impl Slot {
+    /// The slot now holds an accepted connection.
+    pub fn opened(&mut self) {
+        if !self.counted {
+            self.counted = true;
+            self.limits.open.inc();
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.limits.open.dec();
+        if self.counted {
+            self.limits.open.dec();
+        }
     }
 }
 
@@ -113,6 +142,8 @@ impl Drop for Slot {
 #[derive(Debug)]
 pub struct Activity {
     in_flight: AtomicUsize,
+    /// Some request has arrived on it.
+    used: AtomicBool,
     /// When the connection last became idle, in milliseconds since `opened`.
     idle_since: AtomicU64,
     http2: AtomicBool,
@@ -123,6 +154,7 @@ impl Default for Activity {
     fn default() -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
+            used: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             http2: AtomicBool::new(false),
             opened: Instant::now(),
@@ -136,6 +168,9 @@ impl Activity {
         if version == http::Version::HTTP_2 && !self.http2.load(Ordering::Relaxed) {
             self.http2.store(true, Ordering::Relaxed);
         }
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         ActivityGuard {
             activity: Arc::clone(self),
@@ -144,6 +179,15 @@ impl Activity {
 
     fn idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// How long it has been idle; zero while a request is in flight.
+    fn idle_for(&self) -> Duration {
+        if !self.idle() {
+            return Duration::ZERO;
+        }
+        let since = Duration::from_millis(self.idle_since.load(Ordering::Acquire));
+        self.opened.elapsed().saturating_sub(since)
     }
 
     /// When the idle timeout ends if nothing happens before.
@@ -173,7 +217,9 @@ impl Activity {
                     }
                 }
                 () = limits.shed.notified() => {
-                    if self.idle() {
+                    let eligible = !self.used.load(Ordering::Relaxed)
+                        || limits.shed_used.load(Ordering::Relaxed);
+                    if eligible && self.idle_for() >= SHED_MIN_IDLE {
                         return "shed";
                     }
                 }
@@ -206,21 +252,43 @@ pub struct IdleTimeouts {
     pub http2: Duration,
 }
 
+/// Waits until the client sends something, or until the connection is to close without having
+/// served anything: shutdown, the idle timeout, or shedding at the cap. A connection that never
+/// sends a byte thus costs a small task, not hyper's connection state (allocated after this).
+pub async fn first_byte(
+    stream: &tokio::net::TcpStream,
+    activity: &Activity,
+    slot: &mut Slot,
+    timeouts: IdleTimeouts,
+    shutdown: &CancellationToken,
+) -> bool {
+    slot.opened();
+    let limits = &slot.limits;
+    tokio::select! {
+        readable = stream.readable() => readable.is_ok(),
+        reason = activity.close_reason(limits, timeouts) => {
+            limits.metrics.connection_closed(limits.name, reason);
+            false
+        }
+        () = shutdown.cancelled() => false,
+    }
+}
+
 /// Drives `connection` to its end, asking it to finish gracefully (HTTP/1.1: after the request
 /// in flight; HTTP/2: GOAWAY, then the open streams) on shutdown, on the idle timeout, or when
-/// its listener sheds idle connections. `_slot` is held until the connection is gone.
+/// its listener sheds idle connections. `slot` is held until the connection is gone.
 pub async fn drive<C>(
-    connection: C,
+    mut connection: Pin<Box<C>>,
     activity: Arc<Activity>,
-    slot: Slot,
+    mut slot: Slot,
     timeouts: IdleTimeouts,
     shutdown: CancellationToken,
 ) -> Result<(), C::Error>
 where
     C: GracefulConnection,
 {
+    slot.opened();
     let limits = Arc::clone(&slot.limits);
-    let mut connection = std::pin::pin!(connection);
     let mut closing = false;
     let result = loop {
         tokio::select! {
@@ -300,47 +368,57 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn at_the_cap_idle_connections_are_shed_and_busy_ones_kept() {
+    async fn at_the_cap_idle_connections_are_shed_and_busy_or_fresh_ones_kept() {
         let metrics = Arc::new(Metrics::default());
-        let limits = ListenerLimits::new("http", 2, Arc::clone(&metrics));
+        let limits = ListenerLimits::new("http", 3, Arc::clone(&metrics));
         let timeouts = IdleTimeouts {
             http1: Duration::from_secs(600),
             http2: Duration::from_secs(600),
         };
-        let idle = Arc::new(Activity::default());
+        let long_idle = Arc::new(Activity {
+            opened: Instant::now() - Duration::from_secs(5),
+            ..Activity::default()
+        });
         let busy = Arc::new(Activity::default());
         let _request = busy.start(http::Version::HTTP_11);
-        let idle_slot = limits.slot().await;
-        let _busy_slot = limits.slot().await;
-        let idle_reason = {
-            let (limits, idle) = (Arc::clone(&limits), Arc::clone(&idle));
-            tokio::spawn(async move { idle.close_reason(&limits, timeouts).await })
+        let fresh = Arc::new(Activity::default());
+        let mut slots = Vec::new();
+        for _ in 0..3 {
+            let mut slot = limits.slot().await;
+            slot.opened();
+            slots.push(slot);
+        }
+        let watch = |activity: &Arc<Activity>| {
+            let (limits, activity) = (Arc::clone(&limits), Arc::clone(activity));
+            tokio::spawn(async move { activity.close_reason(&limits, timeouts).await })
         };
-        let busy_reason = {
-            let (limits, busy) = (Arc::clone(&limits), Arc::clone(&busy));
-            tokio::spawn(async move { busy.close_reason(&limits, timeouts).await })
-        };
+        let (long_idle_reason, busy_reason, fresh_reason) =
+            (watch(&long_idle), watch(&busy), watch(&fresh));
         tokio::task::yield_now().await;
-        let third = {
+        let fourth = {
             let limits = Arc::clone(&limits);
             tokio::spawn(async move { limits.slot().await })
         };
-        assert_eq!(idle_reason.await.unwrap(), "shed");
-        drop(idle_slot);
-        let _third = third.await.unwrap();
+        assert_eq!(long_idle_reason.await.unwrap(), "shed");
+        slots.remove(0);
+        let _fourth = fourth.await.unwrap();
         assert!(
             !busy_reason.is_finished(),
             "a connection with a request stays"
         );
-        let text = metrics.encode();
         assert!(
-            text.contains("hoist_proxy_connection_limit_reached_total{listener=\"http\"} 1"),
-            "{text}"
+            !fresh_reason.is_finished(),
+            "a connection that just opened gets time to send its request"
         );
+        let text = metrics.encode();
+        let reached = "hoist_proxy_connection_limit_reached_total{listener=\"http\"} 1";
+        assert!(text.contains(reached), "{text}");
+        let open = "hoist_proxy_connections{listener=\"http\"} 2";
         assert!(
-            text.contains("hoist_proxy_connections{listener=\"http\"} 2"),
-            "{text}"
+            text.contains(open),
+            "only accepted connections count: {text}"
         );
         busy_reason.abort();
+        fresh_reason.abort();
     }
 }

@@ -83,6 +83,9 @@ impl Handler {
         peer: SocketAddr,
     ) -> Response<ResponseBody> {
         let started = Instant::now();
+        if !http_body::Body::is_end_stream(request.body()) {
+            detach_head(&mut request);
+        }
         let headers = request.headers_mut();
         let request_id = match headers.get(X_REQUEST_ID) {
             Some(id) => id.clone(),
@@ -267,6 +270,29 @@ impl Handler {
     }
 }
 
+/// Copies the request's head (target and header values) out of the connection's read buffer.
+/// hyper parses them in place, so while a request is in flight its head pins that buffer, and
+/// reading the body needs a second one: for a slow upload that doubles what its connection holds.
+/// Done only for requests with a body, where it can matter; small copies otherwise not worth it.
+fn detach_head<B>(request: &mut Request<B>) {
+    let headers = std::mem::take(request.headers_mut());
+    let mut copied = http::HeaderMap::with_capacity(headers.len());
+    let mut last_name = None;
+    for (name, value) in headers {
+        // `None` repeats the previous name (several values of one header).
+        if let Some(name) = name {
+            last_name = Some(name);
+        }
+        let Some(name) = &last_name else { continue };
+        let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(value);
+        copied.append(name.clone(), value);
+    }
+    *request.headers_mut() = copied;
+    if let Ok(uri) = http::Uri::try_from(request.uri().to_string()) {
+        *request.uri_mut() = uri;
+    }
+}
+
 /// The host without its port: `a.example.com:8080` → `a.example.com`, `[::1]:80` → `[::1]`.
 fn bare_host(host: &str) -> &str {
     if host.starts_with('[') {
@@ -277,7 +303,21 @@ fn bare_host(host: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::bare_host;
+    use super::{bare_host, detach_head};
+
+    #[test]
+    fn a_detached_head_keeps_every_header_and_the_target() {
+        let mut request = http::Request::post("http://app.test/up?x=1")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("x-one", "1")
+            .body(())
+            .unwrap();
+        let before = request.headers().clone();
+        detach_head(&mut request);
+        assert_eq!(request.headers(), &before);
+        assert_eq!(request.uri(), "http://app.test/up?x=1");
+    }
 
     #[test]
     fn ports_are_stripped_from_hosts() {

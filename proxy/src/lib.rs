@@ -14,7 +14,8 @@
 //! - [`forward`], [`body`], [`response`], [`cookies`]: the upstream hop, bodies, responses;
 //!   [`budget`]: the proxy-wide budget of buffered bytes; [`forwarded`]: trusted peers and the
 //!   X-Forwarded-* headers;
-//! - [`error_pages`], [`logging`], [`metrics`]: what users and operators see;
+//! - [`error_pages`], [`logging`], [`metrics`]: what users and operators see; [`memory`]: the
+//!   allocator's arenas and trimming;
 //! - [`tls`]: certificates (custom and ACME) and the HTTPS configuration;
 //! - [`options`]: the service settings shared by the CLI, the control channel and the state.
 
@@ -35,6 +36,7 @@ pub mod handler;
 pub mod health;
 pub mod io;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod options;
 pub mod paths;

@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                      and cleartext); remove the flag"
                 ));
             }
+            hoist_proxy::memory::limit_arenas();
             hoist_proxy::logging::init(args.debug, args.log_queue_limit);
             // One crypto provider for every TLS use (HTTPS, the ACME client).
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -183,6 +183,14 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
             .context("cannot start a serving thread")?;
         serving.push(finished);
     }
+    let trimmer = tokio::spawn(async {
+        let mut ticks = tokio::time::interval(crate::memory::TRIM_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            crate::memory::trim();
+        }
+    });
     let control_task = tokio::spawn(crate::control::serve(
         control,
         Arc::clone(&router),
@@ -208,6 +216,7 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         let _ = finished.await;
     }
     control_task.abort();
+    trimmer.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }
@@ -262,6 +271,9 @@ fn serve_thread(
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        // Name resolution of targets is the only blocking work here: a few threads suffice,
+        // and each thread costs an allocator arena.
+        .max_blocking_threads(4)
         .build()
     {
         Ok(runtime) => runtime,
@@ -412,13 +424,20 @@ async fn accept_loop(
                 }
             })
         };
-        let stream = StallTimeout::new(stream, settings.client_timeout);
         let shutdown = shutdown.clone();
+        let mut slot = slot;
         let Some(acceptor) = &tls else {
             let builder = Arc::clone(&builder);
             connections.spawn(async move {
+                let idle = settings.idle;
+                if !crate::connection::first_byte(&stream, &activity, &mut slot, idle, &shutdown)
+                    .await
+                {
+                    return;
+                }
+                let stream = StallTimeout::new(stream, settings.client_timeout);
                 let connection =
-                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
                 let driven =
                     crate::connection::drive(connection, activity, slot, settings.idle, shutdown);
                 if let Err(error) = driven.await {
@@ -431,8 +450,18 @@ async fn accept_loop(
         let builder = Arc::clone(&builder);
         let metrics = Arc::clone(&handler.metrics);
         connections.spawn(async move {
-            let handshake =
-                tokio::time::timeout(settings.read_header_timeout, acceptor.accept(stream));
+            let idle = settings.idle;
+            if !crate::connection::first_byte(&stream, &activity, &mut slot, idle, &shutdown).await
+            {
+                return;
+            }
+            let stream = StallTimeout::new(stream, settings.client_timeout);
+            // Boxed, like the connection below: the task of a connection that never sends
+            // anything stays small.
+            let handshake = tokio::time::timeout(
+                settings.read_header_timeout,
+                Box::pin(acceptor.accept(stream)),
+            );
             let mut stream = match crate::connection::unless_shutdown(handshake, &shutdown).await {
                 None => return,
                 Some(Ok(Ok(stream))) => stream,
@@ -451,7 +480,8 @@ async fn accept_loop(
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
                 return;
             }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection =
+                Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
             let driven =
                 crate::connection::drive(connection, activity, slot, settings.idle, shutdown);
             if let Err(error) = driven.await {

@@ -63,9 +63,28 @@ impl Proxy {
         Self::start_at(state_dir, (0, 0), extra)
     }
 
+    /// Starts another build of the proxy (the static release binary) with a fresh state
+    /// directory; control commands still use this build's.
+    pub fn start_binary(binary: &str, extra: &[&str]) -> Self {
+        let home = tempfile::tempdir().expect("temporary state directory");
+        let state_dir = home.path().join("state");
+        let mut proxy = Self::launch(binary, &state_dir, (0, 0), extra);
+        proxy._home = Some(home);
+        proxy
+    }
+
     /// Starts a proxy on an existing state directory with given HTTP and HTTPS ports (0: any).
-    pub fn start_at(state_dir: &Path, (http_port, https_port): (u16, u16), extra: &[&str]) -> Self {
-        let mut command = Command::new(binary());
+    pub fn start_at(state_dir: &Path, ports: (u16, u16), extra: &[&str]) -> Self {
+        Self::launch(binary(), state_dir, ports, extra)
+    }
+
+    fn launch(
+        binary: &str,
+        state_dir: &Path,
+        (http_port, https_port): (u16, u16),
+        extra: &[&str],
+    ) -> Self {
+        let mut command = Command::new(binary);
         command
             .args(["run", "--bind", "127.0.0.1"])
             .args(["--http-port", &http_port.to_string()])
