@@ -595,3 +595,106 @@ fn unsupported_flags_are_refused_not_ignored() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_time_out_and_big_heads_are_refused() {
+    let app = Backend::start("app").await;
+    let metrics_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        listener.local_addr().expect("address").port()
+    };
+    let metrics_flag = format!("--metrics-port={metrics_port}");
+    // Short idle timeouts so the test sees them; the defaults are 30 s and 60 s.
+    let proxy = Proxy::start(&[
+        &metrics_flag,
+        "--read-header-timeout=1s",
+        "--http2-idle-timeout=1s",
+    ]);
+    let control = proxy.control();
+    ok(&control, &["deploy", "app", "--target", &app.target()]).await;
+
+    // A connection that never sends anything is closed (before hyper even sees it).
+    let started = std::time::Instant::now();
+    let silent = raw(proxy.port, b"").await;
+    assert!(silent.is_empty(), "{silent}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+
+    // An HTTP/2 connection with no stream open is closed after its idle timeout, with GOAWAY
+    // (hyper's graceful close pings first; this client answers like a real one).
+    let (goaway, closed) =
+        tokio::time::timeout(Duration::from_secs(5), idle_h2_session(proxy.port))
+            .await
+            .expect("an idle HTTP/2 connection stays open");
+    assert!(goaway && closed, "GOAWAY {goaway}, closed {closed}");
+
+    let metrics = get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .body;
+    let closed_idle = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with(
+                "hoist_proxy_connections_closed_total{listener=\"http\",reason=\"idle_timeout\"}",
+            )
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|count| count.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(closed_idle >= 2, "{metrics}");
+
+    // A request head over 16 KiB is refused with 431 rather than buffered.
+    let big = format!(
+        "GET /headers HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
+    let answer = raw(proxy.port, big.as_bytes()).await;
+    assert_eq!(status(&answer), 431, "{answer}");
+    let fits = format!(
+        "GET /headers HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(12 * 1024)
+    );
+    assert_eq!(status(&raw(proxy.port, fits.as_bytes()).await), 200);
+}
+
+/// Opens an HTTP/2 connection, opens no stream, answers pings, and reports whether the proxy sent
+/// GOAWAY and then closed the connection.
+async fn idle_h2_session(port: u16) -> (bool, bool) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&frame(0x4, 0, 0, &[]));
+    stream.write_all(&hello).await.expect("preface");
+    let (mut buffer, mut goaway) = (Vec::new(), false);
+    loop {
+        while buffer.len() >= 9 {
+            let length =
+                usize::from(buffer[0]) << 16 | usize::from(buffer[1]) << 8 | usize::from(buffer[2]);
+            if buffer.len() < 9 + length {
+                break;
+            }
+            let (kind, flags) = (buffer[3], buffer[4]);
+            let payload = buffer[9..9 + length].to_vec();
+            match kind {
+                0x7 => goaway = true,
+                0x4 if flags & 0x1 == 0 => {
+                    let _ = stream.write_all(&frame(0x4, 0x1, 0, &[])).await; // SETTINGS ack
+                }
+                0x6 if flags & 0x1 == 0 => {
+                    let _ = stream.write_all(&frame(0x6, 0x1, 0, &payload)).await; // PING ack
+                }
+                _ => {}
+            }
+            buffer.drain(..9 + length);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return (goaway, true),
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+        }
+    }
+}
