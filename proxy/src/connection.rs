@@ -1,8 +1,9 @@
 //! One client connection from accept to close, around hyper's protocol work: the listener's
-//! connection cap (a slot per open connection; at the cap, connections with no request in flight
-//! are shed), the idle timeout (no request in flight for too long: before the first request,
-//! between HTTP/1.1 requests, on an HTTP/2 connection), and graceful shutdown. What a request
-//! does is the handler's; accepting and TLS are the server's.
+//! connection cap (a slot per open connection; at the cap, connections idle for a second are
+//! shed, those that never sent a request first), the wait for a connection's first byte (hyper's
+//! state is only built after it), the idle timeout (no request in flight for too long: before
+//! the first request, between HTTP/1.1 requests, on an HTTP/2 connection), and graceful
+//! shutdown. What a request does is the handler's; accepting and TLS are the server's.
 
 use std::future::Future;
 use std::pin::Pin;
