@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config, write_hook};
+use support::sandbox::{
+    Sandbox, assert_success, git, init_repository, testapp_dir, text, write_config, write_hook,
+};
 use support::{TestContext, http_get};
 
 /// Every hook, each appending `name version service hosts destination performer runtime` and,
@@ -85,20 +87,12 @@ impl<'a> App<'a> {
             dir,
             host,
         };
-        app.git(&["init", "-q", "-b", "main"]);
-        app.git(&["config", "user.email", "deployer@example.com"]);
-        app.git(&["config", "user.name", "Deployer"]);
+        init_repository(app.dir.path());
         app
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let output = std::process::Command::new("git")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run git");
-        assert_success(&output, &format!("git {}", args.join(" ")));
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        git(self.dir.path(), args)
     }
 
     /// Commit a release answering `/version` with `label` (its `/up` failing if `broken`);

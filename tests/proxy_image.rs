@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use support::TestContext;
-use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config};
+use support::sandbox::{
+    Sandbox, assert_success, git, init_repository, testapp_dir, text, write_config,
+};
 
 /// The state volume's directory on the server.
 const VOLUME_DIR: &str = "/var/lib/docker/volumes/hoist-proxy/_data";
@@ -57,15 +59,6 @@ fn exchange(address: &str, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     (status, head, response[split + 4..].to_vec())
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git");
-    assert_success(&output, &format!("git {}", args.join(" ")));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_image_handles_big_bodies_restarts_and_unwritable_state() {
     let context = TestContext::new();
@@ -91,12 +84,7 @@ async fn the_shipped_image_handles_big_bodies_restarts_and_unwritable_state() {
         ),
     );
     std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\n").expect("gitignore");
-    git(dir.path(), &["init", "-q", "-b", "main"]);
-    git(
-        dir.path(),
-        &["config", "user.email", "deployer@example.com"],
-    );
-    git(dir.path(), &["config", "user.name", "Deployer"]);
+    init_repository(dir.path());
     git(dir.path(), &["add", "-A"]);
     git(dir.path(), &["commit", "-q", "-m", "v1"]);
     let deployed = context.hoist_in(dir.path(), &["deploy"]);

@@ -9,7 +9,9 @@ mod support;
 use std::process::Output;
 use std::time::Instant;
 
-use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config, write_hook};
+use support::sandbox::{
+    Sandbox, assert_success, git, init_repository, testapp_dir, text, write_config, write_hook,
+};
 use support::{SandboxGuard, TestContext, http_get, unique_name};
 
 /// A bare sandbox, the hoist-proxy image and an accessory image in its registry, and the test
@@ -55,25 +57,14 @@ impl<'a> Setup<'a> {
             db_image,
         };
         setup.write_config("root");
-        for args in [
-            &["init", "-q", "-b", "main"][..],
-            &["config", "user.email", "deployer@example.com"],
-            &["config", "user.name", "Deployer"],
-            &["add", "-A"],
-            &["commit", "-q", "-m", "v1"],
-        ] {
-            setup.git(args);
-        }
+        init_repository(setup.dir.path());
+        setup.git(&["add", "-A"]);
+        setup.git(&["commit", "-q", "-m", "v1"]);
         setup
     }
 
     fn git(&self, args: &[&str]) {
-        let output = std::process::Command::new("git")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run git");
-        assert_success(&output, &format!("git {}", args.join(" ")));
+        git(self.dir.path(), args);
     }
 
     /// deploy.toml logging in as `user`, committed (the tree must be clean to deploy).

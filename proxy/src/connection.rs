@@ -326,14 +326,19 @@ pub async fn unless_shutdown<F: Future>(
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_connection_times_out_and_a_busy_one_does_not() {
-        let metrics = Arc::new(Metrics::default());
-        let limits = ListenerLimits::new("http", 10, metrics);
+    /// A listener with room to spare, 5 s idle timeout for HTTP/1.1 and 60 s for HTTP/2.
+    fn listener_with_timeouts() -> (Arc<ListenerLimits>, IdleTimeouts) {
+        let limits = ListenerLimits::new("http", 10, Arc::new(Metrics::default()));
         let timeouts = IdleTimeouts {
             http1: Duration::from_secs(5),
             http2: Duration::from_secs(60),
         };
+        (limits, timeouts)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_times_out_and_a_busy_one_does_not() {
+        let (limits, timeouts) = listener_with_timeouts();
         let activity = Arc::new(Activity::default());
         let busy = activity.start(http::Version::HTTP_11);
         let waiting = activity.close_reason(&limits, timeouts);
@@ -352,12 +357,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn http2_connections_get_their_own_idle_timeout() {
-        let metrics = Arc::new(Metrics::default());
-        let limits = ListenerLimits::new("http", 10, metrics);
-        let timeouts = IdleTimeouts {
-            http1: Duration::from_secs(5),
-            http2: Duration::from_secs(60),
-        };
+        let (limits, timeouts) = listener_with_timeouts();
         let activity = Arc::new(Activity::default());
         drop(activity.start(http::Version::HTTP_2));
         let started = Instant::now();

@@ -14,18 +14,6 @@ use hyper_util::rt::TokioExecutor;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn ok(control: &Control, args: &[&str]) -> String {
-    let control = control.clone();
-    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-    blocking(move || control.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())).await
-}
-
-async fn cli(control: &Control, args: &[&str]) -> std::process::Output {
-    let control = control.clone();
-    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-    blocking(move || control.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())).await
-}
-
 /// Writes `request` as is on a new connection and reads until the proxy closes it (or 5 s pass).
 async fn raw(port: u16, request: &[u8]) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -80,18 +68,8 @@ async fn the_app_sees_the_host_the_request_was_routed_by() {
     let (app, evil) = (Backend::start("app").await, Backend::start("evil").await);
     let proxy = Proxy::start(&[]);
     let control = proxy.control();
-    let target = app.target();
-    ok(
-        &control,
-        &["deploy", "app", "--target", &target, "--host", "app.test"],
-    )
-    .await;
-    let target = evil.target();
-    ok(
-        &control,
-        &["deploy", "evil", "--target", &target, "--host", "evil.test"],
-    )
-    .await;
+    deploy(&control, "app", &app, &["--host", "app.test"]).await;
+    deploy(&control, "evil", &evil, &["--host", "evil.test"]).await;
 
     // Absolute form wins over Host (RFC 9112 3.2.2), and the app is told the same host.
     let answer = raw(
@@ -171,17 +149,7 @@ async fn forwarding_headers_are_believed_only_from_trusted_peers() {
     ];
 
     // hoist's default: nobody is trusted.
-    ok(
-        &control,
-        &[
-            "deploy",
-            "app",
-            "--target",
-            &target,
-            "--forward-headers=false",
-        ],
-    )
-    .await;
+    deploy(&control, "app", &app, &["--forward-headers=false"]).await;
     let seen = get_with(&proxy.url("/headers"), &forged).await.body;
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
     assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
@@ -196,31 +164,17 @@ async fn forwarding_headers_are_believed_only_from_trusted_peers() {
     }
 
     // Trusted proxies elsewhere: loopback is still a stranger, and the default is off.
-    ok(
-        &control,
-        &[
-            "deploy",
-            "app",
-            "--target",
-            &target,
-            "--trusted-proxies=10.0.0.0/8",
-        ],
-    )
-    .await;
+    deploy(&control, "app", &app, &["--trusted-proxies=10.0.0.0/8"]).await;
     let seen = get_with(&proxy.url("/headers"), &forged).await.body;
     assert!(seen.contains("x-forwarded-for: 127.0.0.1\n"), "{seen}");
     assert!(!seen.contains("x-real-ip"), "{seen}");
 
     // Loopback trusted: kept and extended.
-    ok(
+    deploy(
         &control,
-        &[
-            "deploy",
-            "app",
-            "--target",
-            &target,
-            "--trusted-proxies=10.0.0.0/8,127.0.0.1",
-        ],
+        "app",
+        &app,
+        &["--trusted-proxies=10.0.0.0/8,127.0.0.1"],
     )
     .await;
     let seen = get_with(&proxy.url("/headers"), &forged).await.body;
@@ -255,7 +209,7 @@ async fn http2_cookies_reach_the_app_as_one_header() {
     let app = Backend::start("app").await;
     let proxy = Proxy::start(&[]);
     let control = proxy.control();
-    ok(&control, &["deploy", "app", "--target", &app.target()]).await;
+    deploy(&control, "app", &app, &[]).await;
     let (status, seen) = h2_get(
         &proxy.url("/headers"),
         &[("cookie", "a=1"), ("cookie", "b=2")],
@@ -275,18 +229,7 @@ async fn smuggling_attempts_are_refused_or_forwarded_safely() {
     let app = Backend::start("app").await;
     let proxy = Proxy::start(&[]);
     let control = proxy.control();
-    ok(
-        &control,
-        &[
-            "deploy",
-            "app",
-            "--target",
-            &app.target(),
-            "--host",
-            "app.test",
-        ],
-    )
-    .await;
+    deploy(&control, "app", &app, &["--host", "app.test"]).await;
 
     // Content-Length and Transfer-Encoding: the chunked body wins, the connection closes, and
     // what follows the body is never taken for a second request.
@@ -436,7 +379,7 @@ async fn health_checks_follow_redirects_only_on_the_target() {
     let target = app.target();
 
     let on_target = "--health-check-path=/redirect?to=/up";
-    ok(&control, &["deploy", "app", "--target", &target, on_target]).await;
+    deploy(&control, "app", &app, &[on_target]).await;
 
     let away = format!(
         "--health-check-path=/redirect?to=http://{}/up",
@@ -471,7 +414,7 @@ async fn a_state_write_that_fails_undoes_the_deploy() {
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);
     let proxy = Proxy::start(&[]);
     let control = proxy.control();
-    ok(&control, &["deploy", "web", "--target", &v1.target()]).await;
+    deploy(&control, "web", &v1, &[]).await;
     assert_eq!(get(&proxy.url("/version")).await.body, "v1");
 
     // A directory where the state file goes: the rename onto it fails, even as root.
@@ -501,7 +444,7 @@ async fn a_state_write_that_fails_undoes_the_deploy() {
     assert_eq!(get(&proxy.url("/version")).await.status, 200, "not stopped");
 
     std::fs::remove_dir_all(&state_file).expect("unblock");
-    ok(&control, &["deploy", "web", "--target", &v2.target()]).await;
+    deploy(&control, "web", &v2, &[]).await;
     assert_eq!(get(&proxy.url("/version")).await.body, "v2");
 }
 
@@ -510,15 +453,12 @@ async fn buffered_uploads_and_downloads_spill_into_the_buffer_directory() {
     let app = Backend::start("app").await;
     let proxy = Proxy::start(&[]);
     let control = proxy.control();
-    let target = app.target();
     // The flags hoist passes.
-    ok(
+    deploy(
         &control,
+        "web",
+        &app,
         &[
-            "deploy",
-            "web",
-            "--target",
-            &target,
             "--buffer-requests",
             "--buffer-responses",
             "--buffer-memory=1000000",
@@ -611,7 +551,7 @@ async fn idle_connections_time_out_and_big_heads_are_refused() {
         "--http2-idle-timeout=1s",
     ]);
     let control = proxy.control();
-    ok(&control, &["deploy", "app", "--target", &app.target()]).await;
+    deploy(&control, "app", &app, &[]).await;
 
     // A connection that never sends anything is closed (before hyper even sees it).
     let started = std::time::Instant::now();

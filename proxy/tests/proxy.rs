@@ -12,27 +12,6 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use support::*;
 
-/// Runs a control command off the runtime and asserts it succeeded.
-async fn ok(control: &Control, args: &[&str]) -> String {
-    let control = control.clone();
-    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-    blocking(move || control.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())).await
-}
-
-/// Runs a control command off the runtime.
-async fn cli(control: &Control, args: &[&str]) -> std::process::Output {
-    let control = control.clone();
-    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-    blocking(move || control.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())).await
-}
-
-async fn deploy(control: &Control, service: &str, target: &Backend, extra: &[&str]) {
-    let target = target.target();
-    let mut args = vec!["deploy", service, "--target", &target];
-    args.extend_from_slice(extra);
-    ok(control, &args).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_redeploy_and_remove() {
     let (v1, v2) = (Backend::start("v1").await, Backend::start("v2").await);

@@ -173,6 +173,24 @@ pub fn testapp_dir(secrets: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Runs `git ARGS` in `dir`, asserting it succeeded; returns its stdout, trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert_success(&output, &format!("git {}", args.join(" ")));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Makes `dir` a git repository on `main` with a committer, as an app repository is.
+pub fn init_repository(dir: &Path) {
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "user.email", "deployer@example.com"]);
+    git(dir, &["config", "user.name", "Deployer"]);
+}
+
 /// An executable hook `name` in `dir/hooks` running `script`.
 pub fn write_hook(dir: &Path, name: &str, script: &str) {
     let hooks = dir.join("hooks");

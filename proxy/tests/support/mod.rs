@@ -554,6 +554,28 @@ where
     }
 }
 
+/// Runs a control command off the runtime and asserts it succeeded; returns stdout.
+pub async fn ok(control: &Control, args: &[&str]) -> String {
+    let control = control.clone();
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    blocking(move || control.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())).await
+}
+
+/// Runs a control command off the runtime.
+pub async fn cli(control: &Control, args: &[&str]) -> Output {
+    let control = control.clone();
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    blocking(move || control.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())).await
+}
+
+/// Deploys `service` to `target` with extra flags, off the runtime.
+pub async fn deploy(control: &Control, service: &str, target: &Backend, extra: &[&str]) {
+    let target = target.target();
+    let mut args = vec!["deploy", service, "--target", &target];
+    args.extend_from_slice(extra);
+    ok(control, &args).await;
+}
+
 /// Runs a blocking CLI call off the async runtime.
 pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(work)
