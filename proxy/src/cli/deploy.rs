@@ -1,0 +1,315 @@
+//! `hoist-proxy deploy`'s flags, kamal-proxy's plus hoist-proxy's own (`--trusted-proxies`,
+//! `--websocket-grace`, rise/fall). They become a `DeployRequest` in `options.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args};
+
+use super::{parse_go_bool, parse_trusted_proxy};
+use crate::duration::parse_duration;
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Name of the service to create or update
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+
+    /// Target(s) to send traffic to, host[:port]; repeat the flag or separate with commas
+    #[arg(long, value_name = "HOST:PORT", required = true, value_delimiter = ',')]
+    pub target: Vec<String>,
+
+    /// Read-only target(s) for GET and HEAD requests, host[:port]
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    pub read_target: Vec<String>,
+
+    /// Host name(s) to route to this service; none means any host (`*.example.com` allowed)
+    #[arg(long, value_name = "HOST", value_delimiter = ',')]
+    pub host: Vec<String>,
+
+    /// Serve the service below these path prefix(es)
+    #[arg(long, value_name = "PATH", value_delimiter = ',', default_value = "/")]
+    pub path_prefix: Vec<String>,
+
+    /// With --path-prefix, strip the prefix from the request before forwarding it
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub strip_path_prefix: bool,
+
+    /// Serve the service over HTTPS with automatic certificates (requires --host)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub tls: bool,
+
+    /// Use the Let's Encrypt staging environment for certificates
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool,
+        conflicts_with = "tls_acme_directory"
+    )]
+    pub tls_staging: bool,
+
+    /// Custom TLS certificate (PEM) instead of an automatic one; needs --tls-private-key-path
+    #[arg(long, value_name = "PATH", requires = "tls_private_key_path")]
+    pub tls_certificate_path: Option<PathBuf>,
+
+    /// Private key (PEM) of the custom TLS certificate; needs --tls-certificate-path
+    #[arg(long, value_name = "PATH", requires = "tls_certificate_path")]
+    pub tls_private_key_path: Option<PathBuf>,
+
+    /// Redirect HTTP requests to HTTPS (with --tls)
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub tls_redirect: bool,
+
+    /// Where to keep ACME accounts and certificates [default: certs in the state directory]
+    #[arg(long, value_name = "DIR")]
+    pub tls_acme_cache_path: Option<PathBuf>,
+
+    /// ACME directory to get certificates from, e.g. ZeroSSL's [default: Let's Encrypt]
+    #[arg(long, value_name = "URL")]
+    pub tls_acme_directory: Option<String>,
+
+    /// External account binding key id, for ACME servers that require one; its HMAC key comes
+    /// with this deploy or from `run`
+    #[arg(long, value_name = "KID")]
+    pub tls_acme_eab_kid: Option<String>,
+
+    /// External account binding HMAC key (base64url) for --tls-acme-eab-kid; prefer the
+    /// environment variable, since command lines are visible to other processes (ignored
+    /// without a key id: the container's environment may carry it for `run`)
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY",
+        hide_env_values = true
+    )]
+    pub tls_acme_eab_hmac_key: Option<String>,
+
+    /// CA certificate (PEM) to trust for a private ACME server, e.g. step-ca or Pebble
+    #[arg(long, value_name = "PATH")]
+    pub tls_acme_ca_root: Option<PathBuf>,
+
+    /// ACME challenge to answer: http-01 (port 80) or tls-alpn-01 (port 443) [default: run's
+    /// --tls-acme-challenge, then http-01]
+    #[arg(long, value_name = "TYPE")]
+    pub tls_acme_challenge: Option<crate::options::ChallengeKind>,
+
+    /// Not supported (kamal-proxy's on-demand TLS): list the service's hosts with --host;
+    /// giving it is an error
+    #[arg(long, value_name = "URL")]
+    pub tls_on_demand_url: Option<String>,
+
+    /// Redirect every other host to this one (must be one of --host)
+    #[arg(long, value_name = "HOST")]
+    pub canonical_host: Option<String>,
+
+    /// How long the new targets have to become healthy
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub deploy_timeout: Duration,
+
+    /// How long requests in flight on the old targets get to finish
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Switch to the new targets without waiting for them to become healthy; they get no
+    /// traffic until a health check passes
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub force: bool,
+
+    /// Path to probe for health; a 2xx answer means healthy
+    #[arg(long, value_name = "PATH", default_value = "/up")]
+    pub health_check_path: String,
+
+    /// Time between health checks
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Time each health check has to answer
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub health_check_timeout: Duration,
+
+    /// Port to probe for health; 0 means the target's port
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub health_check_port: u16,
+
+    /// Host header to send with health checks
+    #[arg(long, value_name = "HOST")]
+    pub health_check_host: Option<String>,
+
+    /// Consecutive passing checks that bring an unhealthy target back into rotation
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub health_check_rise: u32,
+
+    /// Consecutive failing checks that take a healthy target out of rotation (with several
+    /// targets; a lone target is never taken out)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub health_check_fall: u32,
+
+    /// How long WebSocket and other upgraded connections on the old targets may go on after the
+    /// switch; 0 cuts them at once, as kamal-proxy does
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub websocket_grace: Duration,
+
+    /// How long a target has to start its response before the client gets a 504
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub target_timeout: Duration,
+
+    /// Read whole request bodies before forwarding them
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub buffer_requests: bool,
+
+    /// Read whole responses before sending them to the client
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub buffer_responses: bool,
+
+    /// Bytes of each buffer kept in memory before the rest spills to a temporary file
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub buffer_memory: u64,
+
+    /// Largest request body in bytes, answered with 413 above it; 0 means unlimited (needs
+    /// --buffer-requests)
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 0,
+        requires = "buffer_requests"
+    )]
+    pub max_request_body: u64,
+
+    /// Largest response body in bytes; 0 means unlimited (needs --buffer-responses)
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 0,
+        requires = "buffer_responses"
+    )]
+    pub max_response_body: u64,
+
+    /// Trust every client's forwarded headers (Forwarded, X-Forwarded-*, X-Real-IP) and extend
+    /// them [default: true, false with --tls or --trusted-proxies]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = parse_go_bool
+    )]
+    pub forward_headers: Option<bool>,
+
+    /// Peers whose forwarded headers (Forwarded, X-Forwarded-*, X-Real-IP) are kept and
+    /// appended to: IP addresses or CIDR ranges, such as a load balancer's; from anyone else
+    /// they are removed and X-Forwarded-For/-Proto/-Host set fresh. Giving any turns the
+    /// --forward-headers default off
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Header carrying the client's address (e.g. True-Client-IP), copied into X-Forwarded-For
+    #[arg(long, value_name = "HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Request header(s) to add to the request log as `req_<name>`
+    #[arg(long, value_name = "HEADER", value_delimiter = ',')]
+    pub log_request_header: Vec<String>,
+
+    /// Response header(s) to add to the request log as `resp_<name>`
+    #[arg(long, value_name = "HEADER", value_delimiter = ',')]
+    pub log_response_header: Vec<String>,
+
+    /// Path(s) left out of the Prometheus metrics (still logged)
+    #[arg(long, value_name = "PATH", value_delimiter = ',')]
+    pub exclude_metrics_path: Vec<String>,
+
+    /// Directory of custom error pages named `<status>.html`
+    #[arg(long, value_name = "DIR")]
+    pub error_pages: Option<PathBuf>,
+
+    /// With --path-prefix, move the Path of cookies the service sets below the prefix
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub scope_cookie_paths: bool,
+
+    /// How long after a write a client's reads keep going to the writer targets
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub writer_affinity_timeout: Duration,
+
+    /// Let WebSocket upgrades go to read targets
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub read_target_websockets: bool,
+}
