@@ -148,14 +148,14 @@ pub async fn forward(
             Err(error @ BufferError::Exhausted(_)) => {
                 return Err(ForwardError::Unavailable(error.to_string()));
             }
-            Err(error) if error.timeout().is_some() => {
-                if let Some(timeout) = error.timeout() {
-                    context.metrics.request_body_timeout(timeout.kind());
-                }
-                return Err(ForwardError::RequestTimeout(error.to_string()));
-            }
-            Err(BufferError::Read(error)) => {
-                return Err(ForwardError::BadRequest(error.to_string()));
+            Err(error @ BufferError::Read(_)) => {
+                return Err(match error.timeout() {
+                    Some(timeout) => {
+                        context.metrics.request_body_timeout(timeout.kind());
+                        ForwardError::RequestTimeout(error.to_string())
+                    }
+                    None => ForwardError::BadRequest(error.to_string()),
+                });
             }
             Err(error @ BufferError::Spill(_)) => {
                 return Err(ForwardError::Internal(error.to_string()));
@@ -184,14 +184,9 @@ pub async fn forward(
         scheme: context.scheme,
         host: context.host,
     };
-    forwarded::prepare(&mut parts.headers, options, arrival);
+    let trusted = forwarded::prepare(&mut parts.headers, options, arrival);
     if let Ok(value) = HeaderValue::from_str(&target.address) {
-        forwarded::append_or_set(
-            &mut parts.headers,
-            X_KAMAL_TARGET,
-            value,
-            forwarded::trusts(options, context.peer),
-        );
+        forwarded::append_or_set(&mut parts.headers, X_KAMAL_TARGET, value, trusted);
     }
 
     let upstream = Request::from_parts(parts, body);

@@ -40,8 +40,9 @@ pub fn trusts(options: &TargetOptions, peer: IpAddr) -> bool {
             .any(|net| net.contains(&peer))
 }
 
-/// Rewrites the forwarding headers of a request about to go to a target.
-pub fn prepare(headers: &mut HeaderMap, options: &TargetOptions, arrival: Arrival<'_>) {
+/// Rewrites the forwarding headers of a request about to go to a target; returns whether the
+/// peer was trusted (its headers kept and extended).
+pub fn prepare(headers: &mut HeaderMap, options: &TargetOptions, arrival: Arrival<'_>) -> bool {
     let trusted = trusts(options, arrival.peer);
     if !trusted {
         remove_forwarding_headers(headers);
@@ -57,6 +58,7 @@ pub fn prepare(headers: &mut HeaderMap, options: &TargetOptions, arrival: Arriva
     {
         headers.insert(X_FORWARDED_HOST, host);
     }
+    trusted
 }
 
 /// Appends `value` to `name` as one comma list (`a, b`) with `extend`; otherwise replaces it.
