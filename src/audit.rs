@@ -2,37 +2,30 @@
 //! change hoist made there, `[time] [performer] message`. Lines hold names and versions, never a
 //! secret value.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::naming;
-use crate::ssh::{Session, quote};
+use crate::ssh::quote;
 
 /// The log's path on a server, relative to the SSH user's home.
 pub fn path(scope: &str) -> String {
     format!("{}/audit.log", naming::state_dir(scope))
 }
 
-/// Append `message` as one line.
-pub async fn append(session: &Session, scope: &str, performer: &str, message: &str) -> Result<()> {
-    let line = format!(
+/// The line for `message` by `performer`, now.
+pub fn line(performer: &str, message: &str) -> String {
+    format!(
         "[{}] [{performer}] {}",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         message.replace('\n', " ")
-    );
-    let command = format!(
-        "mkdir -p {dir} && printf '%s\\n' {line} >> {path}",
-        dir = quote(&naming::state_dir(scope))?,
-        line = quote(&line)?,
+    )
+}
+
+/// A shell command appending `line` to the log (its directory must exist).
+pub fn append_command(scope: &str, line: &str) -> Result<String> {
+    Ok(format!(
+        "printf '%s\\n' {line} >> {path}",
+        line = quote(line)?,
         path = quote(&path(scope))?,
-    );
-    let output = session.exec(&command).await?;
-    if output.status != Some(0) {
-        bail!(
-            "Failed to append to `~/{}` on `{}`: {}",
-            path(scope),
-            session.host(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
+    ))
 }

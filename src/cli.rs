@@ -135,6 +135,23 @@ pub struct DeployArgs {
     #[arg(long)]
     pub allow_dirty: bool,
 
+    /// Switch the first N hosts of the primary role first and watch their health for
+    /// `--canary-wait` before the rest [default N: 1]
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub canary: Option<u32>,
+
+    /// How long `--canary` watches the canary hosts (health probes every
+    /// `proxy.healthcheck.interval`) before the rest go
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait, default_value = "30s",
+          requires = "canary")]
+    pub canary_wait: std::time::Duration,
+
+    /// If a host fails, leave the hosts already switched on the new version instead of
+    /// putting them back (Kamal's behaviour; also `boot.rollback = false`)
+    #[arg(long)]
+    pub no_rollback: bool,
+
     #[command(flatten)]
     pub lock: LockWaitArg,
 }

@@ -1,13 +1,17 @@
 //! The commands that talk to a running proxy: each turns its flags into one control request,
 //! waits for the answer, and prints what the user needs (only `list` prints anything on success).
+//! `probe` is the exception: it probes a target itself, without the proxy.
 
 use std::io::Write;
 
-use crate::cli::{Command, ListArgs, RolloutCommand};
+use crate::cli::{Command, ListArgs, ProbeArgs, RolloutCommand};
 use crate::control::{self, ControlRequest, ControlResponse};
+use crate::health::Prober;
+use crate::options::HealthCheckOptions;
 use crate::options::{DeployRequest, RolloutDeployRequest};
 use crate::paths::ProxyPaths;
 use crate::router::ServiceSummary;
+use crate::target::Target;
 
 /// Runs a control command (anything but `run` and `version`).
 pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
@@ -42,7 +46,7 @@ pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
         Command::Rollout(RolloutCommand::Stop(args)) => ControlRequest::RolloutStop {
             service: args.service,
         },
-        Command::Run(_) | Command::Version => {
+        Command::Run(_) | Command::Probe(_) | Command::Version => {
             anyhow::bail!("not a control command")
         }
     };
@@ -99,4 +103,20 @@ fn print_services(services: &[ServiceSummary]) -> anyhow::Result<()> {
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     Ok(())
+}
+
+/// `probe`: one health probe of a target, from wherever this command runs (inside the proxy's
+/// container, that is the proxy's network); fails with the probed URL and what went wrong.
+pub async fn probe(args: &ProbeArgs) -> anyhow::Result<()> {
+    let target = Target::new(&args.target)
+        .map_err(|err| anyhow::anyhow!("invalid target `{}`: {err}", args.target))?;
+    let options = HealthCheckOptions {
+        path: args.path.clone(),
+        timeout: args.timeout,
+        ..HealthCheckOptions::default()
+    };
+    Prober::default()
+        .probe(&target, &options)
+        .await
+        .map_err(|failure| anyhow::anyhow!("{failure}"))
 }

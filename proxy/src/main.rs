@@ -50,6 +50,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?
                 .block_on(hoist_proxy::server::run(&args, &paths))
         }
+        Command::Probe(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(hoist_proxy::commands::probe(&args)),
         command => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

@@ -1,28 +1,18 @@
 //! `hoist accessory boot|reboot|remove|logs|exec NAME`: long-lived containers next to the app
-//! (databases, caches) on their hosts. Boot pulls the image with the registry credentials, joins
-//! the `hoist` network and passes `[accessories.NAME.env]`, secrets included, through the Engine
-//! API: secret values travel inside the SSH connection, never in an argv or a label.
+//! (databases, caches) on their hosts. What an accessory container is and how it boots lives in
+//! container/accessory.rs; this file picks the hosts, reports and prints.
 
-use std::collections::HashMap;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bollard::Docker;
-use bollard::auth::DockerCredentials;
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
-};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 
 use crate::cli::AccessoryCommand;
 use crate::config::{AccessoryConfig, Config};
+use crate::container::accessory::{Prepared, boot, remove};
 use crate::docker;
-use crate::naming::{
-    LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_SERVICE, NETWORK, accessory_container,
-};
+use crate::fleet::Fleet;
+use crate::naming::accessory_container;
 use crate::printer::Printer;
-use crate::registry;
-use crate::remote::{Connector, Server};
-use crate::report::{HintExt, hinted};
+use crate::report::hinted;
 use crate::reporter::Reporter;
 use crate::secrets::Secrets;
 
@@ -48,13 +38,10 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
         _ => None,
     };
 
-    let connector = Connector::from_config(config)?;
-    let (servers, unreachable) = connector.connect_all(&accessory.hosts, &reporter).await?;
-    if let Some(failure) = unreachable.into_iter().next() {
-        return Err(failure.error);
-    }
+    let fleet = Fleet::connect(config, &accessory.hosts, &reporter, printer, "run this").await?;
+    let servers = &fleet.servers;
     let result = async {
-        for server in &servers {
+        for server in servers {
             match (&command, &prepared) {
                 (AccessoryCommand::Boot { .. }, Some(prepared)) => {
                     boot(prepared, server, &reporter).await?
@@ -84,65 +71,8 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
         Ok(())
     }
     .await;
-    for server in &servers {
-        server.session.close().await;
-    }
+    fleet.close().await;
     result
-}
-
-/// `hoist setup`'s part: every accessory on its hosts among `servers`, booted if missing,
-/// started if stopped, left alone if running. Secrets and credentials are resolved for all of
-/// them before any server is touched.
-pub async fn ensure_all(
-    config: &Config,
-    secrets: &Secrets,
-    servers: &[Server],
-    reporter: &Reporter,
-) -> Result<()> {
-    let mut prepared = Vec::new();
-    for (name, accessory) in &config.accessories {
-        let container = accessory_container(&config.service, name);
-        prepared.push((
-            accessory,
-            Prepared::new(config, secrets, name, accessory, &container)?,
-        ));
-    }
-    for (accessory, prepared) in &prepared {
-        for server in servers
-            .iter()
-            .filter(|server| accessory.hosts.contains(&server.host))
-        {
-            let container = &prepared.container;
-            match server.docker.inspect_container(container, None).await {
-                Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true) => {
-                    reporter
-                        .host(&server.host)
-                        .done(format!("{container} already running"));
-                }
-                Ok(_) => {
-                    let progress = reporter.host(&server.host);
-                    progress.step(format!("starting {container}"));
-                    server
-                        .docker
-                        .start_container(container, None)
-                        .await
-                        .with_context(|| {
-                            format!("Failed to start `{container}` on `{}`", server.host)
-                        })?;
-                    progress.done(format!("started {container} (it was stopped)"));
-                }
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => boot(prepared, server, reporter).await?,
-                Err(err) => {
-                    return Err(err).with_context(|| {
-                        format!("Failed to inspect `{container}` on `{}`", server.host)
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 fn find<'a>(config: &'a Config, name: &str) -> Result<&'a AccessoryConfig> {
@@ -161,148 +91,6 @@ fn find<'a>(config: &'a Config, name: &str) -> Result<&'a AccessoryConfig> {
             },
         )
     })
-}
-
-/// What boot needs, resolved before connecting: the container definition (secrets included) and
-/// the registry credentials.
-struct Prepared {
-    name: String,
-    container: String,
-    image: String,
-    body: ContainerCreateBody,
-    credentials: Option<DockerCredentials>,
-}
-
-impl Prepared {
-    fn new(
-        config: &Config,
-        secrets: &Secrets,
-        name: &str,
-        accessory: &AccessoryConfig,
-        container: &str,
-    ) -> Result<Self> {
-        let credentials = registry::credentials_for(config, secrets, &accessory.image)?;
-        let env = secrets.container_env(&accessory.env)?;
-        let mut labels = HashMap::from([
-            (LABEL_SERVICE.to_string(), config.service.clone()),
-            (LABEL_ACCESSORY.to_string(), name.to_string()),
-        ]);
-        if let Some(destination) = &config.destination {
-            labels.insert(LABEL_DESTINATION.to_string(), destination.clone());
-        }
-        let cmd = match &accessory.cmd {
-            Some(cmd) => Some(shlex::split(cmd).ok_or_else(|| {
-                hinted(
-                    format!("Can't split the `cmd` of accessory `{name}` into words: `{cmd}`"),
-                    "check its quotes",
-                )
-            })?),
-            None => None,
-        };
-        let (exposed_ports, port_bindings) = match &accessory.port {
-            Some(port) => {
-                let container_port = format!("{}/tcp", port.container_port);
-                let binding = PortBinding {
-                    host_ip: Some(port.address.clone()),
-                    host_port: Some(port.host_port.to_string()),
-                };
-                (
-                    Some(vec![container_port.clone()]),
-                    Some(HashMap::from([(container_port, Some(vec![binding]))])),
-                )
-            }
-            None => (None, None),
-        };
-        let body = ContainerCreateBody {
-            image: Some(accessory.image.clone()),
-            env: Some(env),
-            labels: Some(labels),
-            cmd,
-            exposed_ports,
-            host_config: Some(HostConfig {
-                binds: Some(accessory.volumes.clone()),
-                port_bindings,
-                ..docker::long_running()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    NETWORK.to_string(),
-                    EndpointSettings {
-                        aliases: Some(vec![container.to_string()]),
-                        ..Default::default()
-                    },
-                )])),
-            }),
-            ..Default::default()
-        };
-        Ok(Self {
-            name: name.to_string(),
-            container: container.to_string(),
-            image: accessory.image.clone(),
-            body,
-            credentials,
-        })
-    }
-}
-
-async fn boot(prepared: &Prepared, server: &Server, reporter: &Reporter) -> Result<()> {
-    let Prepared {
-        name,
-        container,
-        image,
-        ..
-    } = prepared;
-    let docker = &server.docker;
-    let progress = reporter.host(&server.host);
-    if docker.inspect_container(container, None).await.is_ok() {
-        progress.failed(format!("{container} already exists"));
-        return Err(hinted(
-            format!("Accessory `{name}` is already booted on `{}`", server.host),
-            format!("replace it with `hoist accessory reboot {name}`"),
-        ));
-    }
-
-    progress.step(format!("pulling {image}"));
-    docker::pull(docker, image, prepared.credentials.clone(), |p| {
-        if p.total > 0 {
-            progress.step(format!("pulling {image} ({p})"));
-        }
-    })
-    .await
-    .with_context(|| format!("on `{}`", server.host))?;
-
-    docker::ensure_network(docker).await?;
-    progress.step(format!("starting {container}"));
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(container).build()),
-            prepared.body.clone(),
-        )
-        .await
-        .with_context(|| format!("Failed to create `{container}` on `{}`", server.host))?;
-    docker
-        .start_container(container, None)
-        .await
-        .with_context(|| format!("Failed to start `{container}` on `{}`", server.host))
-        .hint(format!("see its output with `hoist accessory logs {name}`"))?;
-    progress.done(format!("booted {container} ({image})"));
-    Ok(())
-}
-
-async fn remove(docker: &Docker, container: &str) -> Result<()> {
-    match docker
-        .remove_container(
-            container,
-            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-        )
-        .await
-    {
-        Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(()),
-        Err(err) => Err(err).with_context(|| format!("Failed to remove `{container}`")),
-    }
 }
 
 async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) -> Result<()> {

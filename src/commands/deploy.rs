@@ -17,15 +17,22 @@ pub async fn deploy(
     roles: &[String],
     printer: &Printer,
 ) -> Result<()> {
-    let options = Options {
+    deploy::run(config, hosts, options(kind, args, roles), printer).await
+}
+
+/// The release `deploy`, `redeploy` and `setup` ask for.
+pub fn options(kind: Kind, args: &DeployArgs, roles: &[String]) -> Options {
+    Options {
         roles: roles.to_vec(),
         kind,
         version: args.version.clone(),
         skip_build: args.skip_build,
         allow_dirty: args.allow_dirty,
         lock_wait: lock_wait(&args.lock),
-    };
-    deploy::run(config, hosts, options, printer).await
+        canary: args.canary.map(|n| n as usize),
+        canary_wait: args.canary_wait,
+        no_rollback: args.no_rollback,
+    }
 }
 
 pub async fn rollback(
@@ -42,6 +49,9 @@ pub async fn rollback(
         skip_build: true,
         allow_dirty: false,
         lock_wait: lock_wait(&args.lock),
+        canary: None,
+        canary_wait: Duration::ZERO,
+        no_rollback: false,
     };
     deploy::run(config, hosts, options, printer).await
 }

@@ -183,7 +183,7 @@ async fn containers(config: &Config, docker: &Docker) -> Result<Vec<ContainerDet
 }
 
 async fn proxy(docker: &Docker) -> Result<ProxyDetails> {
-    let Some(container) = crate::deploy::proxy::inspect(docker).await? else {
+    let Some(container) = crate::container::proxy::inspect(docker).await? else {
         return Ok(ProxyDetails {
             state: "absent".into(),
             image: None,

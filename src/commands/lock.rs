@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::LockCommand;
 use crate::config::Config;
-use crate::deploy::primary_host;
+use crate::fleet::primary_host;
 use crate::lock;
 use crate::naming;
 use crate::printer::Printer;

@@ -49,7 +49,8 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
         Command::Setup(ref args) => {
             let config = load_config(&cli.global, &args.destination)?;
             let hosts = select_hosts(&config, &cli.global)?;
-            crate::setup::run(args, &config, &hosts, &cli.global.roles, printer).await
+            let options = deploy::options(Kind::Deploy, args, &cli.global.roles);
+            crate::setup::run(options, &config, &hosts, printer).await
         }
         Command::Rollback(ref args) => {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;

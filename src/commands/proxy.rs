@@ -1,7 +1,7 @@
 //! `hoist proxy boot|reboot|details|logs`: the `hoist-proxy` container on the hosts of the roles
 //! that run behind it (narrowed by `--hosts`/`--roles`). This file picks the hosts, reports per
 //! host and prints; what the container is, how it is created and replaced, lives in
-//! deploy/proxy.rs. A reboot is not zero-downtime yet: a host refuses requests from the moment its
+//! container/proxy.rs. A reboot is not zero-downtime yet: a host refuses requests from the moment its
 //! proxy stops until the new one listens, so hosts go one at a time.
 
 use std::time::{Duration, Instant};
@@ -10,18 +10,19 @@ use anyhow::{Context, Result};
 use bollard::auth::DockerCredentials;
 use hoist_proxy::router::ServiceSummary;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::ProxyCommand;
 use crate::config::Config;
-use crate::deploy::{self, proxy};
+use crate::container::{self, proxy};
+use crate::deploy;
 use crate::docker::{self, ExecStream};
+use crate::fleet::{self, Fleet};
 use crate::hooks::{Hook, Hooks};
-use crate::lock::{self, LockInfo};
-use crate::naming::{self, PROXY_CONTAINER};
+use crate::lock::LockInfo;
+use crate::naming::PROXY_CONTAINER;
 use crate::printer::{self, Printer};
 use crate::registry;
-use crate::remote::{Connector, Server, Unreachable};
+use crate::remote::Server;
 use crate::report::{hinted, with_hint};
 use crate::reporter::Reporter;
 use crate::secrets::Secrets;
@@ -51,14 +52,15 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
     let started = Instant::now();
     let credentials = credentials(config)?;
     let reporter = Reporter::new(*printer);
-    let servers = connect_every(config, hosts, &reporter, "boot", printer).await?;
+    let fleet = Fleet::connect(config, hosts, &reporter, printer, "boot hoist-proxy").await?;
     let outcomes = futures_util::future::join_all(
-        servers
+        fleet
+            .servers
             .iter()
             .map(|server| boot_host(config, server, credentials.clone(), &reporter)),
     )
     .await;
-    close_all(&servers).await;
+    fleet.close().await;
     let results = outcomes
         .into_iter()
         .map(|outcome| outcome.map(|warning| warning.into_iter().for_each(|w| printer.warn(w))))
@@ -75,9 +77,9 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
     Ok(())
 }
 
-/// Boot the proxy on one server (the `hoist` network, then the container: started if stopped,
-/// created if missing); a warning when the one running is not from `proxy.image`.
-pub async fn boot_host(
+/// Boot the proxy on one server, reported; a warning when the one running is not from
+/// `proxy.image`.
+async fn boot_host(
     config: &Config,
     server: &Server,
     credentials: Option<DockerCredentials>,
@@ -85,37 +87,19 @@ pub async fn boot_host(
 ) -> Result<Option<String>> {
     let progress = reporter.host(&server.host);
     progress.step("checking hoist-proxy");
-    let ensured = async {
-        docker::ensure_network(&server.docker).await?;
-        proxy::ensure(&server.docker, config, credentials).await
-    }
-    .await
-    .with_context(|| format!("Failed to boot hoist-proxy on `{}`", server.host));
-    let ensured = match ensured {
-        Ok(ensured) => ensured,
+    match container::boot_proxy(config, server, credentials).await {
+        Ok(booted) => {
+            progress.done(match booted.ensured {
+                proxy::Ensured::Running => "hoist-proxy already running".to_string(),
+                _ => booted.describe(config),
+            });
+            Ok(booted.warning)
+        }
         Err(err) => {
             progress.failed("hoist-proxy failed");
-            return Err(err);
+            Err(err.context(format!("Failed to boot hoist-proxy on `{}`", server.host)))
         }
-    };
-    let image = &config.proxy.image;
-    progress.done(match ensured {
-        proxy::Ensured::Running => "hoist-proxy already running".to_string(),
-        proxy::Ensured::Started => "hoist-proxy started".to_string(),
-        proxy::Ensured::Created => format!("hoist-proxy created from {image}"),
-    });
-    if ensured == proxy::Ensured::Created {
-        return Ok(None);
     }
-    // An older proxy keeps running until it is replaced on purpose.
-    Ok(match proxy::inspect(&server.docker).await {
-        Ok(Some(container)) if container.image != *image => Some(format!(
-            "hoist-proxy on `{}` runs `{}`, not `{image}` (`proxy.image`); \
-             `hoist proxy reboot` replaces it",
-            server.host, container.image
-        )),
-        _ => None,
-    })
 }
 
 /// `reboot`: under the deploy lock, `pre-proxy-reboot`, then one host at a time a new proxy
@@ -130,30 +114,33 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
     let lock_info = LockInfo::new(&performer, "proxy reboot", None)?;
 
     let reporter = Reporter::new(*printer);
-    let primary = deploy::primary_host(config);
-    let mut connect_to = hosts.to_vec();
-    if let Some(primary) = &primary
-        && !connect_to.contains(primary)
+    let connect_to = fleet::with_primary(config, hosts);
+    let fleet = Fleet::connect(
+        config,
+        &connect_to,
+        &reporter,
+        printer,
+        "reboot hoist-proxy",
+    )
+    .await?;
+    let held = match fleet
+        .lock(
+            config,
+            lock_info,
+            Duration::ZERO,
+            printer,
+            "`hoist proxy details` shows each proxy",
+        )
+        .await
     {
-        connect_to.insert(0, primary.clone());
-    }
-    let servers = connect_every(config, &connect_to, &reporter, "reboot", printer).await?;
-    let scope = naming::scope(&config.service, config.destination.as_deref());
-    let lock_server = primary.and_then(|primary| servers.iter().find(|s| s.host == primary));
-    if let Some(server) = lock_server
-        && let Err(err) =
-            deploy::take_lock(server, &scope, &lock_info, Duration::ZERO, printer).await
-    {
-        close_all(&servers).await;
-        return Err(err);
-    }
-
-    let interrupt = CancellationToken::new();
-    let listener = tokio::spawn(listen_for_ctrl_c(interrupt.clone(), *printer));
-    let proxy_servers: Vec<&Server> = servers
-        .iter()
-        .filter(|server| hosts.contains(&server.host))
-        .collect();
+        Ok(held) => held,
+        Err(err) => {
+            fleet.close().await;
+            return Err(err);
+        }
+    };
+    let interrupt = held.interrupt.clone();
+    let proxy_servers = fleet.among(hosts);
     let result = async {
         hooks.run(Hook::PreProxyReboot, hosts)?;
         printer.warn(
@@ -202,17 +189,8 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
         hooks.run(Hook::PostProxyReboot, hosts)
     }
     .await;
-    listener.abort();
-
-    if let Some(server) = lock_server {
-        match lock::release(&server.session, &scope, lock_info.id.as_deref()).await {
-            Ok(_) => {}
-            Err(err) => printer.warn(format!(
-                "{err:#}; release it with `hoist lock release` once you are sure no deploy runs"
-            )),
-        }
-    }
-    close_all(&servers).await;
+    held.release(&fleet, printer).await;
+    fleet.close().await;
     result?;
     printer.status(
         "Finished",
@@ -281,11 +259,10 @@ struct HostProxy {
 /// `details`: per host the container's state and image and the services it routes; exits 1 when
 /// a proxy is missing, stopped or unreadable, or a host is unreachable, after showing the rest.
 async fn details(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
-    let connector = Connector::from_config(config)?;
     let reporter = Reporter::new(*printer);
-    let (servers, unreachable) = connector.connect_all(hosts, &reporter).await?;
-    let mut rows = futures_util::future::join_all(servers.iter().map(gather)).await;
-    close_all(&servers).await;
+    let (fleet, unreachable) = Fleet::connect_reachable(config, hosts, &reporter).await?;
+    let mut rows = futures_util::future::join_all(fleet.servers.iter().map(gather)).await;
+    fleet.close().await;
     for failure in &unreachable {
         rows.push(HostProxy {
             host: failure.host.clone(),
@@ -311,7 +288,7 @@ async fn details(config: &Config, hosts: &[String], printer: &Printer) -> Result
         }
     }
     if !unreachable.is_empty() {
-        return Err(unreachable_error(unreachable, hosts.len(), printer));
+        return Err(fleet::unreachable_error(unreachable, hosts.len(), printer));
     }
     match problem(&rows) {
         Some(err) => Err(err),
@@ -471,20 +448,19 @@ fn render_services(rows: &[HostProxy]) -> String {
 /// `logs`: the last `lines` lines of each host's proxy, stdout and stderr as they were, each line
 /// prefixed with `[host]` when there are several hosts.
 async fn logs(config: &Config, hosts: &[String], lines: usize, printer: &Printer) -> Result<()> {
-    let connector = Connector::from_config(config)?;
     let reporter = Reporter::new(*printer);
-    let (servers, unreachable) = connector.connect_all(hosts, &reporter).await?;
+    let (fleet, unreachable) = Fleet::connect_reachable(config, hosts, &reporter).await?;
     let several = hosts.len() > 1;
     let mut results = Vec::new();
-    for server in &servers {
+    for server in &fleet.servers {
         results.push(host_logs(server, lines, several).await);
     }
-    close_all(&servers).await;
+    fleet.close().await;
     if !unreachable.is_empty() {
         for result in results.into_iter().filter_map(Result::err) {
             printer.warn(format!("{result:#}"));
         }
-        return Err(unreachable_error(unreachable, hosts.len(), printer));
+        return Err(fleet::unreachable_error(unreachable, hosts.len(), printer));
     }
     first_error(results, printer)
 }
@@ -581,46 +557,6 @@ fn credentials(config: &Config) -> Result<Option<DockerCredentials>> {
     registry::credentials_for(config, &secrets, &config.proxy.image)
 }
 
-/// Connect to every host, or fail without changing anything if one can't be reached.
-async fn connect_every(
-    config: &Config,
-    hosts: &[String],
-    reporter: &Reporter,
-    action: &str,
-    printer: &Printer,
-) -> Result<Vec<Server>> {
-    let connector = Connector::from_config(config)?;
-    let (servers, unreachable) = connector.connect_all(hosts, reporter).await?;
-    if unreachable.is_empty() {
-        return Ok(servers);
-    }
-    close_all(&servers).await;
-    Err(unreachable_error(unreachable, hosts.len(), printer)
-        .context(format!("Can't {action} hoist-proxy; nothing was changed")))
-}
-
-/// One unreachable host's own error, or for several a warning each and a summary.
-fn unreachable_error(
-    unreachable: Vec<Unreachable>,
-    total: usize,
-    printer: &Printer,
-) -> anyhow::Error {
-    let count = unreachable.len();
-    let mut failures = unreachable.into_iter();
-    if count == 1
-        && let Some(failure) = failures.next()
-    {
-        return failure.error;
-    }
-    for failure in failures {
-        printer.warn(format!("{}: {:#}", failure.host, failure.error));
-    }
-    hinted(
-        format!("{count} of {total} hosts are unreachable"),
-        "see the warnings above for each host",
-    )
-}
-
 /// The first error of `results`; the others become warnings.
 fn first_error(results: Vec<Result<()>>, printer: &Printer) -> Result<()> {
     let mut errors = results.into_iter().filter_map(Result::err);
@@ -629,27 +565,6 @@ fn first_error(results: Vec<Result<()>>, printer: &Printer) -> Result<()> {
         printer.warn(format!("{other:#}"));
     }
     first.map_or(Ok(()), Err)
-}
-
-async fn listen_for_ctrl_c(interrupt: CancellationToken, printer: Printer) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    printer.warn(
-        "interrupted: stopping once the proxy being replaced answers; Ctrl-C again to quit at \
-         once (that host may be left without a proxy)",
-    );
-    interrupt.cancel();
-    if tokio::signal::ctrl_c().await.is_ok() {
-        printer.warn("quit at once: the deploy lock stays; `hoist proxy details` shows each proxy");
-        std::process::exit(130);
-    }
-}
-
-async fn close_all(servers: &[Server]) {
-    for server in servers {
-        server.session.close().await;
-    }
 }
 
 fn count_hosts(count: usize) -> String {

@@ -6,7 +6,8 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::deploy;
+use crate::container;
+use crate::fleet;
 use crate::printer::{self, Printer};
 use crate::remote::{Connector, Server};
 use crate::reporter::Reporter;
@@ -23,7 +24,7 @@ struct VersionRow {
 }
 
 pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
-    let app_hosts = deploy::app_hosts(config, hosts);
+    let app_hosts = fleet::app_hosts(config, hosts);
     let connector = Connector::from_config(config)?;
     let reporter = Reporter::new(*printer);
     let (servers, unreachable) = connector.connect_all(&app_hosts, &reporter).await?;
@@ -75,7 +76,7 @@ pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result
 
 async fn rows_for(config: &Config, server: &Server) -> Result<Vec<VersionRow>> {
     let mut rows = Vec::new();
-    for role in deploy::role_containers(config, server).await? {
+    for role in container::role_containers(config, server).await? {
         for container in &role.containers {
             let created = std::time::UNIX_EPOCH
                 + std::time::Duration::from_secs(container.created.max(0) as u64);

@@ -46,6 +46,9 @@ pub struct Config {
     pub service: String,
     pub image: String,
     pub retain_containers: u32,
+    /// The role booted first, as a barrier, and whose first host holds the deploy lock:
+    /// `primary_role`, else `web` if there is such a role, else the first role.
+    pub primary_role: String,
     pub hooks_path: PathBuf,
     pub registry: RegistryConfig,
     #[serde(rename = "servers")]
@@ -56,7 +59,6 @@ pub struct Config {
     pub builder: BuilderConfig,
     pub boot: BootConfig,
     pub accessories: BTreeMap<String, AccessoryConfig>,
-    pub loadbalancer: Option<LoadBalancerConfig>,
     pub setup: SetupConfig,
 }
 
@@ -192,6 +194,10 @@ pub struct BootConfig {
     pub limit: Option<BootLimit>,
     #[serde(serialize_with = "serialize_duration")]
     pub wait: Duration,
+    /// Switch the roles other than the primary one at the same time instead of one by one.
+    pub parallel_roles: bool,
+    /// Put every host already switched back on its previous version when a host fails.
+    pub rollback: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,11 +209,6 @@ pub struct AccessoryConfig {
     pub volumes: Vec<String>,
     pub port: Option<PublishedPort>,
     pub env: EnvConfig,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LoadBalancerConfig {
-    pub host: String,
 }
 
 /// The name of a secret, and where the configuration names it (for "not defined" errors).
@@ -260,8 +261,7 @@ impl Config {
         refs
     }
 
-    /// Every host: roles' (in role order), then accessories', then the load balancer; each
-    /// once, in that order.
+    /// Every host: roles' (in role order), then accessories'; each once, in that order.
     #[allow(
         dead_code,
         reason = "public API for the deploy commands, which are not wired yet"
@@ -272,8 +272,7 @@ impl Config {
             .roles
             .values()
             .flat_map(|role| &role.hosts)
-            .chain(self.accessories.values().flat_map(|acc| &acc.hosts))
-            .chain(self.loadbalancer.iter().map(|lb| &lb.host));
+            .chain(self.accessories.values().flat_map(|acc| &acc.hosts));
         for host in all {
             if !hosts.contains(host) {
                 hosts.push(host.clone());
@@ -386,8 +385,9 @@ mod tests {
         assert_eq!(config.builder.arch, [Arch::Amd64]);
         assert_eq!(config.builder.dockerfile, PathBuf::from("Dockerfile"));
         assert_eq!(config.boot.limit, None);
+        assert!(config.boot.rollback && !config.boot.parallel_roles);
+        assert_eq!(config.primary_role, "web");
         assert!(config.roles["web"].proxy && !config.roles["jobs"].proxy);
-        assert!(config.loadbalancer.is_none());
     }
 
     #[test]
@@ -442,8 +442,6 @@ secrets = ["BUILD"]
 image = "postgres:16"
 hosts = ["h4", "h1"]
 env = { secret = ["DB_PASSWORD"] }
-[loadbalancer]
-host = "lb"
 "#,
         );
         let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
@@ -463,10 +461,46 @@ host = "lb"
             ["TOKEN", "SHARED", "WEB_ONLY", "BUILD", "DB_PASSWORD"]
         );
         // Roles in role (name) order: jobs, then web.
-        assert_eq!(config.hosts(), ["h2", "h3", "h1", "h4", "lb"]);
+        assert_eq!(config.hosts(), ["h2", "h3", "h1", "h4"]);
         let toml = config.to_toml();
         assert!(toml.contains("password = \"TOKEN\""), "{toml}");
         assert!(toml.contains("[servers.web]"), "{toml}");
+    }
+
+    #[test]
+    fn a_load_balancer_table_and_an_unknown_primary_role_are_refused_with_a_way_out() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\"]\n";
+        write(
+            dir.path(),
+            "deploy.toml",
+            &format!("{base}[loadbalancer]\nhost = \"lb\"\n"),
+        );
+        let err = load(Some(&dir.path().join("deploy.toml")), None).expect_err("refused");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("`[loadbalancer]` is not supported yet"),
+            "{text}"
+        );
+        write(
+            dir.path(),
+            "deploy.toml",
+            &format!("primary_role = \"api\"\n{base}"),
+        );
+        let err = load(Some(&dir.path().join("deploy.toml")), None).expect_err("refused");
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("`primary_role` names `api`, which is not a role"),
+            "{text}"
+        );
+        write(
+            dir.path(),
+            "deploy.toml",
+            &format!("{base}[boot]\nrollback = false\nparallel_roles = true\n"),
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
+        assert!(!config.boot.rollback && config.boot.parallel_roles);
+        assert_eq!(config.primary_role, "web");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::schema::{AccessorySchema, AcmeSchema, EnvSchema, FileSchema, RoleSche
 use super::values::{DurationValue, Host};
 use super::{
     AccessoryConfig, AcmeConfig, AcmeDirectory, BootConfig, BufferingConfig, BuilderConfig, Config,
-    EnvConfig, HealthcheckConfig, LoadBalancerConfig, ProxyConfig, RegistryConfig, RoleConfig,
-    SecretRef, SetupConfig, SshConfig,
+    EnvConfig, HealthcheckConfig, ProxyConfig, RegistryConfig, RoleConfig, SecretRef, SetupConfig,
+    SshConfig,
 };
 
 /// Default of `retain_containers`.
@@ -268,6 +268,28 @@ pub fn resolve(
     let boot = BootConfig {
         limit: boot.limit,
         wait: boot.wait.map_or(Duration::ZERO, |wait| wait.0),
+        parallel_roles: boot.parallel_roles.unwrap_or(false),
+        rollback: boot.rollback.unwrap_or(true),
+    };
+    let primary_role = match schema.primary_role {
+        Some(name) if roles.contains_key(&name.0) => name.0,
+        Some(name) => {
+            let known: Vec<String> = roles.keys().map(|role| format!("`{role}`")).collect();
+            return Err(fail(
+                "primary_role",
+                format!("`primary_role` names `{}`, which is not a role", name.0),
+                Some(format!(
+                    "name one of the `[servers.<role>]` tables: {}",
+                    known.join(", ")
+                )),
+            ));
+        }
+        None if roles.contains_key("web") => "web".to_string(),
+        None => roles
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "web".to_string()),
     };
 
     let mut accessories = BTreeMap::new();
@@ -276,21 +298,19 @@ pub fn resolve(
         accessories.insert(name.0, accessory);
     }
 
-    let loadbalancer = match schema.loadbalancer {
-        None => None,
-        Some(lb) => Some(LoadBalancerConfig {
-            host: lb.host.map(|host| host.0).ok_or_else(|| {
-                fail(
-                    "loadbalancer",
-                    "`loadbalancer.host` is required in `[loadbalancer]`".to_string(),
-                    Some(
-                        "add `host = \"203.0.113.5\"` under `[loadbalancer]`, or remove the table"
-                            .to_string(),
-                    ),
-                )
-            })?,
-        }),
-    };
+    if schema.loadbalancer.is_some() {
+        // Kept in the schema so the error names the table instead of calling it unknown.
+        return Err(fail(
+            "loadbalancer",
+            "`[loadbalancer]` is not supported yet: hoist does not run a load balancer".to_string(),
+            Some(
+                "remove the table; to run your own load balancer in front of the web hosts, \
+                 list its address in `proxy.trusted_proxies` so the apps see the clients' \
+                 addresses"
+                    .to_string(),
+            ),
+        ));
+    }
 
     Ok(Config {
         hooks_path: absolute(
@@ -308,6 +328,7 @@ pub fn resolve(
             .retain_containers
             .unwrap_or(DEFAULT_RETAIN_CONTAINERS),
         registry,
+        primary_role,
         roles,
         proxy,
         env,
@@ -315,7 +336,6 @@ pub fn resolve(
         builder,
         boot,
         accessories,
-        loadbalancer,
         setup: {
             let setup = schema.setup.unwrap_or_default();
             SetupConfig {

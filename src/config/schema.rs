@@ -18,6 +18,7 @@ pub struct FileSchema {
     pub service: Option<Name>,
     pub image: Option<Repository>,
     pub retain_containers: Option<u32>,
+    pub primary_role: Option<Name>,
     pub hooks_path: Option<NonEmpty>,
     pub registry: Option<RegistrySchema>,
     pub servers: Option<BTreeMap<Name, RoleSchema>>,
@@ -140,6 +141,8 @@ pub struct BuilderSchema {
 pub struct BootSchema {
     pub limit: Option<BootLimit>,
     pub wait: Option<DurationValue>,
+    pub parallel_roles: Option<bool>,
+    pub rollback: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -157,5 +160,6 @@ pub struct AccessorySchema {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBalancerSchema {
+    #[allow(dead_code, reason = "read only to refuse the table with a clear error")]
     pub host: Option<Host>,
 }

@@ -22,11 +22,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow};
 use futures_util::future::join_all;
 
-use crate::cli::DeployArgs;
-use crate::commands::{self, accessory};
 use crate::config::Config;
-use crate::deploy::{self, Kind, proxy};
+use crate::container::{self, accessory, proxy};
+use crate::deploy;
 use crate::docker;
+use crate::fleet;
 use crate::hooks::{Hook, Hooks};
 use crate::printer::Printer;
 use crate::registry;
@@ -58,10 +58,9 @@ impl HostPlan {
 }
 
 pub async fn run(
-    args: &DeployArgs,
+    options: deploy::Options,
     config: &Config,
     hosts: &[String],
-    roles: &[String],
     printer: &Printer,
 ) -> Result<()> {
     let started = Instant::now();
@@ -72,7 +71,11 @@ pub async fn run(
         secrets.resolve(reference)?;
     }
     let proxy_credentials = registry::credentials_for(config, &secrets, &config.proxy.image)?;
-    let version = version::resolve(&config.root, args.version.as_deref(), args.allow_dirty)?;
+    let version = version::resolve(
+        &config.root,
+        options.version.as_deref(),
+        options.allow_dirty,
+    )?;
     version::check(&version)?;
 
     // 2. Look, decide, check the mirror.
@@ -139,7 +142,7 @@ pub async fn run(
             &version::performer(&config.root),
             "setup",
             "",
-            roles,
+            &options.roles,
         ),
         started,
     );
@@ -180,7 +183,7 @@ pub async fn run(
         );
         return Ok(());
     }
-    commands::deploy::deploy(Kind::Deploy, args, config, hosts, roles, printer).await?;
+    deploy::run(config, hosts, options, printer).await?;
     printer.status(
         "Set up",
         format!(
@@ -322,6 +325,27 @@ async fn run_script(session: &Session, script: &str) -> Result<()> {
     ))
 }
 
+/// One host's proxy, reported.
+async fn boot_proxy(
+    config: &Config,
+    server: &Server,
+    credentials: Option<bollard::auth::DockerCredentials>,
+    reporter: &Reporter,
+) -> Result<Option<String>> {
+    let progress = reporter.host(&server.host);
+    progress.step("checking hoist-proxy");
+    match container::boot_proxy(config, server, credentials).await {
+        Ok(booted) => {
+            progress.done(booted.describe(config));
+            Ok(booted.warning)
+        }
+        Err(err) => {
+            progress.failed("hoist-proxy failed");
+            Err(err.context(format!("Failed to boot hoist-proxy on `{}`", server.host)))
+        }
+    }
+}
+
 /// The `hoist` network everywhere, and hoist-proxy on the hosts of proxied roles, as `hoist proxy
 /// boot` does it.
 async fn boot_proxies(
@@ -338,7 +362,7 @@ async fn boot_proxies(
         let proxied = proxied.contains(&server.host);
         async move {
             if proxied {
-                commands::proxy::boot_host(config, server, credentials, reporter).await
+                boot_proxy(config, server, credentials, reporter).await
             } else {
                 docker::ensure_network(&server.docker).await.map(|()| None)
             }
@@ -363,9 +387,9 @@ async fn live_everywhere(
     servers: &[Server],
     version: &str,
 ) -> Result<bool> {
-    let app_hosts = deploy::app_hosts(config, hosts);
+    let app_hosts = fleet::app_hosts(config, hosts);
     for server in servers.iter().filter(|s| app_hosts.contains(&s.host)) {
-        for role in deploy::role_containers(config, server).await? {
+        for role in container::role_containers(config, server).await? {
             if role.live_version() != Some(version) {
                 return Ok(false);
             }

@@ -97,6 +97,11 @@ pub enum Command {
     #[command(subcommand)]
     Rollout(RolloutCommand),
 
+    /// Probe a target once, as its health checks do, and exit 1 if it fails (for `hoist`'s
+    /// canary watch; needs no running proxy)
+    #[command(after_help = FLAG_SYNTAX)]
+    Probe(ProbeArgs),
+
     /// Print the hoist-proxy version
     Version,
 }
@@ -115,9 +120,25 @@ impl Command {
             Command::Rollout(RolloutCommand::Deploy(_)) => "rollout deploy",
             Command::Rollout(RolloutCommand::Set(_)) => "rollout set",
             Command::Rollout(RolloutCommand::Stop(_)) => "rollout stop",
+            Command::Probe(_) => "probe",
             Command::Version => "version",
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The target, `HOST[:PORT]`
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+
+    /// Path to request
+    #[arg(long, default_value = "/up")]
+    pub path: String,
+
+    /// Time the probe has to answer
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

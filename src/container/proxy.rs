@@ -292,6 +292,21 @@ pub async fn deploy(
     Ok(())
 }
 
+/// Probe the container `id` once, from the proxy's network, at `[proxy.healthcheck]`'s path
+/// (`hoist-proxy probe`); the error carries the probed URL and what failed.
+pub async fn probe(docker: &Docker, config: &Config, id: &str) -> Result<()> {
+    let proxy = &config.proxy;
+    let target = format!("{}:{}", &id[..id.len().min(12)], proxy.app_port);
+    let path = format!("--path={}", proxy.healthcheck.path);
+    let timeout = format!("--timeout={}", format_duration(proxy.healthcheck.timeout));
+    let args = ["hoist-proxy", "probe", &target, &path, &timeout];
+    let output = docker::exec(docker, PROXY_CONTAINER, &args).await?;
+    if output.exit_code != 0 {
+        bail!("{}", output.stderr.trim().trim_start_matches("Error: "));
+    }
+    Ok(())
+}
+
 /// The environment of `hoist-proxy deploy`: the EAB HMAC key of `[proxy.acme]`, if any.
 pub fn deploy_env(config: &Config, secrets: &Secrets) -> Result<Vec<String>> {
     let mut env = Vec::new();

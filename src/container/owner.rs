@@ -13,7 +13,7 @@ use crate::report::hinted;
 /// Fail if `service` in hoist-proxy routes to a container that is not `ours` by its labels.
 /// `containers` are ours (listed by our labels): a live target among them needs no inspect. A
 /// target that no longer exists belongs to nobody.
-pub(super) async fn check_route_owner(
+pub async fn check_route_owner(
     server: &Server,
     services: &[hoist_proxy::router::ServiceSummary],
     service: &str,

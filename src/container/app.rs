@@ -142,8 +142,8 @@ pub fn definition(
     })
 }
 
-/// Create and start `name`; returns its id.
-pub async fn start_new(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String> {
+/// Create `name` without starting it; returns its id.
+pub async fn create(docker: &Docker, name: &str, body: ContainerCreateBody) -> Result<String> {
     let created = docker
         .create_container(
             Some(CreateContainerOptionsBuilder::new().name(name).build()),
@@ -151,11 +151,39 @@ pub async fn start_new(docker: &Docker, name: &str, body: ContainerCreateBody) -
         )
         .await
         .with_context(|| format!("Failed to create container `{name}`"))?;
+    Ok(created.id)
+}
+
+/// Start the created (or stopped) container `name`.
+pub async fn start(docker: &Docker, name: &str) -> Result<()> {
     docker
         .start_container(name, None)
         .await
-        .with_context(|| format!("Failed to start container `{name}`"))?;
-    Ok(created.id)
+        .with_context(|| format!("Failed to start container `{name}`"))
+}
+
+/// Whether `name` runs and Docker does not call it unhealthy (a role without the proxy, watched
+/// as a canary); the reason when not.
+pub async fn still_ready(docker: &Docker, name: &str) -> Result<()> {
+    let inspect = docker
+        .inspect_container(name, None)
+        .await
+        .with_context(|| format!("Failed to inspect container `{name}`"))?;
+    let state = inspect.state.unwrap_or_default();
+    if !state.running.unwrap_or(false) {
+        bail!(
+            "container `{name}` stopped (exit code {})",
+            state.exit_code.unwrap_or(-1)
+        );
+    }
+    let unhealthy = state
+        .health
+        .and_then(|h| h.status)
+        .is_some_and(|status| status.to_string() == "unhealthy");
+    if unhealthy {
+        bail!("container `{name}` is unhealthy");
+    }
+    Ok(())
 }
 
 /// Stop a container (SIGTERM, then SIGKILL after [`STOP_TIMEOUT_SECS`]); gone already is fine.

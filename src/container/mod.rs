@@ -1,0 +1,113 @@
+//! The container layer: what hoist runs on one server and the moves it makes there, for the
+//! commands and the release engine to call (never the other way round). App containers
+//! ([`app`]), hoist-proxy ([`proxy`]), accessories ([`accessory`]), who owns a proxy route
+//! ([`owner`]), retention ([`prune`]); here, a role's containers with the live one, and booting
+//! the proxy with its network.
+
+pub mod accessory;
+pub mod app;
+pub mod owner;
+pub mod proxy;
+pub mod prune;
+
+use anyhow::Result;
+use bollard::auth::DockerCredentials;
+
+use crate::config::Config;
+use crate::docker;
+use crate::naming;
+use crate::remote::Server;
+
+/// One role's containers on a server and the live one.
+pub struct RoleContainers {
+    pub role: String,
+    /// Newest first.
+    pub containers: Vec<app::AppContainer>,
+    /// Id (or its prefix) of the live container: the proxy's target, or for a role without
+    /// the proxy the running one.
+    pub live: Option<String>,
+}
+
+impl RoleContainers {
+    pub fn is_live(&self, container: &app::AppContainer) -> bool {
+        self.live
+            .as_deref()
+            .is_some_and(|live| container.id.starts_with(live))
+    }
+
+    /// The version the live container runs, if it runs.
+    pub fn live_version(&self) -> Option<&str> {
+        self.containers
+            .iter()
+            .find(|container| container.running && self.is_live(container))
+            .map(|container| container.version.as_str())
+    }
+}
+
+/// Every role of the configuration that runs on `server`, with its containers.
+pub async fn role_containers(config: &Config, server: &Server) -> Result<Vec<RoleContainers>> {
+    // No proxy (yet) means no role is live behind it.
+    let services = proxy::list(&server.docker).await.unwrap_or_default();
+    let mut roles = Vec::new();
+    for (role, role_config) in &config.roles {
+        if !role_config.hosts.contains(&server.host) {
+            continue;
+        }
+        let containers = app::list(&server.docker, config, role).await?;
+        let live = if role_config.proxy {
+            let service = naming::role_scope(&config.service, role, config.destination.as_deref());
+            proxy::live_target(&services, &service)
+        } else {
+            containers.iter().find(|c| c.running).map(|c| c.id.clone())
+        };
+        roles.push(RoleContainers {
+            role: role.clone(),
+            containers,
+            live,
+        });
+    }
+    Ok(roles)
+}
+
+/// What [`boot_proxy`] found or did, and a warning when the proxy running is not from
+/// `proxy.image` (an older proxy keeps running until it is replaced on purpose).
+pub struct Booted {
+    pub ensured: proxy::Ensured,
+    pub warning: Option<String>,
+}
+
+impl Booted {
+    /// For progress lines.
+    pub fn describe(&self, config: &Config) -> String {
+        match self.ensured {
+            proxy::Ensured::Running => "hoist-proxy running".to_string(),
+            proxy::Ensured::Started => "hoist-proxy started".to_string(),
+            proxy::Ensured::Created => format!("hoist-proxy created from {}", config.proxy.image),
+        }
+    }
+}
+
+/// The `hoist` network, then a running hoist-proxy on `server` (started if stopped, created
+/// from `proxy.image` if missing): the one way every command boots the proxy.
+pub async fn boot_proxy(
+    config: &Config,
+    server: &Server,
+    credentials: Option<DockerCredentials>,
+) -> Result<Booted> {
+    docker::ensure_network(&server.docker).await?;
+    let ensured = proxy::ensure(&server.docker, config, credentials).await?;
+    let image = &config.proxy.image;
+    let warning = if ensured == proxy::Ensured::Created {
+        None
+    } else {
+        match proxy::inspect(&server.docker).await {
+            Ok(Some(container)) if container.image != *image => Some(format!(
+                "hoist-proxy on `{}` runs `{}`, not `{image}` (`proxy.image`); \
+                 `hoist proxy reboot` replaces it",
+                server.host, container.image
+            )),
+            _ => None,
+        }
+    };
+    Ok(Booted { ensured, warning })
+}

@@ -1,0 +1,109 @@
+//! A release's local side, before any server is touched: the secrets and credentials it needs
+//! (a missing secret stops here), and the image: built and pushed with the local Docker engine,
+//! or with `--skip-build` confirmed in the registry.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use bollard::auth::DockerCredentials;
+
+use super::Timings;
+use crate::build;
+use crate::config::Config;
+use crate::container::proxy;
+use crate::docker;
+use crate::printer::Printer;
+use crate::registry;
+use crate::reporter::Reporter;
+use crate::secrets::Secrets;
+use crate::version;
+
+/// Everything secret or remote a release needs, resolved before the first connection.
+pub struct Prepared {
+    /// Role name → its containers' environment (secret values included).
+    pub env: BTreeMap<String, Vec<String>>,
+    pub app_credentials: Option<DockerCredentials>,
+    pub proxy_credentials: Option<DockerCredentials>,
+    /// `NAME=value` for `hoist-proxy deploy`'s environment (secrets it must not get as flags).
+    pub proxy_env: Vec<String>,
+    pub performer: String,
+}
+
+/// Resolve everything secret for the release's `roles`.
+pub fn prepare(
+    config: &Config,
+    secrets: &Secrets,
+    roles: &[(String, Vec<String>)],
+) -> Result<Prepared> {
+    let mut env = BTreeMap::new();
+    for (role, _) in roles {
+        env.insert(role.clone(), secrets.container_env(&config.role_env(role))?);
+    }
+    Ok(Prepared {
+        env,
+        app_credentials: registry::credentials_for(config, secrets, &config.image)?,
+        proxy_credentials: registry::credentials_for(config, secrets, &config.proxy.image)?,
+        proxy_env: proxy::deploy_env(config, secrets)?,
+        performer: version::performer(&config.root),
+    })
+}
+
+/// Confirm `image:version` is in the registry (a `--skip-build` deploy), if the local engine
+/// can ask.
+pub async fn check_registry(
+    config: &Config,
+    version: &str,
+    credentials: Option<DockerCredentials>,
+    printer: &Printer,
+) -> Result<()> {
+    let reference = format!("{}:{version}", config.image);
+    match docker::connect_local().await {
+        Ok(local) => {
+            printer.status("Checking", format!("{reference} in the registry"));
+            build::check_pushed(&local, &reference, credentials).await
+        }
+        Err(err) => {
+            printer.warn(format!(
+                "can't check `{reference}` in the registry before deploying ({err:#}); the \
+                 servers will find out when they pull"
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// Build `image:version` and push it.
+pub async fn build_and_push(
+    config: &Config,
+    version: &str,
+    prepared: &Prepared,
+    printer: &Printer,
+    timings: &mut Timings,
+) -> Result<()> {
+    let local = docker::connect_local().await?;
+    let reference = format!("{}:{version}", config.image);
+    let phase = Instant::now();
+    printer.status(
+        "Building",
+        format!("{reference} with the local Docker engine"),
+    );
+    build::build(&local, config, version, |line| printer.detail(line)).await?;
+    timings.add("build", phase);
+    let phase = Instant::now();
+    printer.status("Pushing", &reference);
+    let reporter = Reporter::new(*printer);
+    let progress = reporter.host("registry");
+    build::push(
+        &local,
+        &config.image,
+        version,
+        prepared.app_credentials.clone(),
+        |layers| progress.step(format!("pushing ({layers} layers done)")),
+    )
+    .await
+    .inspect_err(|_| progress.failed("push failed"))?;
+    progress.done(format!("pushed {reference}"));
+    timings.add("push", phase);
+    Ok(())
+}
