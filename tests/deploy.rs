@@ -8,10 +8,9 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::{Child, Output};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::load::Load;
 use support::sandbox::{
     Sandbox, assert_success, git, init_repository, testapp_dir, text, write_config, write_hook,
 };
@@ -154,70 +153,6 @@ impl<'a> App<'a> {
         );
         assert_success(&output, "docker ps");
         text(&output).0.lines().map(str::to_string).collect()
-    }
-}
-
-/// Requests to `/version` through the proxy from several threads, each on a new connection,
-/// until stopped; every status other than 200 and every I/O error is a failure.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-    seen: Arc<Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(address: String, threads: usize) -> Load {
-        let load = Load {
-            stop: Arc::new(AtomicBool::new(false)),
-            ok: Arc::new(AtomicUsize::new(0)),
-            failures: Arc::new(Mutex::new(Vec::new())),
-            seen: Arc::new(Mutex::new(Vec::new())),
-            threads: Vec::new(),
-        };
-        let threads = (0..threads)
-            .map(|_| {
-                let (stop, ok, failures, seen) = (
-                    load.stop.clone(),
-                    load.ok.clone(),
-                    load.failures.clone(),
-                    load.seen.clone(),
-                );
-                let address = address.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match http_get(&address, "/version") {
-                            Ok((200, body)) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                                let body = body.trim().to_string();
-                                let mut seen = seen.lock().expect("seen");
-                                if seen.last() != Some(&body) {
-                                    seen.push(body);
-                                }
-                            }
-                            Ok((status, body)) => failures
-                                .lock()
-                                .expect("failures")
-                                .push(format!("{status}: {}", body.trim())),
-                            Err(err) => failures.lock().expect("failures").push(err.to_string()),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load { threads, ..load }
-    }
-
-    /// Stop; (successful requests, failures, versions seen in order by any thread).
-    fn finish(self) -> (usize, Vec<String>, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads {
-            thread.join().expect("load thread");
-        }
-        let failures = self.failures.lock().expect("failures").clone();
-        let seen = self.seen.lock().expect("seen").clone();
-        (self.ok.load(Ordering::Relaxed), failures, seen)
     }
 }
 

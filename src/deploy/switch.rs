@@ -222,7 +222,7 @@ impl Release<'_> {
                             server.host,
                             started.elapsed().as_secs_f64()
                         ),
-                        "`hoist app logs` or `docker logs` on that host shows why",
+                        format!("`docker logs {}` on `{}` shows why", unit.name, server.host),
                     ));
                 }
             }

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod load;
 pub mod sandbox;
 
 use std::collections::HashMap;

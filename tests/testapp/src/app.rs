@@ -63,8 +63,13 @@ pub const MAX_STREAM_INTERVAL_MS: u64 = 600_000;
 pub struct App {
     pub version: String,
     pub hostname: String,
-    /// `/up` answers 503 (set by a non-empty `APP_BROKEN`).
+    /// `/up` answers 503 (set by a non-empty `APP_BROKEN`, or by `APP_BROKEN_ON_HOST` naming
+    /// the host hoist started it on, `HOIST_HOST`).
     pub broken: bool,
+    /// `/up` answers 503 once this long has passed since `started` (`APP_HEALTHY_FOR`, in
+    /// seconds): a version that passes its first health check and fails later.
+    pub healthy_for: Option<std::time::Duration>,
+    pub started: std::time::Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,11 +107,22 @@ impl App {
             .filter(|name| !name.is_empty())
             .or_else(|| env::var("HOSTNAME").ok().filter(|name| !name.is_empty()))
             .unwrap_or_else(|| "unknown".to_string());
-        let broken = env::var_os("APP_BROKEN").is_some_and(|value| !value.is_empty());
+        let on_host = env::var("APP_BROKEN_ON_HOST")
+            .ok()
+            .filter(|host| !host.is_empty())
+            .is_some_and(|host| env::var("HOIST_HOST").ok().as_deref() == Some(host.as_str()));
+        let broken = on_host || env::var_os("APP_BROKEN").is_some_and(|value| !value.is_empty());
+        let healthy_for = env::var("APP_HEALTHY_FOR")
+            .ok()
+            .and_then(|secs| secs.parse::<f64>().ok())
+            .filter(|secs| secs.is_finite() && *secs >= 0.0)
+            .map(std::time::Duration::from_secs_f64);
         App {
             version,
             hostname,
             broken,
+            healthy_for,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -135,6 +151,14 @@ impl App {
             "/up" if self.broken => {
                 log.warn("health check failing on purpose (APP_BROKEN)");
                 Response::text(503, "unhealthy on purpose (APP_BROKEN is set)\n")
+            }
+            "/up"
+                if self
+                    .healthy_for
+                    .is_some_and(|healthy_for| self.started.elapsed() >= healthy_for) =>
+            {
+                log.warn("health check failing on purpose (APP_HEALTHY_FOR has passed)");
+                Response::text(503, "unhealthy on purpose (APP_HEALTHY_FOR has passed)\n")
             }
             "/up" => Response::text(200, "OK\n"),
             "/version" => Response::text(200, &format!("{}\n", self.version)),
@@ -240,6 +264,8 @@ mod tests {
             version: "v7".to_string(),
             hostname: "box".to_string(),
             broken,
+            healthy_for: None,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -290,6 +316,20 @@ mod tests {
             *lines,
             ["warning: health check failing on purpose (APP_BROKEN)"]
         );
+    }
+
+    #[test]
+    fn an_app_healthy_for_a_while_fails_its_health_checks_after_that() {
+        let log = Log::Memory(Arc::default());
+        let mut app = app(false);
+        app.healthy_for = Some(std::time::Duration::from_secs(3600));
+        let up = |app: &App| {
+            app.respond(&get("/up"), &BodyDigest::default(), &log)
+                .status
+        };
+        assert_eq!(up(&app), 200);
+        app.healthy_for = Some(std::time::Duration::ZERO);
+        assert_eq!(up(&app), 503);
     }
 
     #[test]

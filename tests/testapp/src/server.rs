@@ -147,6 +147,8 @@ mod tests {
                 version: "v-test".to_string(),
                 hostname: "testhost".to_string(),
                 broken,
+                healthy_for: None,
+                started: std::time::Instant::now(),
             };
             let lines = Arc::default();
             let log = Log::Memory(Arc::clone(&lines));
