@@ -240,7 +240,7 @@ async fn deploy_redeploy_rollback_with_zero_failed_requests_and_a_broken_version
     eprintln!("first deploy took {:?}", started.elapsed());
     assert_eq!(app.version(), "v1");
     let (_, stderr) = text(&output);
-    assert!(stderr.contains("hoist-proxy booted"), "{stderr}");
+    assert!(stderr.contains("hoist-proxy created from"), "{stderr}");
     let lines = hook_lines(&app);
     let names: Vec<&str> = lines
         .iter()

@@ -89,10 +89,7 @@ async fn boot_host(
     progress.step("checking hoist-proxy");
     match container::boot_proxy(config, server, credentials).await {
         Ok(booted) => {
-            progress.done(match booted.ensured {
-                proxy::Ensured::Running => "hoist-proxy already running".to_string(),
-                _ => booted.describe(config),
-            });
+            progress.done(booted.describe(config));
             Ok(booted.warning)
         }
         Err(err) => {

@@ -80,7 +80,7 @@ impl Booted {
     /// For progress lines.
     pub fn describe(&self, config: &Config) -> String {
         match self.ensured {
-            proxy::Ensured::Running => "hoist-proxy running".to_string(),
+            proxy::Ensured::Running => "hoist-proxy already running".to_string(),
             proxy::Ensured::Started => "hoist-proxy started".to_string(),
             proxy::Ensured::Created => format!("hoist-proxy created from {}", config.proxy.image),
         }

@@ -130,14 +130,15 @@ impl<'a> Release<'a> {
         let surveys = surveys
             .into_iter()
             .collect::<Result<Vec<Survey>>>()
-            .map_err(|err| nothing_switched(err, "nothing was changed"))?;
+            .map_err(|err| nothing_switched(self, err, "nothing was changed"))?;
         timings.add("pull", phase);
         self.report_unfinished(servers, &surveys);
 
         hooks.run(Hook::PreDeploy, hosts)?;
         let phase = Instant::now();
         let booted = join_all(servers.iter().map(|server| self.boot_proxy(server))).await;
-        first_error(booted).map_err(|err| nothing_switched(err, "no app container was changed"))?;
+        first_error(booted)
+            .map_err(|err| nothing_switched(self, err, "no app container was changed"))?;
         timings.add("proxy", phase);
         hooks.run(Hook::PreAppBoot, hosts)?;
 
@@ -227,10 +228,8 @@ impl<'a> Release<'a> {
             self.restore_record(host).await;
         }))
         .await;
-        if super::stage::interrupted(&err) {
-            return Err(interrupted_before_switch(self.version, self.kind));
-        }
         Err(nothing_switched(
+            self,
             err,
             "the new containers got no traffic and were removed",
         ))
@@ -570,16 +569,16 @@ fn find<'f>(fleet: &'f [Host<'_>], unit: &Unit) -> Option<(&'f Server, &'f Stage
     })
 }
 
-fn nothing_switched(err: anyhow::Error, what: &str) -> anyhow::Error {
+fn nothing_switched(release: &Release<'_>, err: anyhow::Error, what: &str) -> anyhow::Error {
     if super::stage::interrupted(&err) {
-        return err;
+        return interrupted_before_switch(release.version, release.kind);
     }
     err.context(format!(
         "Nothing was switched on any host: {what}, and the previous version keeps serving"
     ))
 }
 
-pub(super) fn interrupted_before_switch(version: &str, kind: Kind) -> anyhow::Error {
+fn interrupted_before_switch(version: &str, kind: Kind) -> anyhow::Error {
     hinted(
         format!(
             "Interrupted (Ctrl-C) before the switch: the new containers got no traffic and were \
