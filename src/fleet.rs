@@ -117,8 +117,9 @@ impl Fleet {
     }
 
     /// Take the deploy lock on the primary host (waiting up to `wait` for another holder), and
-    /// listen for Ctrl-C while it is held: the first one cancels [`Held::interrupt`], so the
-    /// command stops at its next safe point; a second one quits at once.
+    /// listen for Ctrl-C while it is held: the first one cancels `interrupt` (also
+    /// [`Held::interrupt`]), so the command stops at its next safe point; a second one quits at
+    /// once.
     pub async fn lock(
         &self,
         config: &Config,
@@ -126,6 +127,7 @@ impl Fleet {
         wait: Duration,
         printer: &Printer,
         on_quit: &'static str,
+        interrupt: CancellationToken,
     ) -> Result<Held> {
         let primary =
             primary_host(config).ok_or_else(|| anyhow!("The configuration has no app hosts"))?;
@@ -134,7 +136,6 @@ impl Fleet {
             .ok_or_else(|| anyhow!("The primary host `{primary}` is not connected"))?;
         let scope = naming::scope(&config.service, config.destination.as_deref());
         take_lock(server, &scope, &info, wait, printer).await?;
-        let interrupt = CancellationToken::new();
         let listener = tokio::spawn(listen_for_ctrl_c(interrupt.clone(), *printer, on_quit));
         Ok(Held {
             host: primary,

@@ -380,6 +380,8 @@ async fn a_fleet_deploys_in_batches_and_goes_back_as_one_when_any_host_fails() {
     assert_eq!(fleet.version_on(0), "v3");
     assert_eq!(fleet.version_on(1), "v2");
     fleet.assert_unlocked();
+    let versions = text(&fleet.hoist_ok(&["versions"])).1;
+    assert!(versions.contains("the fleet runs 2 versions"), "{versions}");
 
     // A healthy version converges the fleet again.
     fleet.configure("");
@@ -404,6 +406,7 @@ async fn a_fleet_deploys_in_batches_and_goes_back_as_one_when_any_host_fails() {
         let exit = child.wait().expect("wait");
         drain(lines, reader, &mut seen);
         let stderr = seen.join("\n");
+        eprintln!("{stderr}");
         assert!(!exit.success(), "{stderr}");
         assert!(
             stderr.contains("Interrupted (Ctrl-C) during the switch"),
@@ -455,6 +458,7 @@ async fn a_fleet_deploys_in_batches_and_goes_back_as_one_when_any_host_fails() {
         let exit = child.wait().expect("wait");
         drain(lines, reader, &mut seen);
         let stderr = seen.join("\n");
+        eprintln!("{stderr}");
         assert!(!exit.success(), "{stderr}");
         assert!(
             stderr.contains(&format!("{}: web back on v4", fleet.hosts[0])),
@@ -478,6 +482,11 @@ async fn a_fleet_deploys_in_batches_and_goes_back_as_one_when_any_host_fails() {
         .expect("docker exec sshd");
     assert!(restart.success());
     fleet.assert_unlocked();
+    let versions = text(&fleet.hoist_ok(&["versions"])).1;
+    assert!(
+        versions.contains(&format!("did not finish on {}", fleet.hosts[1])),
+        "{versions}"
+    );
     let output = under_load(&fleet, "converging", || fleet.deploy("v7", &[]));
     assert_success(&output, "the deploy after the cut");
     let (_, stderr) = text(&output);
@@ -486,6 +495,11 @@ async fn a_fleet_deploys_in_batches_and_goes_back_as_one_when_any_host_fails() {
         "the interrupted release is reported: {stderr}"
     );
     fleet.assert_everywhere("v7");
+    let versions = text(&fleet.hoist_ok(&["versions"])).1;
+    assert!(
+        versions.contains("v7 is live for every role on every host"),
+        "{versions}"
+    );
     assert!(
         !fleet
             .containers_on(1)

@@ -11,13 +11,14 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::docker;
+use crate::fleet::Fleet;
 use crate::lock::{self, LockInfo};
 use crate::naming::{
     self, LABEL_ACCESSORY, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION,
     PROXY_CONTAINER,
 };
 use crate::printer::{self, Printer};
-use crate::remote::{Connector, Server};
+use crate::remote::Server;
 use crate::report::hinted;
 use crate::reporter::Reporter;
 
@@ -61,9 +62,9 @@ struct ContainerDetails {
 }
 
 pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
-    let connector = Connector::from_config(config)?;
     let reporter = Reporter::new(*printer);
-    let (servers, unreachable) = connector.connect_all(hosts, &reporter).await?;
+    let (fleet, unreachable) = Fleet::connect_reachable(config, hosts, &reporter).await?;
+    let servers = &fleet.servers;
 
     let mut details: Vec<HostDetails> = Vec::with_capacity(hosts.len());
     let gathered =
@@ -82,9 +83,7 @@ pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result
     }
     // Keep the configured host order.
     details.sort_by_key(|d| hosts.iter().position(|h| *h == d.host));
-    for server in &servers {
-        server.session.close().await;
-    }
+    fleet.close().await;
 
     if printer.json() {
         printer.data(format!(

@@ -127,6 +127,7 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
             Duration::ZERO,
             printer,
             "`hoist proxy details` shows each proxy",
+            tokio_util::sync::CancellationToken::new(),
         )
         .await
     {

@@ -96,18 +96,30 @@ pub async fn boot_proxy(
 ) -> Result<Booted> {
     docker::ensure_network(&server.docker).await?;
     let ensured = proxy::ensure(&server.docker, config, credentials).await?;
-    let image = &config.proxy.image;
     let warning = if ensured == proxy::Ensured::Created {
         None
     } else {
         match proxy::inspect(&server.docker).await {
-            Ok(Some(container)) if container.image != *image => Some(format!(
-                "hoist-proxy on `{}` runs `{}`, not `{image}` (`proxy.image`); \
-                 `hoist proxy reboot` replaces it",
-                server.host, container.image
-            )),
+            Ok(Some(container)) => other_image(config, &server.host, &container),
             _ => None,
         }
     };
     Ok(Booted { ensured, warning })
+}
+
+/// The warning for a proxy that runs another image than `proxy.image` (an older proxy keeps
+/// running until it is replaced on purpose).
+pub fn other_image(
+    config: &Config,
+    host: &str,
+    container: &proxy::ProxyContainer,
+) -> Option<String> {
+    let image = &config.proxy.image;
+    (container.image != *image).then(|| {
+        format!(
+            "hoist-proxy on `{host}` runs `{}`, not `{image}` (`proxy.image`); \
+             `hoist proxy reboot` replaces it",
+            container.image
+        )
+    })
 }

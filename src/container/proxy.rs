@@ -12,6 +12,7 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, StopContainerOptionsBuilder};
+use hoist_proxy::cli::DeployArgs;
 use hoist_proxy::router::ServiceSummary;
 
 use crate::config::{AcmeDirectory, Config, format_duration};
@@ -273,7 +274,7 @@ pub async fn deploy(
     id: &str,
     env: &[String],
 ) -> Result<()> {
-    let args = deploy_args(config, service, id);
+    let args = deploy_args(config, service, id)?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = docker::exec_with_env(docker, PROXY_CONTAINER, &args, env).await?;
     if output.exit_code != 0 {
@@ -322,64 +323,53 @@ pub fn deploy_env(config: &Config, secrets: &Secrets) -> Result<Vec<String>> {
     Ok(env)
 }
 
-/// `hoist-proxy deploy SERVICE --target ID:PORT …` from `[proxy]`.
-fn deploy_args(config: &Config, service: &str, id: &str) -> Vec<String> {
+/// `hoist-proxy deploy SERVICE --target ID:PORT …` from `[proxy]`: hoist-proxy's own typed
+/// flags ([`DeployArgs`]), filled here and written out by the proxy crate, so no flag name or
+/// value syntax is spelled twice.
+fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> {
     let proxy = &config.proxy;
     let short_id = &id[..id.len().min(12)];
-    let mut args: Vec<String> = vec![
-        "hoist-proxy".into(),
-        "deploy".into(),
-        service.into(),
-        format!("--target={short_id}:{}", proxy.app_port),
-    ];
-    if !proxy.hosts.is_empty() {
-        args.push(format!("--host={}", proxy.hosts.join(",")));
-    }
+    let target = format!("{short_id}:{}", proxy.app_port);
+    let mut args = DeployArgs::new(service, &[target])?;
+    args.host = proxy.hosts.clone();
     if proxy.tls {
-        args.push("--tls".into());
+        args.tls = true;
         let acme = &proxy.acme;
         match &acme.directory {
             AcmeDirectory::Letsencrypt => {}
-            AcmeDirectory::LetsencryptStaging => args.push("--tls-staging".into()),
-            AcmeDirectory::Url(url) => args.push(format!("--tls-acme-directory={url}")),
+            AcmeDirectory::LetsencryptStaging => args.tls_staging = true,
+            AcmeDirectory::Url(url) => args.tls_acme_directory = Some(url.clone()),
         }
-        if let Some(challenge) = acme.challenge {
-            args.push(format!("--tls-acme-challenge={challenge}"));
-        }
-        if let Some(kid) = &acme.eab_kid {
-            // Its HMAC key goes in the exec's environment, see [`deploy`].
-            args.push(format!("--tls-acme-eab-kid={kid}"));
-        }
+        args.tls_acme_challenge = acme.challenge;
+        // Its HMAC key goes in the exec's environment, see [`deploy`].
+        args.tls_acme_eab_kid = acme.eab_kid.clone();
     }
-    let duration = |flag: &str, value: Duration| format!("--{flag}={}", format_duration(value));
-    args.push(duration("deploy-timeout", proxy.deploy_timeout));
-    args.push(duration("drain-timeout", proxy.drain_timeout));
-    args.push(duration("target-timeout", proxy.response_timeout));
-    args.push(format!("--health-check-path={}", proxy.healthcheck.path));
-    args.push(duration(
-        "health-check-interval",
-        proxy.healthcheck.interval,
-    ));
-    args.push(duration("health-check-timeout", proxy.healthcheck.timeout));
+    args.deploy_timeout = proxy.deploy_timeout;
+    args.drain_timeout = proxy.drain_timeout;
+    args.target_timeout = proxy.response_timeout;
+    args.health_check_path = proxy.healthcheck.path.clone();
+    args.health_check_interval = proxy.healthcheck.interval;
+    args.health_check_timeout = proxy.healthcheck.timeout;
     // One passing probe puts a new container in service, as with kamal-proxy.
-    args.push("--health-check-rise=1".into());
-    args.push(format!("--forward-headers={}", proxy.forward_headers));
-    if !proxy.trusted_proxies.is_empty() {
-        args.push(format!(
-            "--trusted-proxies={}",
-            proxy.trusted_proxies.join(",")
-        ));
-    }
+    args.health_check_rise = 1;
+    args.forward_headers = Some(proxy.forward_headers);
+    args.trusted_proxies = proxy
+        .trusted_proxies
+        .iter()
+        .map(|peer| hoist_proxy::cli::parse_trusted_proxy(peer).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
     let buffering = &proxy.buffering;
-    args.push(format!("--buffer-requests={}", buffering.requests));
-    args.push(format!("--buffer-responses={}", buffering.responses));
-    args.push(format!("--buffer-memory={}", buffering.memory));
-    args.push(format!("--max-request-body={}", buffering.max_request_body));
-    args.push(format!(
-        "--max-response-body={}",
-        buffering.max_response_body
-    ));
-    args
+    args.buffer_requests = buffering.requests;
+    args.buffer_responses = buffering.responses;
+    args.buffer_memory = buffering.memory;
+    // The limits apply to buffered bodies only (hoist-proxy refuses them otherwise).
+    if buffering.requests {
+        args.max_request_body = buffering.max_request_body;
+    }
+    if buffering.responses {
+        args.max_response_body = buffering.max_response_body;
+    }
+    Ok(args.to_args()?)
 }
 
 #[cfg(test)]
@@ -399,23 +389,25 @@ mod tests {
     fn acme_settings_become_flags_and_the_eab_key_stays_off_the_command_line() {
         let dir = tempfile::tempdir().expect("temp dir");
         let tls = "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n";
-        let args = deploy_args(&config_with(dir.path(), tls), "a-web", "0123456789abcdef");
-        assert!(args.contains(&"--tls".to_string()));
+        let args =
+            deploy_args(&config_with(dir.path(), tls), "a-web", "0123456789abcdef").expect("argv");
+        assert!(args.contains(&"--tls=true".to_string()), "{args:?}");
         assert!(
             !args.iter().any(|arg| arg.starts_with("--tls-acme")),
             "{args:?}"
         );
 
         let staging = format!("{tls}[proxy.acme]\ndirectory = \"letsencrypt-staging\"\n");
-        let args = deploy_args(&config_with(dir.path(), &staging), "a-web", "0123456789ab");
-        assert!(args.contains(&"--tls-staging".to_string()), "{args:?}");
+        let args =
+            deploy_args(&config_with(dir.path(), &staging), "a-web", "0123456789ab").expect("argv");
+        assert!(args.contains(&"--tls-staging=true".to_string()), "{args:?}");
 
         let zerossl = format!(
             "{tls}[proxy.acme]\ndirectory = \"https://acme.zerossl.com/v2/DV90\"\n\
              challenge = \"tls-alpn-01\"\neab_kid = \"kid-1\"\neab_hmac_key = \"EAB_KEY\"\n"
         );
         let config = config_with(dir.path(), &zerossl);
-        let args = deploy_args(&config, "a-web", "0123456789ab");
+        let args = deploy_args(&config, "a-web", "0123456789ab").expect("argv");
         for flag in [
             "--tls-acme-directory=https://acme.zerossl.com/v2/DV90",
             "--tls-acme-challenge=tls-alpn-01",
@@ -438,7 +430,7 @@ mod tests {
     /// `deploy_args` of `config`, parsed by hoist-proxy's own command line.
     fn parsed(config: &Config) -> hoist_proxy::cli::DeployArgs {
         use clap::Parser;
-        let args = deploy_args(config, "a-web", "0123456789abcdef");
+        let args = deploy_args(config, "a-web", "0123456789abcdef").expect("argv");
         match hoist_proxy::cli::Cli::try_parse_from(&args) {
             Ok(hoist_proxy::cli::Cli {
                 command: hoist_proxy::cli::Command::Deploy(deploy),
@@ -466,8 +458,7 @@ mod tests {
                  [proxy.acme]\ndirectory = \"https://acme.zerossl.com/v2/DV90\"\n\
                  challenge = \"tls-alpn-01\"\neab_kid = \"kid-1\"\neab_hmac_key = \"EAB_KEY\"\n"
             ),
-            "[proxy.buffering]\nrequests = false\nresponses = false\nmax_request_body = 0\n"
-                .to_string(),
+            "[proxy.buffering]\nrequests = false\nresponses = false\n".to_string(),
             "[proxy.buffering]\nmemory = 4096\nmax_request_body = 1\nmax_response_body = 7\n"
                 .to_string(),
             "[proxy]\ntrusted_proxies = [\"10.0.0.5\", \"10.0.0.0/24\", \"2001:db8::/32\"]\n"
@@ -517,9 +508,15 @@ mod tests {
             assert_eq!(args.buffer_requests, buffering.requests, "{case}");
             assert_eq!(args.buffer_responses, buffering.responses, "{case}");
             assert_eq!(args.buffer_memory, buffering.memory, "{case}");
-            assert_eq!(args.max_request_body, buffering.max_request_body, "{case}");
+            let limit = |on: bool, limit: u64| if on { limit } else { 0 };
             assert_eq!(
-                args.max_response_body, buffering.max_response_body,
+                args.max_request_body,
+                limit(buffering.requests, buffering.max_request_body),
+                "{case}"
+            );
+            assert_eq!(
+                args.max_response_body,
+                limit(buffering.responses, buffering.max_response_body),
                 "{case}"
             );
         }

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::container::app;
@@ -204,33 +205,12 @@ pub async fn run(
         },
     };
     hooks.set("HOIST_VERSION", &version);
-    let phase = Instant::now();
-    let held = match LockInfo::new(&prepared.performer, kind.name(), Some(&version)) {
-        Ok(info) => {
-            fleet
-                .lock(
-                    config,
-                    info,
-                    options.lock_wait,
-                    printer,
-                    "`hoist details` shows what runs",
-                )
-                .await
-        }
-        Err(err) => Err(err),
-    };
-    let held = match held {
-        Ok(held) => held,
-        Err(err) => {
-            fleet.close().await;
-            return Err(err);
-        }
-    };
-    timings.add("lock", phase);
 
-    // 3.–5. With the lock held; Ctrl-C is ours from here on.
+    // 3.–6. The lock, taken while every host pulls and is read (which changes nothing); with
+    //    it held, Ctrl-C is ours.
+    let phase = Instant::now();
+    let interrupt = CancellationToken::new();
     let app_servers: Vec<&Server> = fleet.among(&app_hosts);
-    let interrupt = held.interrupt.clone();
     let release = release::Release {
         config,
         kind,
@@ -245,9 +225,42 @@ pub async fn run(
         started,
         switched: Mutex::new(Vec::new()),
     };
-    let result = release
-        .run_locked(&app_servers, &app_hosts, &hooks, &mut timings)
-        .await;
+    let lock = async {
+        let info = LockInfo::new(&prepared.performer, kind.name(), Some(&version))?;
+        let on_quit = "`hoist details` shows what runs";
+        let held = fleet
+            .lock(
+                config,
+                info,
+                options.lock_wait,
+                printer,
+                on_quit,
+                interrupt.clone(),
+            )
+            .await;
+        if held.is_err() {
+            // No need to finish pulling for a release that can't go on.
+            interrupt.cancel();
+        }
+        held
+    };
+    let (held, surveys) = tokio::join!(lock, release.pull_and_survey_all(&app_servers));
+    let held = match held {
+        Ok(held) => held,
+        Err(err) => {
+            fleet.close().await;
+            return Err(err);
+        }
+    };
+    timings.add("lock and pull", phase);
+    let result = match surveys {
+        Ok(surveys) => {
+            release
+                .run_locked(&app_servers, surveys, &app_hosts, &hooks, &mut timings)
+                .await
+        }
+        Err(err) => Err(err),
+    };
     held.release(&fleet, printer).await;
     fleet.close().await;
     result?;

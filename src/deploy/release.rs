@@ -117,26 +117,36 @@ impl<'a> Release<'a> {
         )
     }
 
+    /// Pull on every host and read what runs there (nothing changes until pre-deploy has
+    /// passed).
+    pub(super) async fn pull_and_survey_all(&self, servers: &[&Server]) -> Result<Vec<Survey>> {
+        let surveys = join_all(servers.iter().map(|server| self.pull_and_survey(server))).await;
+        surveys
+            .into_iter()
+            .collect::<Result<Vec<Survey>>>()
+            .map_err(|err| nothing_switched(self, err, "nothing was changed"))
+    }
+
+    /// The rest of the release, with the lock held, from what [`Self::pull_and_survey_all`] read.
     pub(super) async fn run_locked(
         &self,
         servers: &[&Server],
+        surveys: Vec<Survey>,
         hosts: &[String],
         hooks: &Hooks,
         timings: &mut Timings,
     ) -> Result<()> {
-        // Pull, and meanwhile read what runs (nothing changes until pre-deploy has passed).
-        let phase = Instant::now();
-        let surveys = join_all(servers.iter().map(|server| self.pull_and_survey(server))).await;
-        let surveys = surveys
-            .into_iter()
-            .collect::<Result<Vec<Survey>>>()
-            .map_err(|err| nothing_switched(self, err, "nothing was changed"))?;
-        timings.add("pull", phase);
         self.report_unfinished(servers, &surveys);
 
         hooks.run(Hook::PreDeploy, hosts)?;
         let phase = Instant::now();
-        let booted = join_all(servers.iter().map(|server| self.boot_proxy(server))).await;
+        let booted = join_all(
+            servers
+                .iter()
+                .zip(&surveys)
+                .map(|(server, survey)| self.boot_proxy(server, survey)),
+        )
+        .await;
         first_error(booted)
             .map_err(|err| nothing_switched(self, err, "no app container was changed"))?;
         timings.add("proxy", phase);
@@ -430,7 +440,10 @@ impl<'a> Release<'a> {
         let mut restore = Vec::new();
         let mut finish = Vec::new();
         for (host, (line, gone)) in fleet.iter().zip(outcomes) {
-            report.push(format!("{}: {line}", host.server.host));
+            report.push((
+                self.rank(&host.server.host),
+                format!("{}: {line}", host.server.host),
+            ));
             match gone {
                 Some(true) => restore.push(host),
                 Some(false) => finish.push(host),
@@ -443,6 +456,8 @@ impl<'a> Release<'a> {
         for err in finished.into_iter().filter_map(Result::err) {
             self.printer.warn(format!("{err:#}"));
         }
+        report.sort();
+        let report: Vec<String> = report.into_iter().map(|(_, line)| line).collect();
         let now = format!("\n  Now:\n    {}", report.join("\n    "));
         match failure {
             Failed::Interrupted => hinted(
@@ -458,24 +473,35 @@ impl<'a> Release<'a> {
                 format!("run `hoist {}` again to finish", self.kind.name()),
             ),
             Failed::Refused(err) | Failed::Lost(err) => {
+                let failed = format!("The {} of {} failed", self.kind.name(), short(self.version));
                 let what = if switched.is_empty() {
-                    "Nothing else was switched".to_string()
+                    format!("{failed} before any host switched to it")
                 } else if rollback {
                     format!(
-                        "Every host switched went back to the previous version (the release is \
-                         fleet-atomic; `--no-rollback` would keep them on {})",
-                        short(self.version)
+                        "{failed}, and every host switched to it went back to the previous \
+                         version (releases are fleet-atomic; `--no-rollback` keeps them on the \
+                         new one)"
                     )
                 } else {
                     format!(
-                        "Hosts switched stay on {} (--no-rollback), so the fleet runs mixed \
-                         versions; `hoist rollback` puts them back",
-                        short(self.version)
+                        "{failed}; hosts switched stay on it (--no-rollback), so the fleet runs \
+                         mixed versions until `hoist rollback` or the next deploy"
                     )
                 };
                 err.context(format!("{what}.{now}"))
             }
         }
+    }
+
+    /// Where `host` comes in the release's order (primary role first), for reports.
+    fn rank(&self, host: &str) -> usize {
+        let mut roles: Vec<&(String, Vec<String>)> = self.roles.iter().collect();
+        roles.sort_by_key(|(role, _)| *role != self.config.primary_role);
+        roles
+            .iter()
+            .flat_map(|(_, hosts)| hosts)
+            .position(|h| h == host)
+            .unwrap_or(usize::MAX)
     }
 
     /// Put the record back as it was before this release, where nothing new serves.

@@ -29,6 +29,10 @@ pub(super) struct Survey {
     pub services: Option<Vec<ServiceSummary>>,
     /// The release record as the last release left it.
     pub record: Option<Record>,
+    /// The `hoist-proxy` container, if there is one.
+    pub proxy: Option<proxy::ProxyContainer>,
+    /// Whether the `hoist` network exists.
+    pub network: bool,
 }
 
 /// One role's new container on one host, staged before any switch.
@@ -119,10 +123,12 @@ impl Release<'_> {
                 .map(|role| self.interruptible(app::list(&server.docker, self.config, role))),
         );
         // No proxy yet (or stopped) is not an error here: the proxy step deals with it.
-        let (lists, services, record) = tokio::join!(
+        let (lists, services, record, container, network) = tokio::join!(
             lists,
             proxy::list(&server.docker),
-            super::state::read(&server.session, &self.scope)
+            super::state::read(&server.session, &self.scope),
+            proxy::inspect(&server.docker),
+            server.docker.inspect_network(crate::naming::NETWORK, None)
         );
         let mut containers = BTreeMap::new();
         for (role, list) in roles.into_iter().zip(lists) {
@@ -132,6 +138,8 @@ impl Release<'_> {
             containers,
             services: services.ok(),
             record: record?,
+            proxy: container?,
+            network: network.is_ok(),
         })
     }
 
@@ -166,11 +174,24 @@ impl Release<'_> {
     }
 
     /// The `hoist` network on every host (a role without the proxy needs it too, to reach the
-    /// accessories), and hoist-proxy where a role runs behind it.
-    pub(super) async fn boot_proxy(&self, server: &Server) -> Result<()> {
+    /// accessories), and hoist-proxy where a role runs behind it; nothing to do, and no round
+    /// trip, where the survey found them (a proxy that answered runs on the network).
+    pub(super) async fn boot_proxy(&self, server: &Server, survey: &Survey) -> Result<()> {
         let proxied = self
             .roles_on(&server.host)
             .any(|(role, _)| self.behind_proxy(role));
+        if proxied && survey.services.is_some() {
+            if let Some(running) = &survey.proxy
+                && self.kind != Kind::Redeploy
+                && let Some(warning) = container::other_image(self.config, &server.host, running)
+            {
+                self.printer.warn(warning);
+            }
+            return Ok(());
+        }
+        if (!proxied || self.kind == Kind::Redeploy) && survey.network {
+            return Ok(());
+        }
         if !proxied || self.kind == Kind::Redeploy {
             return self
                 .interruptible(docker::ensure_network(&server.docker))

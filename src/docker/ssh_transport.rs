@@ -56,7 +56,12 @@ pub async fn connect(
             version,
         )
     };
-    let report = docker_with(API_DEFAULT_VERSION)?.version().await?;
+    // Two pings beside `/version` open two more channels in the same round trip, kept in the
+    // pool: an exec's start takes its channel for good (the stream is hijacked), so the call
+    // after it finds one open instead of opening another, a round trip later.
+    let probe = docker_with(API_DEFAULT_VERSION)?;
+    let (report, _, _) = tokio::join!(probe.version(), probe.ping(), probe.ping());
+    let report = report?;
     let server = report
         .api_version
         .as_deref()

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::container::{self, accessory, proxy};
 use crate::deploy;
 use crate::docker;
-use crate::fleet;
+use crate::fleet::{self, Fleet};
 use crate::hooks::{Hook, Hooks};
 use crate::printer::Printer;
 use crate::registry;
@@ -148,7 +148,8 @@ pub async fn run(
     );
     hooks.set("HOIST_VERSION", &version);
     hooks.run(Hook::DockerSetup, hosts)?;
-    let (servers, unreachable) = connector.connect_all(hosts, &reporter).await?;
+    let (fleet, unreachable) = Fleet::connect_reachable(config, hosts, &reporter).await?;
+    let servers = &fleet.servers;
     let result = async {
         if let Some(failure) = unreachable.into_iter().next() {
             return Err(failure.error.context(format!(
@@ -156,14 +157,12 @@ pub async fn run(
                 failure.host
             )));
         }
-        boot_proxies(config, &servers, proxy_credentials, &reporter, printer).await?;
-        accessory::ensure_all(config, &secrets, &servers, &reporter).await?;
-        live_everywhere(config, hosts, &servers, &version).await
+        boot_proxies(config, servers, proxy_credentials, &reporter, printer).await?;
+        accessory::ensure_all(config, &secrets, servers, &reporter).await?;
+        live_everywhere(config, hosts, servers, &version).await
     }
     .await;
-    for server in &servers {
-        server.session.close().await;
-    }
+    fleet.close().await;
     let live = result?;
     printer.detail(format!(
         "servers ready in {:.1}s",

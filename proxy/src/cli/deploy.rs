@@ -1,15 +1,19 @@
 //! `hoist-proxy deploy`'s flags, kamal-proxy's plus hoist-proxy's own (`--trusted-proxies`,
 //! `--websocket-grace`, rise/fall). They become a `DeployRequest` in `options.rs`.
+//!
+//! They are also the typed contract with `hoist`: hoist fills a [`DeployArgs`] (starting from
+//! [`DeployArgs::new`], clap's own defaults) and runs [`DeployArgs::to_args`], so no flag name or
+//! value syntax is written twice, and the round trip is tested here.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args};
 
-use super::{parse_go_bool, parse_trusted_proxy};
-use crate::duration::parse_duration;
+use super::{Cli, Command, parse_go_bool, parse_trusted_proxy};
+use crate::duration::{format_duration, parse_duration};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, PartialEq, Args)]
 pub struct DeployArgs {
     /// Name of the service to create or update
     #[arg(value_name = "SERVICE")]
@@ -312,4 +316,213 @@ pub struct DeployArgs {
         value_parser = parse_go_bool
     )]
     pub read_target_websockets: bool,
+}
+
+impl DeployArgs {
+    /// `deploy SERVICE --target TARGETS` with every other flag at its default, as clap parses
+    /// it (the EAB HMAC key is not read from this process's environment).
+    pub fn new(service: &str, targets: &[String]) -> Result<DeployArgs, clap::Error> {
+        let target = format!("--target={}", targets.join(","));
+        let cli =
+            <Cli as clap::Parser>::try_parse_from(["hoist-proxy", "deploy", service, &target])?;
+        match cli.command {
+            Command::Deploy(args) => Ok(DeployArgs {
+                tls_acme_eab_hmac_key: None,
+                ..*args
+            }),
+            _ => Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand)),
+        }
+    }
+
+    /// The command line that parses back into these flags: `hoist-proxy deploy SERVICE
+    /// --target …`, then each flag whose value differs from its default. The EAB HMAC key is
+    /// never written: command lines are visible to other processes, so it goes in the
+    /// environment as `HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY`.
+    pub fn to_args(&self) -> Result<Vec<String>, clap::Error> {
+        let defaults = DeployArgs::new(&self.service, &self.target)?;
+        let mut args: Vec<String> = vec![
+            "hoist-proxy".into(),
+            "deploy".into(),
+            self.service.clone(),
+            format!("--target={}", self.target.join(",")),
+        ];
+        let mut flag = |name: &str, value: String| args.push(format!("--{name}={value}"));
+        let list = |values: &[String]| values.join(",");
+        macro_rules! changed {
+            ($field:ident, $name:literal, $render:expr) => {
+                if self.$field != defaults.$field {
+                    #[allow(clippy::redundant_closure_call)]
+                    flag($name, ($render)(&self.$field));
+                }
+            };
+        }
+        let text = |value: &Option<String>| value.clone().unwrap_or_default();
+        let path = |value: &Option<std::path::PathBuf>| {
+            value
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default()
+        };
+        let boolean = |value: &bool| value.to_string();
+        let duration = |value: &Duration| format_duration(*value);
+        let number = |value: &u64| value.to_string();
+        changed!(read_target, "read-target", |v: &Vec<String>| list(v));
+        changed!(host, "host", |v: &Vec<String>| list(v));
+        changed!(path_prefix, "path-prefix", |v: &Vec<String>| list(v));
+        changed!(strip_path_prefix, "strip-path-prefix", boolean);
+        changed!(tls, "tls", boolean);
+        changed!(tls_staging, "tls-staging", boolean);
+        changed!(tls_certificate_path, "tls-certificate-path", path);
+        changed!(tls_private_key_path, "tls-private-key-path", path);
+        changed!(tls_redirect, "tls-redirect", boolean);
+        changed!(tls_acme_cache_path, "tls-acme-cache-path", path);
+        changed!(tls_acme_directory, "tls-acme-directory", text);
+        changed!(tls_acme_eab_kid, "tls-acme-eab-kid", text);
+        changed!(tls_acme_ca_root, "tls-acme-ca-root", path);
+        changed!(tls_acme_challenge, "tls-acme-challenge", |v: &Option<
+            crate::options::ChallengeKind,
+        >| v
+            .map(|kind| kind.to_string())
+            .unwrap_or_default());
+        changed!(tls_on_demand_url, "tls-on-demand-url", text);
+        changed!(canonical_host, "canonical-host", text);
+        changed!(deploy_timeout, "deploy-timeout", duration);
+        changed!(drain_timeout, "drain-timeout", duration);
+        changed!(force, "force", boolean);
+        changed!(health_check_path, "health-check-path", |v: &String| v
+            .clone());
+        changed!(health_check_interval, "health-check-interval", duration);
+        changed!(health_check_timeout, "health-check-timeout", duration);
+        changed!(health_check_port, "health-check-port", |v: &u16| v
+            .to_string());
+        changed!(health_check_host, "health-check-host", text);
+        changed!(health_check_rise, "health-check-rise", |v: &u32| v
+            .to_string());
+        changed!(health_check_fall, "health-check-fall", |v: &u32| v
+            .to_string());
+        changed!(websocket_grace, "websocket-grace", duration);
+        changed!(target_timeout, "target-timeout", duration);
+        changed!(buffer_requests, "buffer-requests", boolean);
+        changed!(buffer_responses, "buffer-responses", boolean);
+        changed!(buffer_memory, "buffer-memory", number);
+        changed!(max_request_body, "max-request-body", number);
+        changed!(max_response_body, "max-response-body", number);
+        changed!(forward_headers, "forward-headers", |v: &Option<bool>| v
+            .map(|v| v.to_string())
+            .unwrap_or_default());
+        changed!(trusted_proxies, "trusted-proxies", |v: &Vec<
+            ipnet::IpNet,
+        >| v
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","));
+        changed!(client_ip_header, "client-ip-header", text);
+        changed!(log_request_header, "log-request-header", |v: &Vec<
+            String,
+        >| list(v));
+        changed!(log_response_header, "log-response-header", |v: &Vec<
+            String,
+        >| list(
+            v
+        ));
+        changed!(exclude_metrics_path, "exclude-metrics-path", |v: &Vec<
+            String,
+        >| {
+            list(v)
+        });
+        changed!(error_pages, "error-pages", path);
+        changed!(scope_cookie_paths, "scope-cookie-paths", boolean);
+        changed!(writer_affinity_timeout, "writer-affinity-timeout", duration);
+        changed!(read_target_websockets, "read-target-websockets", boolean);
+        Ok(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[String]) -> DeployArgs {
+        let cli = <Cli as clap::Parser>::try_parse_from(args).expect("parses");
+        match cli.command {
+            Command::Deploy(args) => DeployArgs {
+                tls_acme_eab_hmac_key: None,
+                ..*args
+            },
+            other => panic!("not deploy: {}", other.name()),
+        }
+    }
+
+    #[test]
+    fn defaults_write_only_the_service_and_targets() {
+        let args = DeployArgs::new("a-web", &["abc:3000".into()]).expect("defaults");
+        let argv = args.to_args().expect("argv");
+        assert_eq!(
+            argv,
+            ["hoist-proxy", "deploy", "a-web", "--target=abc:3000"]
+        );
+        assert_eq!(parse(&argv), args);
+    }
+
+    #[test]
+    fn every_flag_set_away_from_its_default_parses_back_to_the_same_flags() {
+        let mut args =
+            DeployArgs::new("a-web", &["abc:3000".into(), "def:3000".into()]).expect("defaults");
+        args.read_target = vec!["r1:80".into()];
+        args.host = vec!["a.example.com".into(), "*.b.example.com".into()];
+        args.path_prefix = vec!["/api".into(), "/v2".into()];
+        args.strip_path_prefix = false;
+        args.tls = true;
+        args.tls_redirect = false;
+        args.tls_acme_cache_path = Some("/state/acme".into());
+        args.tls_acme_directory = Some("https://acme.example/dir".into());
+        args.tls_acme_eab_kid = Some("kid".into());
+        args.tls_acme_ca_root = Some("/ca.pem".into());
+        args.tls_acme_challenge = Some(crate::options::ChallengeKind::TlsAlpn01);
+        args.canonical_host = Some("a.example.com".into());
+        args.deploy_timeout = Duration::from_millis(1500);
+        args.drain_timeout = Duration::from_secs(90);
+        args.force = true;
+        args.health_check_path = "/health".into();
+        args.health_check_interval = Duration::from_millis(250);
+        args.health_check_timeout = Duration::from_secs(2);
+        args.health_check_port = 8080;
+        args.health_check_host = Some("internal".into());
+        args.health_check_rise = 1;
+        args.health_check_fall = 5;
+        args.websocket_grace = Duration::from_secs(3);
+        args.target_timeout = Duration::from_secs(120);
+        args.buffer_requests = true;
+        args.buffer_responses = true;
+        args.buffer_memory = 4096;
+        args.max_request_body = 104_857_600;
+        args.max_response_body = 7;
+        args.forward_headers = Some(false);
+        args.trusted_proxies = vec![
+            "10.0.0.5/32".parse().expect("net"),
+            "2001:db8::/32".parse().expect("net"),
+        ];
+        args.client_ip_header = Some("True-Client-IP".into());
+        args.log_request_header = vec!["X-Request-Id".into()];
+        args.log_response_header = vec!["X-Runtime".into()];
+        args.exclude_metrics_path = vec!["/up".into()];
+        args.error_pages = Some("/pages".into());
+        args.scope_cookie_paths = true;
+        args.writer_affinity_timeout = Duration::from_secs(5);
+        args.read_target_websockets = true;
+        let argv = args.to_args().expect("argv");
+        assert_eq!(parse(&argv), args, "{argv:?}");
+        // Staging instead of a directory (they conflict), and the EAB key never on the line.
+        args.tls_acme_directory = None;
+        args.tls_staging = true;
+        args.tls_acme_eab_hmac_key = Some("secret-hmac".into());
+        let argv = args.to_args().expect("argv");
+        assert!(
+            !argv.iter().any(|arg| arg.contains("secret-hmac")),
+            "{argv:?}"
+        );
+        args.tls_acme_eab_hmac_key = None;
+        assert_eq!(parse(&argv), args, "{argv:?}");
+    }
 }
