@@ -158,6 +158,12 @@ pub struct Held {
 }
 
 impl Held {
+    /// The lock was released with other work on its host (`lock::release_command`): stop
+    /// listening for Ctrl-C.
+    pub fn released(self) {
+        self.listener.abort();
+    }
+
     /// Stop listening for Ctrl-C and release the lock; a failure is a warning (the command's own
     /// outcome matters more), with the way out.
     pub async fn release(self, fleet: &Fleet, printer: &Printer) {

@@ -95,6 +95,11 @@ impl Hooks {
         self
     }
 
+    /// Whether `hook` exists (executable or not: [`Self::run`] warns about the latter).
+    pub fn exists(&self, hook: Hook) -> bool {
+        self.dir.join(hook.name()).is_file()
+    }
+
     /// Run `hook` if it exists, with `HOIST_HOSTS` set to `hosts`. Its output is shown prefixed
     /// with its name; a non-zero exit is an error naming the hook.
     pub fn run(&self, hook: Hook, hosts: &[String]) -> Result<()> {

@@ -138,6 +138,16 @@ fn acquire_command(scope: &str, info: &LockInfo) -> Result<String> {
     ))
 }
 
+/// A shell command removing the lock if it carries `id`, never failing: for chaining with the
+/// last write of a release, in the same round trip.
+pub fn release_command(scope: &str, id: &str) -> Result<String> {
+    let path_q = quote(&path(scope))?;
+    Ok(format!(
+        "{{ if grep -qF {needle} {path_q} 2>/dev/null; then rm -f {path_q}; fi; }}",
+        needle = quote(&format!("\"id\":\"{id}\""))?
+    ))
+}
+
 /// Remove the lock: only if it carries `id` when one is given, whoever holds it otherwise.
 /// Returns whether a lock was removed.
 pub async fn release(session: &Session, scope: &str, id: Option<&str>) -> Result<bool> {
@@ -197,6 +207,33 @@ mod tests {
         assert!(!command.contains("set -C"), "{command}");
         assert!(command.contains("ln .hoist/hello/lock.json."), "{command}");
         assert!(command.contains(".tmp .hoist/hello/lock.json"), "{command}");
+    }
+
+    #[test]
+    fn the_chained_release_removes_only_our_lock_and_never_fails_the_chain() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let ours = info("a@example.com");
+        let id = ours.id.clone().expect("id");
+        let take = acquire_command("hello", &ours).expect("command");
+        assert_eq!(run(home.path(), &take).status.code(), Some(0));
+        let theirs = release_command("hello", "someone-else").expect("command");
+        let output = run(home.path(), &format!("{theirs} && echo after"));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "after\n");
+        assert!(
+            home.path().join(path("hello")).exists(),
+            "another id leaves the lock"
+        );
+        let mine = release_command("hello", &id).expect("command");
+        assert_eq!(run(home.path(), &mine).status.code(), Some(0));
+        assert!(
+            !home.path().join(path("hello")).exists(),
+            "our id removes it"
+        );
+        assert_eq!(
+            run(home.path(), &mine).status.code(),
+            Some(0),
+            "no lock: still fine"
+        );
     }
 
     #[test]

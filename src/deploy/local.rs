@@ -50,14 +50,24 @@ pub fn prepare(
 }
 
 /// Confirm `image:version` is in the registry (a `--skip-build` deploy), if the local engine
-/// can ask.
-pub async fn check_registry(
+/// can ask: started at once, awaited before the first change to a server, so it costs no time
+/// of its own.
+pub fn check_registry(
     config: &Config,
     version: &str,
     credentials: Option<DockerCredentials>,
     printer: &Printer,
-) -> Result<()> {
+) -> tokio::task::JoinHandle<Result<()>> {
     let reference = format!("{}:{version}", config.image);
+    let printer = *printer;
+    tokio::spawn(async move { check_pushed(reference, credentials, printer).await })
+}
+
+async fn check_pushed(
+    reference: String,
+    credentials: Option<DockerCredentials>,
+    printer: Printer,
+) -> Result<()> {
     match docker::connect_local().await {
         Ok(local) => {
             printer.status("Checking", format!("{reference} in the registry"));

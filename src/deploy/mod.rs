@@ -26,6 +26,7 @@ mod switch;
 mod target;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -162,37 +163,16 @@ pub async fn run(
         _ => None,
     };
 
-    // 2. Connect (while the registry confirms a `--skip-build` image: connecting changes
-    //    nothing, and no server is changed unless the registry says yes), then lock.
+    // 2. Connect, while the registry confirms a `--skip-build` image: connecting, pulling and
+    //    reading change nothing, and the lock, the first write, waits for the registry's yes.
     let phase = Instant::now();
     let reporter = Reporter::new(*printer);
     let connect_to = fleet::with_primary(config, &app_hosts);
-    let check = async {
-        match &check_first {
-            Some(version) => {
-                local::check_registry(config, version, prepared.app_credentials.clone(), printer)
-                    .await
-            }
-            None => Ok(()),
-        }
-    };
-    let (checked, connected) = tokio::join!(
-        check,
-        Fleet::connect(config, &connect_to, &reporter, printer, kind.name())
-    );
-    let fleet = connected?;
-    if let Err(err) = checked {
-        fleet.close().await;
-        return Err(err);
-    }
-    timings.add(
-        if check_first.is_some() {
-            "connect and registry check"
-        } else {
-            "connect"
-        },
-        phase,
-    );
+    let check = check_first.as_ref().map(|version| {
+        local::check_registry(config, version, prepared.app_credentials.clone(), printer)
+    });
+    let fleet = Fleet::connect(config, &connect_to, &reporter, printer, kind.name()).await?;
+    timings.add("connect", phase);
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let version = match version {
         Some(version) => version,
@@ -211,6 +191,22 @@ pub async fn run(
     let phase = Instant::now();
     let interrupt = CancellationToken::new();
     let app_servers: Vec<&Server> = fleet.among(&app_hosts);
+    let info = LockInfo::new(&prepared.performer, kind.name(), Some(&version)).and_then(|info| {
+        let release = match (&info.id, fleet::primary_host(config)) {
+            (Some(id), Some(primary)) if !hooks.exists(Hook::PostDeploy) => {
+                Some((primary, crate::lock::release_command(&scope, id)?))
+            }
+            _ => None,
+        };
+        Ok((info, release))
+    });
+    let (info, lock_release) = match info {
+        Ok(info) => info,
+        Err(err) => {
+            fleet.close().await;
+            return Err(err);
+        }
+    };
     let release = release::Release {
         config,
         kind,
@@ -224,9 +220,24 @@ pub async fn run(
         scope,
         started,
         switched: Mutex::new(Vec::new()),
+        lock_release,
+        lock_released: AtomicBool::new(false),
     };
     let lock = async {
-        let info = LockInfo::new(&prepared.performer, kind.name(), Some(&version))?;
+        // The lock is the first thing written on a server: not before the registry said yes.
+        if let Some(check) = check {
+            match check.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    interrupt.cancel();
+                    return Err(err);
+                }
+                Err(err) => {
+                    interrupt.cancel();
+                    return Err(anyhow::anyhow!("The registry check failed: {err}"));
+                }
+            }
+        }
         let on_quit = "`hoist details` shows what runs";
         let held = fleet
             .lock(
@@ -261,7 +272,11 @@ pub async fn run(
         }
         Err(err) => Err(err),
     };
-    held.release(&fleet, printer).await;
+    if release.lock_released.load(Ordering::SeqCst) {
+        held.released();
+    } else {
+        held.release(&fleet, printer).await;
+    }
     fleet.close().await;
     result?;
     let message = format!(

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -59,6 +60,11 @@ pub(super) struct Release<'a> {
     pub scope: String,
     pub started: Instant,
     pub switched: Mutex<Vec<Switched>>,
+    /// A command releasing the deploy lock, run with the last write on its host when nothing
+    /// comes after the finish there (one host, no `post-deploy` hook): a round trip less.
+    pub lock_release: Option<(String, String)>,
+    /// Set once that command ran.
+    pub lock_released: AtomicBool,
 }
 
 /// Where the switching stopped: why, the units switched until then, the hosts lost.
@@ -166,7 +172,8 @@ impl<'a> Release<'a> {
 
         // The old containers stop while retention and the records are seen to.
         let phase = Instant::now();
-        let finished = join_all(fleet.iter().map(|host| self.finish(host))).await;
+        let release_lock = fleet.len() == 1;
+        let finished = join_all(fleet.iter().map(|host| self.finish(host, release_lock))).await;
         first_error(finished)?;
         timings.add("stop old and prune", phase);
         hooks.run(Hook::PostDeploy, hosts)?;
@@ -199,7 +206,7 @@ impl<'a> Release<'a> {
         let results = join_all(servers.iter().zip(&surveys).map(|(server, survey)| async {
             let record = self.pending_record(&server.host, survey);
             let (written, staged) = tokio::join!(
-                state::write(&server.session, &self.scope, Some(&record), None),
+                state::write(&server.session, &self.scope, Some(&record), None, None),
                 self.stage_host(server, survey)
             );
             (record, written, staged)
@@ -452,7 +459,7 @@ impl<'a> Release<'a> {
         }
         join_all(restore.iter().map(|host| self.restore_record(host))).await;
         // Hosts wholly on the new version (--no-rollback) are finished as after a deploy.
-        let finished = join_all(finish.iter().map(|host| self.finish(host))).await;
+        let finished = join_all(finish.iter().map(|host| self.finish(host, false))).await;
         for err in finished.into_iter().filter_map(Result::err) {
             self.printer.warn(format!("{err:#}"));
         }
@@ -510,16 +517,23 @@ impl<'a> Release<'a> {
         let restored = host
             .record
             .undo(host.survey.record.as_ref(), live.as_deref());
-        if let Err(err) =
-            state::write(&host.server.session, &self.scope, restored.as_ref(), None).await
+        if let Err(err) = state::write(
+            &host.server.session,
+            &self.scope,
+            restored.as_ref(),
+            None,
+            None,
+        )
+        .await
         {
             tracing::warn!(host = %host.server.host, error = %format!("{err:#}"), "release record not restored");
         }
     }
 
     /// After the switch on a host: stop the old containers, remove a replaced copy, prune
-    /// (deploy only), mark the release stable and write the audit line, all at once.
-    async fn finish(&self, host: &Host<'_>) -> Result<()> {
+    /// (deploy only), mark the release stable and write the audit line, all at once; with
+    /// `release_lock`, the lock goes in the same round trip if it is on this host.
+    async fn finish(&self, host: &Host<'_>, release_lock: bool) -> Result<()> {
         let server = host.server;
         let docker = &server.docker;
         let cleanup_failed = || {
@@ -572,11 +586,29 @@ impl<'a> Release<'a> {
         };
         let line = crate::audit::line(&self.prepared.performer, &message);
         let settled = host.record.settle();
+        let then = self
+            .lock_release
+            .as_ref()
+            .filter(|(on, _)| release_lock && *on == server.host)
+            .map(|(_, command)| command.as_str());
         let record = async {
-            if let Err(err) =
-                state::write(&server.session, &self.scope, Some(&settled), Some(&line)).await
+            match state::write(
+                &server.session,
+                &self.scope,
+                Some(&settled),
+                Some(&line),
+                then,
+            )
+            .await
             {
-                tracing::warn!(host = %server.host, error = %format!("{err:#}"), "release record and audit line not written");
+                Ok(()) => {
+                    if then.is_some() {
+                        self.lock_released.store(true, Ordering::SeqCst);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(host = %server.host, error = %format!("{err:#}"), "release record and audit line not written");
+                }
             }
         };
         let (stopped, pruned, ()) = tokio::join!(stop, prune, record);

@@ -96,13 +96,14 @@ pub fn path(scope: &str) -> String {
     format!("{}/release.json", naming::state_dir(scope))
 }
 
-/// Write `record` (or leave the file alone with `None`), and append `audit_line` to the audit log,
-/// in one round trip.
+/// Write `record` (or leave the file alone with `None`), append `audit_line` to the audit log
+/// and run `then` (releasing the lock), in one round trip.
 pub async fn write(
     session: &Session,
     scope: &str,
     record: Option<&Record>,
     audit_line: Option<&str>,
+    then: Option<&str>,
 ) -> Result<()> {
     let mut parts = vec![format!("mkdir -p {}", quote(&naming::state_dir(scope))?)];
     if let Some(record) = record {
@@ -110,6 +111,9 @@ pub async fn write(
     }
     if let Some(line) = audit_line {
         parts.push(audit::append_command(scope, line)?);
+    }
+    if let Some(command) = then {
+        parts.push(command.to_string());
     }
     let output = session.exec(&parts.join(" && ")).await?;
     if output.status != Some(0) {
