@@ -190,8 +190,7 @@ impl Connector {
     async fn connect(&self, host: &str, via: Option<Arc<Session>>) -> Result<Server, Unreachable> {
         let started = Instant::now();
         let session = self.session(host, via).await?;
-        let (docker, ()) = tokio::join!(connect_docker(&session), session.open_spare());
-        let (docker, docker_version) = docker.map_err(|error| {
+        let (docker, docker_version) = connect_docker(&session).await.map_err(|error| {
             let summary = format!("{:#}", error.root_cause());
             Unreachable {
                 host: host.to_string(),

@@ -62,38 +62,18 @@ impl Session {
             source: Box::new(source),
         };
         tracing::debug!(host = %self.host, command, "remote exec");
-        let (mut channel, spare) = match self.take_spare() {
-            Some(channel) => (channel, true),
-            None => (
-                self.handle.channel_open_session().await.map_err(protocol)?,
-                false,
-            ),
-        };
-        if let Err(err) = channel.exec(true, command).await {
-            if !spare {
-                return Err(protocol(err));
+        let mut channel = self.handle.channel_open_session().await.map_err(protocol)?;
+        channel.exec(true, command).await.map_err(protocol)?;
+        let mut status = None;
+        // Data may still arrive after the exit status: read until the channel closes.
+        while let Some(message) = channel.wait().await {
+            match message {
+                ChannelMsg::Data { data } => sink(OutputStream::Stdout, &data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => sink(OutputStream::Stderr, &data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                _ => {}
             }
-            // The spare channel may have been closed meanwhile: once more on a new one.
-            channel = self.handle.channel_open_session().await.map_err(protocol)?;
-            channel.exec(true, command).await.map_err(protocol)?;
         }
-        let output = async {
-            let mut status = None;
-            // Data may still arrive after the exit status: read until the channel closes.
-            while let Some(message) = channel.wait().await {
-                match message {
-                    ChannelMsg::Data { data } => sink(OutputStream::Stdout, &data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        sink(OutputStream::Stderr, &data)
-                    }
-                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                    _ => {}
-                }
-            }
-            status
-        };
-        // The next exec's channel opens while this one runs.
-        let (status, ()) = tokio::join!(output, self.open_spare());
         Ok(status)
     }
 }

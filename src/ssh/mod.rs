@@ -39,9 +39,6 @@ pub struct SshOptions {
 /// its own channel.
 pub struct Session {
     handle: Handle<ClientHandler>,
-    /// A session channel opened ahead of the next exec, which then costs one round trip
-    /// instead of two (opening a channel waits for the server's confirmation).
-    spare: Mutex<Option<russh::Channel<Msg>>>,
     host: String,
     user: String,
     /// The bastion this connection runs through; kept alive as long as this session.
@@ -166,7 +163,6 @@ impl SshClient {
         tracing::debug!(%target, via = via.as_ref().map(|v| v.to_string()), "connected");
         Ok(Session {
             handle,
-            spare: Mutex::new(None),
             host: host.to_string(),
             user: user.to_string(),
             _via: via,
@@ -191,48 +187,6 @@ impl Session {
                 source: Box::new(source),
             })?;
         Ok(channel.into_stream())
-    }
-
-    /// Open a session channel for the next exec, unless one is ready (call it beside other
-    /// work, so its round trip costs nothing).
-    pub async fn open_spare(&self) {
-        if self.has_spare() {
-            return;
-        }
-        if let Ok(channel) = self.handle.channel_open_session().await
-            && let Some(extra) = self.put_spare(channel)
-        {
-            // Another exec kept one meanwhile: servers count session channels (MaxSessions).
-            let _ = extra.close().await;
-        }
-    }
-
-    fn has_spare(&self) -> bool {
-        self.spare
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .is_some()
-    }
-
-    /// The spare channel, if one is ready.
-    pub(crate) fn take_spare(&self) -> Option<russh::Channel<Msg>> {
-        self.spare
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
-    }
-
-    /// Keep `channel` for the next exec; returns it if one is kept already.
-    fn put_spare(&self, channel: russh::Channel<Msg>) -> Option<russh::Channel<Msg>> {
-        let mut spare = self
-            .spare
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if spare.is_some() {
-            return Some(channel);
-        }
-        *spare = Some(channel);
-        None
     }
 
     /// Close the connection politely.
