@@ -139,6 +139,24 @@ pub async fn exec_with_env(
     })
 }
 
+/// Run a command in a running container and collect its output without asking for its exit
+/// status: a round trip less, for commands whose output says whether they worked (`list
+/// --json` prints JSON or fails).
+pub async fn exec_output(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    run_exec_with(docker, container, cmd, &[], false, |stream, data| match stream {
+        ExecStream::Stdout => stdout.extend_from_slice(data),
+        ExecStream::Stderr => stderr.extend_from_slice(data),
+    })
+    .await?;
+    Ok(ExecOutput {
+        exit_code: -1,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
 /// Which stream a chunk of exec or log output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecStream {
@@ -206,6 +224,18 @@ async fn run_exec(
     container: &str,
     cmd: &[&str],
     env: &[String],
+    sink: impl FnMut(ExecStream, &[u8]),
+) -> Result<i64> {
+    run_exec_with(docker, container, cmd, env, true, sink).await
+}
+
+/// [`run_exec`]; without `status`, the exit code is not asked for (-1).
+async fn run_exec_with(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    env: &[String],
+    status: bool,
     mut sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<i64> {
     let created = docker
@@ -242,6 +272,9 @@ async fn run_exec(
                 }
             }
         }
+    }
+    if !status {
+        return Ok(-1);
     }
     let inspected = docker
         .inspect_exec(&created.id)
