@@ -162,16 +162,7 @@ fn under_load<T>(app: &App, what: &str, action: impl FnOnce() -> T) -> (T, Vec<S
     std::thread::sleep(Duration::from_millis(300));
     let result = action();
     std::thread::sleep(Duration::from_millis(300));
-    let (ok, failures, seen) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{what}: {} failed requests of {}: {:?}",
-        failures.len(),
-        ok + failures.len(),
-        &failures[..failures.len().min(10)]
-    );
-    assert!(ok > 50, "{what}: only {ok} requests got through");
-    eprintln!("{what}: {ok} requests, 0 failed, versions seen {seen:?}");
+    let seen = load.finish_clean(what, 51);
     (result, seen)
 }
 

@@ -53,12 +53,9 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
     let credentials = credentials(config)?;
     let reporter = Reporter::new(*printer);
     let fleet = Fleet::connect(config, hosts, &reporter, printer, "boot hoist-proxy").await?;
-    let outcomes = futures_util::future::join_all(
-        fleet
-            .servers
-            .iter()
-            .map(|server| boot_host(config, server, credentials.clone(), &reporter)),
-    )
+    let outcomes = futures_util::future::join_all(fleet.servers.iter().map(|server| {
+        container::boot_proxy_reported(config, server, credentials.clone(), &reporter)
+    }))
     .await;
     fleet.close().await;
     let results = outcomes
@@ -75,28 +72,6 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
         ),
     );
     Ok(())
-}
-
-/// Boot the proxy on one server, reported; a warning when the one running is not from
-/// `proxy.image`.
-async fn boot_host(
-    config: &Config,
-    server: &Server,
-    credentials: Option<DockerCredentials>,
-    reporter: &Reporter,
-) -> Result<Option<String>> {
-    let progress = reporter.host(&server.host);
-    progress.step("checking hoist-proxy");
-    match container::boot_proxy(config, server, credentials).await {
-        Ok(booted) => {
-            progress.done(booted.describe(config));
-            Ok(booted.warning)
-        }
-        Err(err) => {
-            progress.failed("hoist-proxy failed");
-            Err(err.context(format!("Failed to boot hoist-proxy on `{}`", server.host)))
-        }
-    }
 }
 
 /// `reboot`: under the deploy lock, `pre-proxy-reboot`, then one host at a time a new proxy

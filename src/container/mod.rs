@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::docker;
 use crate::naming;
 use crate::remote::Server;
+use crate::reporter::Reporter;
 
 /// One role's containers on a server and the live one.
 pub struct RoleContainers {
@@ -105,6 +106,28 @@ pub async fn boot_proxy(
         }
     };
     Ok(Booted { ensured, warning })
+}
+
+/// [`boot_proxy`] with its progress line on `reporter`, for the commands that boot proxies
+/// (`hoist proxy boot`, `hoist setup`); returns the warning, if any.
+pub async fn boot_proxy_reported(
+    config: &Config,
+    server: &Server,
+    credentials: Option<DockerCredentials>,
+    reporter: &Reporter,
+) -> Result<Option<String>> {
+    let progress = reporter.host(&server.host);
+    progress.step("checking hoist-proxy");
+    match boot_proxy(config, server, credentials).await {
+        Ok(booted) => {
+            progress.done(booted.describe(config));
+            Ok(booted.warning)
+        }
+        Err(err) => {
+            progress.failed("hoist-proxy failed");
+            Err(err.context(format!("Failed to boot hoist-proxy on `{}`", server.host)))
+        }
+    }
 }
 
 /// The warning for a proxy that runs another image than `proxy.image` (an older proxy keeps

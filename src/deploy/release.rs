@@ -160,12 +160,12 @@ impl<'a> Release<'a> {
 
         // Stage everywhere; the release is pending on a host from here on.
         let phase = Instant::now();
-        let mut fleet = self.stage_everywhere(servers, surveys).await?;
+        let fleet = self.stage_everywhere(servers, surveys).await?;
         timings.add("stage", phase);
 
         let phase = Instant::now();
         if let Err(stopped) = self.switch_in_batches(&fleet).await {
-            return Err(self.undo(&mut fleet, stopped).await);
+            return Err(self.undo(&fleet, stopped).await);
         }
         timings.add("switch", phase);
         hooks.run(Hook::PostAppBoot, hosts)?;
@@ -252,8 +252,7 @@ impl<'a> Release<'a> {
         ))
     }
 
-    /// Switch batch by batch; returns every unit switched, or the failure with the units
-    /// switched until then.
+    /// Switch batch by batch, watching the canary batch; on a failure, where it stopped.
     async fn switch_in_batches(&self, fleet: &[Host<'_>]) -> Result<(), Stopped> {
         let pace = Pace {
             limit: self.config.boot.limit,
@@ -381,7 +380,7 @@ impl<'a> Release<'a> {
     /// staged containers go, records are put back where nothing new serves; the error says
     /// what runs where. Hosts lost are left alone: their record stays pending, for the next
     /// release to report and converge.
-    async fn undo(&self, fleet: &mut [Host<'_>], stopped: Stopped) -> anyhow::Error {
+    async fn undo(&self, fleet: &[Host<'_>], stopped: Stopped) -> anyhow::Error {
         let Stopped {
             failure,
             switched,

@@ -145,10 +145,17 @@ pub async fn exec_with_env(
 pub async fn exec_output(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    run_exec_with(docker, container, cmd, &[], false, |stream, data| match stream {
-        ExecStream::Stdout => stdout.extend_from_slice(data),
-        ExecStream::Stderr => stderr.extend_from_slice(data),
-    })
+    run_exec_with(
+        docker,
+        container,
+        cmd,
+        &[],
+        false,
+        |stream, data| match stream {
+            ExecStream::Stdout => stdout.extend_from_slice(data),
+            ExecStream::Stderr => stderr.extend_from_slice(data),
+        },
+    )
     .await?;
     Ok(ExecOutput {
         exit_code: -1,

@@ -324,27 +324,6 @@ async fn run_script(session: &Session, script: &str) -> Result<()> {
     ))
 }
 
-/// One host's proxy, reported.
-async fn boot_proxy(
-    config: &Config,
-    server: &Server,
-    credentials: Option<bollard::auth::DockerCredentials>,
-    reporter: &Reporter,
-) -> Result<Option<String>> {
-    let progress = reporter.host(&server.host);
-    progress.step("checking hoist-proxy");
-    match container::boot_proxy(config, server, credentials).await {
-        Ok(booted) => {
-            progress.done(booted.describe(config));
-            Ok(booted.warning)
-        }
-        Err(err) => {
-            progress.failed("hoist-proxy failed");
-            Err(err.context(format!("Failed to boot hoist-proxy on `{}`", server.host)))
-        }
-    }
-}
-
 /// The `hoist` network everywhere, and hoist-proxy on the hosts of proxied roles, as `hoist proxy
 /// boot` does it.
 async fn boot_proxies(
@@ -361,7 +340,7 @@ async fn boot_proxies(
         let proxied = proxied.contains(&server.host);
         async move {
             if proxied {
-                boot_proxy(config, server, credentials, reporter).await
+                container::boot_proxy_reported(config, server, credentials, reporter).await
             } else {
                 docker::ensure_network(&server.docker).await.map(|()| None)
             }

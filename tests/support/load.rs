@@ -68,4 +68,20 @@ impl Load {
         let seen = self.seen.lock().expect("seen").clone();
         (self.ok.load(Ordering::Relaxed), failures, seen)
     }
+
+    /// Stop, asserting zero failed requests and at least `min_ok` that got through (`what`
+    /// names the run in the messages); returns the versions seen.
+    pub fn finish_clean(self, what: &str, min_ok: usize) -> Vec<String> {
+        let (ok, failures, seen) = self.finish();
+        assert!(
+            failures.is_empty(),
+            "{what}: {} failed requests of {}: {:?}",
+            failures.len(),
+            ok + failures.len(),
+            &failures[..failures.len().min(10)]
+        );
+        assert!(ok >= min_ok, "{what}: only {ok} requests got through");
+        eprintln!("{what}: {ok} requests, 0 failed, versions seen {seen:?}");
+        seen
+    }
 }
