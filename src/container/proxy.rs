@@ -277,9 +277,27 @@ pub async fn deploy(
     id: &str,
     env: &[String],
 ) -> Result<()> {
+    let exec = prepare_deploy(docker, config, service, id, env).await?;
+    run_deploy(docker, &exec).await
+}
+
+/// The `hoist-proxy deploy` of [`deploy`], created in the proxy container but not run: a release
+/// creates it while the new container starts, and [`run_deploy`] runs it at the switch.
+pub async fn prepare_deploy(
+    docker: &Docker,
+    config: &Config,
+    service: &str,
+    id: &str,
+    env: &[String],
+) -> Result<docker::Exec> {
     let args = deploy_args(config, service, id)?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let output = docker::exec_with_env(docker, PROXY_CONTAINER, &args, env).await?;
+    docker::create_exec(docker, PROXY_CONTAINER, &args, env).await
+}
+
+/// Run a deploy made by [`prepare_deploy`]; errors as [`deploy`]'s.
+pub async fn run_deploy(docker: &Docker, exec: &docker::Exec) -> Result<()> {
+    let output = docker::run_created(docker, exec).await?;
     if output.exit_code != 0 {
         let message = output
             .stderr

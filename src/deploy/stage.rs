@@ -54,6 +54,8 @@ pub(super) struct Staged {
     pub old: Vec<app::AppContainer>,
     /// The live container renamed aside for a redeploy of its own version (its id).
     pub replaced: Option<String>,
+    /// `hoist-proxy deploy` of the new container, created ahead in the proxy container.
+    pub deploy_exec: Option<crate::docker::Exec>,
 }
 
 impl Release<'_> {
@@ -345,6 +347,7 @@ impl Release<'_> {
             live_version,
             old,
             replaced,
+            deploy_exec: None,
         };
         let env = self.prepared.env.get(role).cloned().unwrap_or_default();
         let body = app::definition(config, role, self.version, &server.host, &env)?;
@@ -357,11 +360,23 @@ impl Release<'_> {
                 return Err(err);
             }
         };
-        staged.push(unit);
-        if behind_proxy {
-            self.interruptible(app::start(docker, &name)).await?;
+        if !behind_proxy {
+            staged.push(unit);
+            return Ok(());
         }
-        Ok(())
+        // The proxy's deploy command is created while the container starts (a round trip less
+        // at the switch); without it, the switch creates it then.
+        let id = unit.id.clone();
+        let service = unit.service.clone();
+        staged.push(unit);
+        let (started, exec) = tokio::join!(
+            self.interruptible(app::start(docker, &name)),
+            proxy::prepare_deploy(docker, config, &service, &id, &self.prepared.proxy_env)
+        );
+        if let Some(last) = staged.last_mut() {
+            last.deploy_exec = exec.ok();
+        }
+        started
     }
 
     /// The release record this release writes on a host where `survey` was read.

@@ -41,14 +41,19 @@ impl Release<'_> {
                 "{role}: health check on {}",
                 self.config.proxy.healthcheck.path
             ));
-            proxy::deploy(
-                docker,
-                self.config,
-                &unit.service,
-                &unit.id,
-                &self.prepared.proxy_env,
-            )
-            .await
+            match &unit.deploy_exec {
+                Some(exec) => proxy::run_deploy(docker, exec).await,
+                None => {
+                    proxy::deploy(
+                        docker,
+                        self.config,
+                        &unit.service,
+                        &unit.id,
+                        &self.prepared.proxy_env,
+                    )
+                    .await
+                }
+            }
         } else {
             progress.step(format!("{role}: starting {}", unit.name));
             let started = self

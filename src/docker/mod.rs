@@ -243,8 +243,30 @@ async fn run_exec_with(
     cmd: &[&str],
     env: &[String],
     status: bool,
-    mut sink: impl FnMut(ExecStream, &[u8]),
+    sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<i64> {
+    let exec = create_exec(docker, container, cmd, env).await?;
+    start_exec(docker, &exec, status, sink).await
+}
+
+/// An exec created in a container and not started yet: creating it ahead saves its round trip
+/// when it runs.
+#[derive(Debug, Clone)]
+pub struct Exec {
+    id: String,
+    container: String,
+    /// The command, for messages.
+    command: String,
+}
+
+/// Create (not start) `cmd` in `container`, with extra environment `env` (`NAME=value`).
+pub async fn create_exec(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    env: &[String],
+) -> Result<Exec> {
+    let command = cmd.join(" ");
     let created = docker
         .create_exec(
             container,
@@ -257,11 +279,30 @@ async fn run_exec_with(
             },
         )
         .await
-        .with_context(|| format!("Failed to run `{}` in `{container}`", cmd.join(" ")))?;
+        .with_context(|| format!("Failed to run `{command}` in `{container}`"))?;
+    Ok(Exec {
+        id: created.id,
+        container: container.to_string(),
+        command,
+    })
+}
+
+/// Start `exec`, hand its output to `sink`, and return its exit code (-1 without `status`).
+async fn start_exec(
+    docker: &Docker,
+    exec: &Exec,
+    status: bool,
+    mut sink: impl FnMut(ExecStream, &[u8]),
+) -> Result<i64> {
+    let Exec {
+        id,
+        container,
+        command,
+    } = exec;
     if let StartExecResults::Attached { mut output, .. } = docker
-        .start_exec(&created.id, None)
+        .start_exec(id, None)
         .await
-        .with_context(|| format!("Failed to run `{}` in `{container}`", cmd.join(" ")))?
+        .with_context(|| format!("Failed to run `{command}` in `{container}`"))?
     {
         while let Some(chunk) = output.next().await {
             match chunk {
@@ -274,7 +315,7 @@ async fn run_exec_with(
                 Ok(_) => {}
                 Err(err) => {
                     return Err(err).with_context(|| {
-                        format!("Lost the output of `{}` in `{container}`", cmd.join(" "))
+                        format!("Lost the output of `{command}` in `{container}`")
                     });
                 }
             }
@@ -284,10 +325,26 @@ async fn run_exec_with(
         return Ok(-1);
     }
     let inspected = docker
-        .inspect_exec(&created.id)
+        .inspect_exec(id)
         .await
-        .with_context(|| format!("Failed to inspect `{}` in `{container}`", cmd.join(" ")))?;
+        .with_context(|| format!("Failed to inspect `{command}` in `{container}`"))?;
     Ok(inspected.exit_code.unwrap_or(-1))
+}
+
+/// Run an exec created with [`create_exec`] and collect its output and exit code.
+pub async fn run_created(docker: &Docker, exec: &Exec) -> Result<ExecOutput> {
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let exit_code = start_exec(docker, exec, true, |stream, data| match stream {
+        ExecStream::Stdout => stdout.extend_from_slice(data),
+        ExecStream::Stderr => stderr.extend_from_slice(data),
+    })
+    .await?;
+    Ok(ExecOutput {
+        exit_code,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
 }
 
 /// Whether an image with this reference exists in the engine.

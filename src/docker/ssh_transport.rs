@@ -21,6 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::ssh::{Session, SshError};
 
+/// Channels opened beside the first call, for calls made at once later.
+const WARM_CHANNELS: usize = 5;
+
 /// Where Docker listens on servers.
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
@@ -56,11 +59,13 @@ pub async fn connect(
             version,
         )
     };
-    // Two pings beside `/version` open two more channels in the same round trip, kept in the
-    // pool: an exec's start takes its channel for good (the stream is hijacked), so the call
-    // after it finds one open instead of opening another, a round trip later.
+    // Pings beside `/version` open more channels in the same round trip, kept in the pool: a
+    // release reads a host with several calls at once, and an exec's start takes its channel
+    // for good (the stream is hijacked), so later calls find channels open instead of opening
+    // them, a round trip each.
     let probe = docker_with(API_DEFAULT_VERSION)?;
-    let (report, _, _) = tokio::join!(probe.version(), probe.ping(), probe.ping());
+    let pings = futures_util::future::join_all((0..WARM_CHANNELS).map(|_| probe.ping()));
+    let (report, _) = tokio::join!(probe.version(), pings);
     let report = report?;
     let server = report
         .api_version
