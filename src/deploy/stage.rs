@@ -321,6 +321,9 @@ impl Release<'_> {
         } else {
             old.first().map(|c| c.version.clone())
         };
+        // The definition first: a bad one fails before anything here changes.
+        let env = self.prepared.env.get(role).cloned().unwrap_or_default();
+        let body = app::definition(config, role, self.version, &server.host, &env)?;
         let mut replaced = None;
         if let Some(existing) = containers.iter().find(|c| c.name == name) {
             if old.iter().any(|c| c.id == existing.id) {
@@ -349,8 +352,6 @@ impl Release<'_> {
             replaced,
             deploy_exec: None,
         };
-        let env = self.prepared.env.get(role).cloned().unwrap_or_default();
-        let body = app::definition(config, role, self.version, &server.host, &env)?;
         let created = self.interruptible(app::create(docker, &name, body)).await;
         unit.id = match created {
             Ok(id) => id,
