@@ -114,54 +114,16 @@ pub struct ExecOutput {
 
 /// Run a command in a running container and collect its output.
 pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
-    exec_with_env(docker, container, cmd, &[]).await
-}
-
-/// [`exec`] with extra `NAME=value` environment variables for the command: the way to hand it
-/// a secret, which must never be on its command line.
-pub async fn exec_with_env(
-    docker: &Docker,
-    container: &str,
-    cmd: &[&str],
-    env: &[String],
-) -> Result<ExecOutput> {
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    let exit_code = run_exec(docker, container, cmd, env, |stream, data| match stream {
-        ExecStream::Stdout => stdout.extend_from_slice(data),
-        ExecStream::Stderr => stderr.extend_from_slice(data),
-    })
-    .await?;
-    Ok(ExecOutput {
-        exit_code,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
+    let exec = create_exec(docker, container, cmd, &[]).await?;
+    collect(docker, &exec, true).await
 }
 
 /// Run a command in a running container and collect its output without asking for its exit
-/// status: a round trip less, for commands whose output says whether they worked (`list
-/// --json` prints JSON or fails).
+/// status (`exit_code` is -1): a round trip less, for commands whose output says whether they
+/// worked (`list --json` prints JSON or fails).
 pub async fn exec_output(docker: &Docker, container: &str, cmd: &[&str]) -> Result<ExecOutput> {
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    run_exec_with(
-        docker,
-        container,
-        cmd,
-        &[],
-        false,
-        |stream, data| match stream {
-            ExecStream::Stdout => stdout.extend_from_slice(data),
-            ExecStream::Stderr => stderr.extend_from_slice(data),
-        },
-    )
-    .await?;
-    Ok(ExecOutput {
-        exit_code: -1,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    })
+    let exec = create_exec(docker, container, cmd, &[]).await?;
+    collect(docker, &exec, false).await
 }
 
 /// Which stream a chunk of exec or log output came from.
@@ -179,7 +141,8 @@ pub async fn exec_streaming(
     cmd: &[&str],
     sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<i64> {
-    run_exec(docker, container, cmd, &[], sink).await
+    let exec = create_exec(docker, container, cmd, &[]).await?;
+    start_exec(docker, &exec, true, sink).await
 }
 
 /// Output of a container (logs, exec) to this process's stdout or stderr, as it came.
@@ -224,29 +187,6 @@ pub async fn logs(
         }
     }
     Ok(())
-}
-
-async fn run_exec(
-    docker: &Docker,
-    container: &str,
-    cmd: &[&str],
-    env: &[String],
-    sink: impl FnMut(ExecStream, &[u8]),
-) -> Result<i64> {
-    run_exec_with(docker, container, cmd, env, true, sink).await
-}
-
-/// [`run_exec`]; without `status`, the exit code is not asked for (-1).
-async fn run_exec_with(
-    docker: &Docker,
-    container: &str,
-    cmd: &[&str],
-    env: &[String],
-    status: bool,
-    sink: impl FnMut(ExecStream, &[u8]),
-) -> Result<i64> {
-    let exec = create_exec(docker, container, cmd, env).await?;
-    start_exec(docker, &exec, status, sink).await
 }
 
 /// An exec created in a container and not started yet: creating it ahead saves its round trip
@@ -333,9 +273,14 @@ async fn start_exec(
 
 /// Run an exec created with [`create_exec`] and collect its output and exit code.
 pub async fn run_created(docker: &Docker, exec: &Exec) -> Result<ExecOutput> {
+    collect(docker, exec, true).await
+}
+
+/// Start `exec` and collect its output (and, with `status`, its exit code; -1 without).
+async fn collect(docker: &Docker, exec: &Exec, status: bool) -> Result<ExecOutput> {
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    let exit_code = start_exec(docker, exec, true, |stream, data| match stream {
+    let exit_code = start_exec(docker, exec, status, |stream, data| match stream {
         ExecStream::Stdout => stdout.extend_from_slice(data),
         ExecStream::Stderr => stderr.extend_from_slice(data),
     })
