@@ -63,6 +63,11 @@ impl Printer {
     }
 }
 
+/// `1 host`, `3 hosts`: a count with its noun, for messages.
+pub fn plural(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
+}
+
 /// Rows as aligned columns, two spaces apart; the first row is the header. A cell may hold
 /// several lines: the row grows downwards and the other cells stay on its first line.
 pub fn table(rows: &[Vec<String>]) -> String {

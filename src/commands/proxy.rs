@@ -67,7 +67,7 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
         "Finished",
         format!(
             "hoist-proxy runs on {} ({:.1}s)",
-            count_hosts(hosts.len()),
+            printer::plural(hosts.len(), "host"),
             started.elapsed().as_secs_f64()
         ),
     );
@@ -125,7 +125,7 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
             format!(
                 "hoist-proxy on {}, one at a time; routes and certificates stay in the \
                  `hoist-proxy` volume",
-                count_hosts(proxy_servers.len())
+                printer::plural(proxy_servers.len(), "host")
             ),
         );
         let hosts_in = |servers: &[&Server]| {
@@ -169,7 +169,7 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
         "Finished",
         format!(
             "rebooted hoist-proxy on {} in {:.1}s",
-            count_hosts(proxy_servers.len()),
+            printer::plural(proxy_servers.len(), "host"),
             started.elapsed().as_secs_f64()
         ),
     );
@@ -538,10 +538,6 @@ fn first_error(results: Vec<Result<()>>, printer: &Printer) -> Result<()> {
         printer.warn(format!("{other:#}"));
     }
     first.map_or(Ok(()), Err)
-}
-
-fn count_hosts(count: usize) -> String {
-    format!("{count} host{}", if count == 1 { "" } else { "s" })
 }
 
 fn list_or_none(hosts: &[&str]) -> String {

@@ -392,7 +392,7 @@ impl<'a> Release<'a> {
                 "Reverting",
                 format!(
                     "{} switched to {}, back to the previous version",
-                    count(switched.len(), "role"),
+                    crate::printer::plural(switched.len(), "role"),
                     short(self.version)
                 ),
             );
@@ -648,8 +648,4 @@ fn interrupted_before_switch(version: &str, kind: Kind) -> anyhow::Error {
 
 fn first_error(results: Vec<Result<()>>) -> Result<()> {
     results.into_iter().collect()
-}
-
-fn count(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

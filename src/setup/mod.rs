@@ -28,7 +28,7 @@ use crate::deploy;
 use crate::docker;
 use crate::fleet::{self, Fleet};
 use crate::hooks::{Hook, Hooks};
-use crate::printer::Printer;
+use crate::printer::{Printer, plural};
 use crate::registry;
 use crate::remote::{Connector, Server};
 use crate::report::hinted;
@@ -379,14 +379,6 @@ async fn live_everywhere(
 async fn close(sessions: &[Arc<Session>]) {
     for session in sessions {
         session.close().await;
-    }
-}
-
-fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
     }
 }
 
