@@ -1,5 +1,11 @@
-# The hoist-proxy image: one static binary on `scratch`, running as uid/gid 65532, with its
-# state directory at /var/lib/hoist-proxy (mount the named volume there).
+# The hoist-proxy image: one static binary on `scratch`, under two names.
+#
+# Its defaults are Kamal's, so a Kamal user only points `proxy.run.repository` at it: the user
+# kamal-proxy (uid/gid 1001, as in kamal-proxy's image, so an existing `kamal-proxy-config` volume
+# stays writable), `kamal-proxy run`, and state in /home/kamal-proxy/.config/kamal-proxy where
+# Kamal mounts that volume. hoist creates its container with its own: uid/gid 65532,
+# `hoist-proxy run`, and HOIST_PROXY_STATE_DIR=/var/lib/hoist-proxy (the `hoist-proxy` volume).
+# The `org.opencontainers.image.title` label is the one Kamal prunes the proxy container by.
 #
 # Two targets package the same files:
 #
@@ -18,16 +24,19 @@
 
 # ---- local: package target/x86_64-unknown-linux-gnu/release/hoist-proxy ------------------
 FROM scratch AS local
-LABEL org.opencontainers.image.source="https://github.com/hoist-deploy/hoist" \
+LABEL org.opencontainers.image.title="kamal-proxy" \
+      org.opencontainers.image.source="https://github.com/hoist-deploy/hoist" \
       org.opencontainers.image.description="hoist-proxy: zero-downtime reverse proxy for hoist deploys" \
       org.opencontainers.image.licenses="MIT"
 COPY proxy/image/rootfs/etc/ /etc/
+COPY proxy/image/rootfs/usr/ /usr/
 COPY --chown=65532:65532 proxy/image/rootfs/var/lib/hoist-proxy/ /var/lib/hoist-proxy/
+COPY --chown=1001:1001 proxy/image/rootfs/home/ /home/
 COPY target/x86_64-unknown-linux-gnu/release/hoist-proxy /usr/local/bin/hoist-proxy
-ENV PATH=/usr/local/bin HOIST_PROXY_STATE_DIR=/var/lib/hoist-proxy
-USER 65532:65532
+ENV PATH=/usr/local/bin
+USER 1001:1001
 EXPOSE 80 443
-CMD ["hoist-proxy", "run"]
+CMD ["kamal-proxy", "run"]
 
 # ---- build: a static binary for the platform this stage runs on -------------------------
 FROM rust:1-bookworm AS build
@@ -44,13 +53,16 @@ RUN set -eux; \
 
 # ---- release (default): package the binary built above -----------------------------------
 FROM scratch AS release
-LABEL org.opencontainers.image.source="https://github.com/hoist-deploy/hoist" \
+LABEL org.opencontainers.image.title="kamal-proxy" \
+      org.opencontainers.image.source="https://github.com/hoist-deploy/hoist" \
       org.opencontainers.image.description="hoist-proxy: zero-downtime reverse proxy for hoist deploys" \
       org.opencontainers.image.licenses="MIT"
 COPY proxy/image/rootfs/etc/ /etc/
+COPY proxy/image/rootfs/usr/ /usr/
 COPY --chown=65532:65532 proxy/image/rootfs/var/lib/hoist-proxy/ /var/lib/hoist-proxy/
+COPY --chown=1001:1001 proxy/image/rootfs/home/ /home/
 COPY --from=build /out/hoist-proxy /usr/local/bin/hoist-proxy
-ENV PATH=/usr/local/bin HOIST_PROXY_STATE_DIR=/var/lib/hoist-proxy
-USER 65532:65532
+ENV PATH=/usr/local/bin
+USER 1001:1001
 EXPOSE 80 443
-CMD ["hoist-proxy", "run"]
+CMD ["kamal-proxy", "run"]

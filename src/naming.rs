@@ -26,8 +26,10 @@ pub fn accessory_container(service: &str, accessory: &str) -> String {
 /// The named volume holding hoist-proxy's state (routes, certificates), mounted at
 /// [`PROXY_STATE_DIR`].
 pub const PROXY_VOLUME: &str = "hoist-proxy";
-/// Where the proxy image keeps its state.
+/// Where hoist's proxy container keeps its state (the image's defaults are Kamal's).
 pub const PROXY_STATE_DIR: &str = "/var/lib/hoist-proxy";
+/// The user hoist's proxy container runs as, the owner of [`PROXY_STATE_DIR`] in the image.
+pub const PROXY_USER: &str = "65532:65532";
 
 /// `<service>[-<destination>]`: what the lock, the audit log and a destination's containers are
 /// scoped by, so staging and production of one app on a host stay apart.

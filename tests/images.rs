@@ -1,5 +1,6 @@
 //! The images hoist ships or tests with, built here without pulling anything: the hoist-proxy
-//! image from the root Dockerfile's `local` target, and the test app (healthy and broken).
+//! image from the root Dockerfile's `local` target (with Kamal's defaults), and the test app
+//! (healthy and broken).
 
 mod support;
 
@@ -56,10 +57,20 @@ async fn proxy_image_builds_offline_and_runs_as_non_root() {
 
     let image = docker.inspect_image(&tag).await.expect("inspect image");
     let config = image.config.expect("image config");
-    assert_eq!(config.user.as_deref(), Some("65532:65532"));
+    // Kamal's defaults (hoist passes its own user, command and state directory).
+    assert_eq!(config.user.as_deref(), Some("1001:1001"));
     assert_eq!(
         config.cmd,
-        Some(vec!["hoist-proxy".to_string(), "run".to_string()])
+        Some(vec!["kamal-proxy".to_string(), "run".to_string()])
+    );
+    assert_eq!(
+        config
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get("org.opencontainers.image.title"))
+            .map(String::as_str),
+        Some("kamal-proxy"),
+        "the label Kamal prunes its proxy by"
     );
     assert!(
         image.size.unwrap_or(i64::MAX) < 20 * 1024 * 1024,
@@ -72,7 +83,8 @@ async fn proxy_image_builds_offline_and_runs_as_non_root() {
         &name,
         ContainerCreateBody {
             image: Some(tag.clone()),
-            cmd: Some(vec!["hoist-proxy".into(), "--help".into()]),
+            // The second name, as Kamal runs it.
+            cmd: Some(vec!["kamal-proxy".into(), "--help".into()]),
             ..Default::default()
         },
     )

@@ -35,6 +35,7 @@ pub mod forwarded;
 pub mod handler;
 pub mod health;
 pub mod io;
+pub mod kamal;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

@@ -2,6 +2,9 @@
 //! flags, environment and defaults. Resolution is a pure function of its inputs: the caller reads
 //! the process environment once ([`PathEnvironment::from_process`]) and tests pass their own.
 //! What goes into those files belongs to the state and control modules.
+//!
+//! Started as `kamal-proxy` (the name Kamal runs), the default state directory is kamal-proxy's,
+//! `~/.config/kamal-proxy`, which is where Kamal mounts its `kamal-proxy-config` volume.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,9 @@ pub const SYSTEM_STATE_DIR: &str = "/var/lib/hoist-proxy";
 /// The state directory below `$HOME`, like kamal-proxy's `~/.config/kamal-proxy`.
 pub const HOME_STATE_DIR: &str = ".config/hoist-proxy";
 
+/// The state directory below `$HOME` when started as `kamal-proxy`: kamal-proxy's own.
+pub const KAMAL_HOME_STATE_DIR: &str = ".config/kamal-proxy";
+
 /// The environment variables path resolution reads, captured in one place.
 ///
 /// Empty values count as unset, as they do for Go's `os.Getenv(...) != ""` checks.
@@ -41,6 +47,8 @@ pub struct PathEnvironment {
     pub state_dir: Option<PathBuf>,
     /// `$HOME`.
     pub home: Option<PathBuf>,
+    /// Started as `kamal-proxy`, so kamal-proxy's directory is the default.
+    pub kamal: bool,
 }
 
 impl PathEnvironment {
@@ -54,16 +62,21 @@ impl PathEnvironment {
             socket: socket.map(PathBuf::from),
             state_dir: state_dir.map(PathBuf::from),
             home: home.map(PathBuf::from),
+            kamal: false,
         }
     }
 
-    /// Reads `HOIST_PROXY_SOCKET`, `HOIST_PROXY_STATE_DIR` and `HOME` from this process.
+    /// Reads `HOIST_PROXY_SOCKET`, `HOIST_PROXY_STATE_DIR`, `HOME` and the program name from
+    /// this process.
     pub fn from_process() -> Self {
-        Self::new(
-            std::env::var_os(SOCKET_ENV),
-            std::env::var_os(STATE_DIR_ENV),
-            std::env::var_os("HOME"),
-        )
+        Self {
+            kamal: crate::kamal::invoked_as_kamal_proxy(std::env::args_os().next().as_deref()),
+            ..Self::new(
+                std::env::var_os(SOCKET_ENV),
+                std::env::var_os(STATE_DIR_ENV),
+                std::env::var_os("HOME"),
+            )
+        }
     }
 }
 
@@ -80,7 +93,8 @@ impl ProxyPaths {
     /// Resolves the state directory and the socket.
     ///
     /// - State directory: `--state-dir`, else `$HOIST_PROXY_STATE_DIR`, else
-    ///   `$HOME/.config/hoist-proxy`, else `/var/lib/hoist-proxy`.
+    ///   `$HOME/.config/hoist-proxy` (`$HOME/.config/kamal-proxy` when started as `kamal-proxy`),
+    ///   else `/var/lib/hoist-proxy`.
     /// - Socket: `--socket`, else `$HOIST_PROXY_SOCKET`, else `hoist-proxy.sock` in the state
     ///   directory.
     pub fn resolve(
@@ -91,7 +105,12 @@ impl ProxyPaths {
         let state_dir = first_non_empty([state_dir_flag, environment.state_dir.as_deref()])
             .map(Path::to_path_buf)
             .or_else(|| {
-                non_empty(environment.home.as_deref()).map(|home| home.join(HOME_STATE_DIR))
+                let below_home = if environment.kamal {
+                    KAMAL_HOME_STATE_DIR
+                } else {
+                    HOME_STATE_DIR
+                };
+                non_empty(environment.home.as_deref()).map(|home| home.join(below_home))
             })
             .unwrap_or_else(|| PathBuf::from(SYSTEM_STATE_DIR));
         let socket = first_non_empty([socket_flag, environment.socket.as_deref()])
@@ -221,6 +240,30 @@ mod tests {
         assert_eq!(
             paths.socket,
             Path::new("/home/app/.config/hoist-proxy/hoist-proxy.sock")
+        );
+    }
+
+    #[test]
+    fn started_as_kamal_proxy_defaults_to_kamal_proxys_directory() {
+        let kamal = |state_dir: Option<&str>| PathEnvironment {
+            kamal: true,
+            ..environment(None, state_dir, Some("/home/kamal-proxy"))
+        };
+        let paths = ProxyPaths::resolve(None, None, &kamal(None));
+        assert_eq!(
+            paths.state_dir,
+            Path::new("/home/kamal-proxy/.config/kamal-proxy")
+        );
+        assert_eq!(
+            paths.state_file(),
+            Path::new("/home/kamal-proxy/.config/kamal-proxy/hoist-proxy.state"),
+            "kamal-proxy's own kamal-proxy.state is left alone"
+        );
+        let paths = ProxyPaths::resolve(None, None, &kamal(Some("/srv/proxy")));
+        assert_eq!(
+            paths.state_dir,
+            Path::new("/srv/proxy"),
+            "the environment still wins"
         );
     }
 }

@@ -17,9 +17,10 @@ use hoist_proxy::router::ServiceSummary;
 
 use crate::config::{AcmeDirectory, Config, format_duration};
 use crate::docker;
-use crate::naming::{PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_VOLUME};
+use crate::naming::{PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_USER, PROXY_VOLUME};
 use crate::report::hinted;
 use crate::secrets::Secrets;
+use hoist_proxy::paths::STATE_DIR_ENV;
 
 /// How long a freshly started proxy has to answer its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -174,7 +175,8 @@ async fn pull_if_missing(
 }
 
 /// Create and start `hoist-proxy` from `config.proxy.image`: ports 80 and 443, its state in the
-/// `hoist-proxy` volume, on the `hoist` network.
+/// `hoist-proxy` volume, on the `hoist` network. The user, command and state directory are set
+/// here rather than taken from the image, whose defaults are the ones Kamal expects.
 async fn create_and_start(docker: &Docker, config: &Config) -> Result<()> {
     let image = &config.proxy.image;
     let binding = |port: &str| {
@@ -188,6 +190,9 @@ async fn create_and_start(docker: &Docker, config: &Config) -> Result<()> {
     };
     let body = ContainerCreateBody {
         image: Some(image.clone()),
+        user: Some(PROXY_USER.to_string()),
+        cmd: Some(vec!["hoist-proxy".into(), "run".into()]),
+        env: Some(vec![format!("{STATE_DIR_ENV}={PROXY_STATE_DIR}")]),
         exposed_ports: Some(vec!["80/tcp".into(), "443/tcp".into()]),
         host_config: Some(HostConfig {
             port_bindings: Some(HashMap::from([binding("80"), binding("443")])),

@@ -194,36 +194,53 @@ pub async fn build_image(
     }
 }
 
-/// Build the hoist-proxy image from the root Dockerfile's offline `local` target as `tag`.
+/// Build the hoist-proxy image from the root Dockerfile's offline `local` target as `tag`: the
+/// context holds what `.dockerignore` lets through, the Dockerfile, `proxy/image/rootfs` (with its
+/// symlinks, without the `.keep` placeholders) and the static binary.
 pub async fn build_proxy_image(docker: &Docker, tag: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let read =
-        |path: &str| std::fs::read(root.join(path)).unwrap_or_else(|err| panic!("{path}: {err}"));
-    let binary = std::fs::read(static_binary("hoist-proxy")).expect("read hoist-proxy");
-    let context = tar_context(&[
-        ("Dockerfile", read("Dockerfile"), 0o644),
-        (
-            "proxy/image/rootfs/etc/passwd",
-            read("proxy/image/rootfs/etc/passwd"),
-            0o644,
-        ),
-        (
-            "proxy/image/rootfs/etc/group",
-            read("proxy/image/rootfs/etc/group"),
-            0o644,
-        ),
-        (
-            "proxy/image/rootfs/var/lib/hoist-proxy/.keep",
-            Vec::new(),
-            0o644,
-        ),
-        (
+    let mut context = tar::Builder::new(Vec::new());
+    context.follow_symlinks(false);
+    context.sparse(false);
+    context
+        .append_path_with_name(root.join("Dockerfile"), "Dockerfile")
+        .expect("tar the Dockerfile");
+    let rootfs = "proxy/image/rootfs";
+    append_tree(&mut context, &root.join(rootfs), Path::new(rootfs));
+    context
+        .append_path_with_name(
+            static_binary("hoist-proxy"),
             "target/x86_64-unknown-linux-gnu/release/hoist-proxy",
-            binary,
-            0o755,
-        ),
-    ]);
+        )
+        .expect("tar hoist-proxy");
+    let context = context.into_inner().expect("tar");
     build_image(docker, context, tag, Some("local"), &HashMap::new()).await;
+}
+
+/// `dir` into `context` as `name`, directories, files and symlinks as they are, less the `.keep`
+/// files `.dockerignore` leaves out.
+fn append_tree(context: &mut tar::Builder<Vec<u8>>, dir: &Path, name: &Path) {
+    context
+        .append_path_with_name(dir, name)
+        .unwrap_or_else(|err| panic!("tar {}: {err}", dir.display()));
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("{}: {err}", dir.display()))
+        .map(|entry| entry.expect("directory entry"))
+        .collect();
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let (path, entry_name) = (entry.path(), name.join(entry.file_name()));
+        if entry.file_name() == ".keep" {
+            continue;
+        }
+        if entry.file_type().expect("file type").is_dir() {
+            append_tree(context, &path, &entry_name);
+        } else {
+            context
+                .append_path_with_name(&path, &entry_name)
+                .unwrap_or_else(|err| panic!("tar {}: {err}", path.display()));
+        }
+    }
 }
 
 /// Build the test app image as `tag`, answering `/version` with `version`; `broken` makes `/up`

@@ -53,7 +53,8 @@ pub struct GlobalArgs {
     pub socket: Option<PathBuf>,
 
     /// Directory for routing state and certificates [env: HOIST_PROXY_STATE_DIR] [default:
-    /// ~/.config/hoist-proxy, or /var/lib/hoist-proxy without HOME]
+    /// ~/.config/hoist-proxy (~/.config/kamal-proxy when run as kamal-proxy), or
+    /// /var/lib/hoist-proxy without HOME]
     #[arg(
         long,
         global = true,
