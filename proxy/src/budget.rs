@@ -69,9 +69,7 @@ impl BufferBudget {
     /// Creates the spill directory (mode 0700) and removes whatever an earlier run left in it.
     /// Returns how many entries were removed.
     pub fn prepare(&self) -> std::io::Result<usize> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(&self.directory)?;
-        std::fs::set_permissions(&self.directory, std::fs::Permissions::from_mode(0o700))?;
+        self.create()?;
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.directory)? {
             let path = entry?.path();
@@ -84,6 +82,14 @@ impl BufferBudget {
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Creates the directory (0700) and leaves what is in it: a proxy handing over to this one
+    /// may still be spilling there.
+    pub fn create(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.directory)?;
+        std::fs::set_permissions(&self.directory, std::fs::Permissions::from_mode(0o700))
     }
 
     /// A new spill file: unnamed where the system allows it (O_TMPFILE), so nothing is left

@@ -15,7 +15,10 @@ use crate::target::Target;
 
 /// Runs a control command (anything but `run` and `version`).
 pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
-    let json = matches!(command, Command::List(ListArgs { json: true }));
+    let json = matches!(
+        command,
+        Command::List(ListArgs { json: true }) | Command::Status(ListArgs { json: true })
+    );
     let request = match command {
         Command::Deploy(args) => ControlRequest::Deploy(Box::new(DeployRequest::from_args(&args)?)),
         Command::Remove(args) => ControlRequest::Remove {
@@ -46,7 +49,8 @@ pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
         Command::Rollout(RolloutCommand::Stop(args)) => ControlRequest::RolloutStop {
             service: args.service,
         },
-        Command::Run(_) | Command::Probe(_) | Command::Version => {
+        Command::Status(_) => ControlRequest::Status,
+        Command::Run(_) | Command::Listen(_) | Command::Probe(_) | Command::Version => {
             anyhow::bail!("not a control command")
         }
     };
@@ -58,6 +62,19 @@ pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
             Ok(())
         }
         ControlResponse::Services { services } => print_services(&services),
+        ControlResponse::Status(status) if json => {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &status)?;
+            writeln!(out)?;
+            Ok(())
+        }
+        ControlResponse::Status(status) => {
+            println!(
+                "hoist-proxy {} (protocol {}), pid {} on {}",
+                status.version, status.protocol, status.pid, status.host
+            );
+            Ok(())
+        }
         ControlResponse::Done | ControlResponse::Failed { .. } => Ok(()),
     }
 }

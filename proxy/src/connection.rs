@@ -271,7 +271,10 @@ pub async fn first_byte(
             limits.metrics.connection_closed(limits.name, reason);
             false
         }
-        () = shutdown.cancelled() => false,
+        () = shutdown.cancelled() => {
+            // Draining patiently: a client that just connected gets its first request answered.
+            patient() && tokio::time::timeout(PATIENT_IDLE, stream.readable()).await.is_ok_and(|readable| readable.is_ok())
+        }
     }
 }
 
@@ -291,10 +294,19 @@ where
     slot.opened();
     let limits = Arc::clone(&slot.limits);
     let mut closing = false;
+    let mut draining = false;
     let result = loop {
         tokio::select! {
             result = connection.as_mut() => break result,
-            () = shutdown.cancelled(), if !closing => {
+            () = shutdown.cancelled(), if !closing && !draining => {
+                if patient() {
+                    draining = true;
+                } else {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = activity.may_close(), if draining && !closing => {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
@@ -309,8 +321,68 @@ where
     result
 }
 
-/// Runs `future` unless `shutdown` fires first (for work before the connection exists, such
-/// as a TLS handshake).
+/// How long an idle HTTP/1.1 connection is kept while draining patiently, in case its client
+/// is about to send a request on it.
+const PATIENT_IDLE: Duration = Duration::from_secs(1);
+
+/// Set once this process drains patiently: it has handed over to a successor, so no connection
+/// needs closing in a hurry.
+static PATIENT: AtomicBool = AtomicBool::new(false);
+
+/// Upgraded connections (WebSockets) open in this process, across serving threads.
+static TUNNELS: AtomicUsize = AtomicUsize::new(0);
+
+/// From now on, shutdown is patient: connections finish their handshake, a request arriving on
+/// an idle HTTP/1.1 connection is answered (with `Connection: close`) before it closes, idle ones
+/// close after [`PATIENT_IDLE`], and upgraded connections are waited for (all up to the shutdown
+/// timeout). Closing an idle keep-alive connection at once could cut a request its client is
+/// sending at that moment.
+pub fn drain_patiently() {
+    PATIENT.store(true, Ordering::SeqCst);
+}
+
+fn patient() -> bool {
+    PATIENT.load(Ordering::Relaxed)
+}
+
+/// Counts an upgraded connection while the guard lives.
+pub fn tunnel_opened() -> TunnelGuard {
+    TUNNELS.fetch_add(1, Ordering::AcqRel);
+    TunnelGuard(())
+}
+
+/// Holds one upgraded connection in the count.
+#[derive(Debug)]
+pub struct TunnelGuard(());
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        TUNNELS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// When draining patiently, waits until no upgraded connection is open (or `deadline`).
+pub async fn tunnels_closed(deadline: Instant) {
+    while patient() && TUNNELS.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Activity {
+    /// Resolves when a patiently draining connection may close: it speaks HTTP/2 (GOAWAY is
+    /// safe), a request is in flight (it closes after the response), or it has been idle a while.
+    async fn may_close(&self) {
+        loop {
+            if self.http2.load(Ordering::Relaxed) || !self.idle() || self.idle_for() >= PATIENT_IDLE
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Runs `future` unless `shutdown` fires first (for work before the connection exists).
 pub async fn unless_shutdown<F: Future>(
     future: F,
     shutdown: &CancellationToken,
@@ -320,6 +392,20 @@ pub async fn unless_shutdown<F: Future>(
         output = future => Some(output),
         () = shutdown.cancelled() => None,
     }
+}
+
+/// Like [`unless_shutdown`], except that when draining patiently `future` runs to its end (a
+/// TLS handshake: the client is waiting on it).
+pub async fn unless_shutdown_now<F: Future>(
+    future: F,
+    shutdown: &CancellationToken,
+) -> Option<F::Output> {
+    let mut future: Pin<&mut F> = std::pin::pin!(future);
+    tokio::select! {
+        output = future.as_mut() => return Some(output),
+        () = shutdown.cancelled() => {}
+    }
+    if patient() { Some(future.await) } else { None }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::duration::go;
+use crate::handoff::Outgoing;
 use crate::options::{DeployRequest, RolloutDeployRequest};
 use crate::router::{Router, ServiceSummary};
 
@@ -52,6 +53,44 @@ pub enum ControlRequest {
     RolloutStop {
         service: String,
     },
+    /// Which process answers, and its protocol (`hoist-proxy status`).
+    Status,
+    /// A new proxy on the same state directory asks to take over (`handoff.rs`); the
+    /// connection stays open for `Release`.
+    Handoff,
+    /// Sent after `Handoff` once the new proxy accepts: let go.
+    Release,
+}
+
+/// The control protocol's version: raised when a request or response changes shape, so `hoist`
+/// can tell a proxy it cannot drive.
+pub const PROTOCOL: u32 = 1;
+
+/// What `hoist-proxy status` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    /// The hoist-proxy release.
+    pub version: String,
+    /// [`PROTOCOL`] of the process answering.
+    pub protocol: u32,
+    /// Its host name (in a container, the container's short id).
+    pub host: String,
+    pub pid: u32,
+}
+
+impl ProxyStatus {
+    /// This process's.
+    pub fn current() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            protocol: PROTOCOL,
+            host: nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok())
+                .unwrap_or_default(),
+            pid: std::process::id(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +98,7 @@ pub enum ControlRequest {
 pub enum ControlResponse {
     Done,
     Services { services: Vec<ServiceSummary> },
+    Status(ProxyStatus),
     Failed { error: String },
 }
 
@@ -71,7 +111,7 @@ pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
             anyhow::bail!(
-                "another hoist-proxy is already running on control socket {}",
+                "another hoist-proxy is already running on socket {}",
                 path.display()
             );
         }
@@ -91,11 +131,22 @@ pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves control requests until `shutdown` fires.
-pub async fn serve(listener: UnixListener, router: Arc<Router>, shutdown: CancellationToken) {
+/// Serves control requests until `shutdown` fires, or until a successor takes over (then the
+/// socket is closed first, so the successor can bind it).
+pub async fn serve(
+    listener: UnixListener,
+    router: Arc<Router>,
+    shutdown: CancellationToken,
+    outgoing: Arc<Outgoing>,
+) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,
+            () = outgoing.control_closing() => {
+                drop(listener);
+                outgoing.control_closed();
+                return;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
@@ -106,21 +157,30 @@ pub async fn serve(listener: UnixListener, router: Arc<Router>, shutdown: Cancel
             },
         };
         let router = Arc::clone(&router);
+        let outgoing = Arc::clone(&outgoing);
         tokio::spawn(async move {
-            if let Err(error) = answer(stream, router).await {
+            if let Err(error) = answer(stream, router, outgoing).await {
                 tracing::debug!(%error, "Control connection ended early");
             }
         });
     }
 }
 
-async fn answer(stream: UnixStream, router: Arc<Router>) -> std::io::Result<()> {
+async fn answer(
+    stream: UnixStream,
+    router: Arc<Router>,
+    outgoing: Arc<Outgoing>,
+) -> std::io::Result<()> {
     let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
     let mut line = String::new();
-    BufReader::new(tokio::io::AsyncReadExt::take(reader, MAX_REQUEST_BYTES))
+    tokio::io::AsyncReadExt::take(&mut reader, MAX_REQUEST_BYTES)
         .read_line(&mut line)
         .await?;
     let response = match serde_json::from_str::<ControlRequest>(&line) {
+        Ok(ControlRequest::Handoff) => {
+            return crate::handoff::give(reader, writer, router, outgoing).await;
+        }
         Ok(request) => {
             // Run the operation in its own task so it completes even if this client goes away.
             match tokio::spawn(execute(router, request)).await {
@@ -167,6 +227,10 @@ async fn execute(router: Arc<Router>, request: ControlRequest) -> ControlRespons
             allowlist,
         } => router.rollout_set(&service, percentage, allowlist),
         ControlRequest::RolloutStop { service } => router.rollout_stop(&service),
+        ControlRequest::Status => return ControlResponse::Status(ProxyStatus::current()),
+        ControlRequest::Handoff | ControlRequest::Release => {
+            Err("`release` only follows `handoff` on its connection".to_owned())
+        }
     };
     match result {
         Ok(()) => ControlResponse::Done,

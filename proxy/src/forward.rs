@@ -210,6 +210,7 @@ pub async fn forward(
             let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
             let upgraded = guard.upgraded();
             tokio::spawn(async move {
+                let _open = crate::connection::tunnel_opened();
                 let (client_io, upstream_io) =
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok(pair) => pair,

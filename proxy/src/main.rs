@@ -50,6 +50,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?
                 .block_on(hoist_proxy::server::run(&args, &paths))
         }
+        Command::Listen(args) => {
+            hoist_proxy::logging::init(false, 64 * 1024);
+            let bind = args
+                .bind
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            let per_port = args.listeners.map_or_else(
+                || std::thread::available_parallelism().map_or(1, |count| count.get()),
+                usize::from,
+            );
+            let listeners = hoist_proxy::listeners::Listeners::bind(
+                std::net::SocketAddr::new(bind, args.http_port),
+                std::net::SocketAddr::new(bind, args.https_port),
+                per_port.min(hoist_proxy::listeners::MAX_PER_PORT),
+            )?;
+            let socket = args.listeners_socket.clone().unwrap_or_else(|| {
+                paths
+                    .state_dir
+                    .join(hoist_proxy::listeners::SOCKET_FILE_NAME)
+            });
+            hoist_proxy::state::ensure_directory(&paths.state_dir)?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(hoist_proxy::listeners::serve_owner(listeners, &socket))
+        }
         Command::Probe(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

@@ -69,6 +69,9 @@ pub struct Router {
     operations: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     state_file: PathBuf,
     save_lock: Mutex<()>,
+    /// Handing over to a new process: no change may be saved (so none takes effect) until the
+    /// handover completes or is abandoned.
+    frozen: std::sync::atomic::AtomicBool,
     prober: Prober,
     tls: Option<Arc<Tls>>,
 }
@@ -81,6 +84,7 @@ impl Router {
             operations: Mutex::new(HashMap::new()),
             state_file,
             save_lock: Mutex::new(()),
+            frozen: std::sync::atomic::AtomicBool::new(false),
             prober: Prober::default(),
             tls: None,
         }
@@ -519,12 +523,32 @@ impl Router {
         }
     }
 
+    /// Stops saving changes, once the save in progress (if any) is written: from here on the
+    /// state file is what a successor loads, and every change is refused and undone. False if
+    /// already frozen.
+    pub fn freeze(&self) -> bool {
+        let _writing = self
+            .save_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        !self.frozen.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Saves changes again: the handover was abandoned.
+    pub fn unfreeze(&self) {
+        self.frozen
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Writes the state file.
     fn save(&self) -> CommandResult<()> {
         let _writing = self
             .save_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("hoist-proxy is handing over to a new process; retry in a moment".into());
+        }
         state::save(&self.state_file, &self.snapshot()).map_err(|error| {
             tracing::error!(%error, "Failed to save state");
             error.to_string()

@@ -25,7 +25,9 @@ use crate::budget::BufferBudget;
 use crate::cli::RunArgs;
 use crate::connection::{Activity, IdleTimeouts, ListenerLimits};
 use crate::handler::Handler;
+use crate::handoff::{self, Outgoing};
 use crate::io::StallTimeout;
+use crate::listeners::Listeners;
 use crate::metrics::Metrics;
 use crate::paths::ProxyPaths;
 use crate::router::Router;
@@ -34,7 +36,10 @@ use crate::tls::certs::ACME_TLS_ALPN;
 use crate::tls::{Tls, TlsDefaults};
 use tokio_rustls::TlsAcceptor;
 
-/// Runs the proxy until a termination signal.
+/// How long `run --listeners-from` waits for the owner of the listeners to answer.
+const LISTENERS_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs the proxy until a termination signal, or until a successor takes over.
 pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
     state::ensure_directory(&paths.state_dir).with_context(|| {
         format!(
@@ -42,7 +47,36 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
             paths.state_dir.display()
         )
     })?;
-    let control = crate::control::bind(&paths.socket).await?;
+    let bind = args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let workers = match args.workers {
+        Some(workers) => usize::from(workers),
+        None => std::thread::available_parallelism().map_or(1, |count| count.get()),
+    };
+    // The listening sockets come first: the owner's (and then a proxy already running here
+    // hands over), or bound here (and then one already running is an error).
+    let (listeners, mut control, predecessor) = match &args.listeners_from {
+        Some(owner) => {
+            let listeners = Listeners::fetch(owner, LISTENERS_WAIT)?;
+            let predecessor = handoff::take_over(&paths.socket).await?;
+            let control = match predecessor {
+                Some(_) => None,
+                None => Some(crate::control::bind(&paths.socket).await?),
+            };
+            (listeners, control, predecessor)
+        }
+        None => {
+            let control = crate::control::bind(&paths.socket).await?;
+            let listeners = Listeners::bind(
+                SocketAddr::new(bind, args.http_port),
+                SocketAddr::new(bind, args.https_port),
+                workers,
+            )?;
+            (listeners, Some(control), None)
+        }
+    };
+    if predecessor.is_some() {
+        tracing::info!("Taking over from the proxy running on this state directory");
+    }
 
     let metrics = Arc::new(Metrics::default());
     let buffers = Arc::new(BufferBudget::new(
@@ -53,7 +87,13 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         args.buffer_disk_limit,
         Some(Arc::clone(&metrics)),
     ));
-    let removed = buffers.prepare().with_context(|| {
+    // Left-over spill files are removed, unless the proxy handing over is still using them.
+    let removed = if predecessor.is_some() {
+        buffers.create().map(|()| 0)
+    } else {
+        buffers.prepare()
+    }
+    .with_context(|| {
         format!(
             "cannot prepare the buffer directory {}",
             buffers.directory().display()
@@ -94,24 +134,14 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         ),
     }
 
-    let bind = args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let workers = match args.workers {
-        Some(workers) => usize::from(workers),
-        None => std::thread::available_parallelism().map_or(1, |count| count.get()),
-    };
     let max_connections = connection_cap(args.max_connections);
-    let http_listeners = reuseport_listeners(SocketAddr::new(bind, args.http_port), workers)
-        .with_context(|| format!("cannot listen for HTTP on {bind}:{}", args.http_port))?;
-    let https_listeners = reuseport_listeners(SocketAddr::new(bind, args.https_port), workers)
-        .with_context(|| format!("cannot listen for HTTPS on {bind}:{}", args.https_port))?;
-    let bound_port = |listeners: &[std::net::TcpListener], asked: u16| {
-        listeners
-            .first()
-            .and_then(|listener| listener.local_addr().ok())
-            .map_or(asked, |address| address.port())
-    };
-    let http_port = bound_port(&http_listeners, args.http_port);
-    let https_port = bound_port(&https_listeners, args.https_port);
+    let bind = listeners
+        .http
+        .first()
+        .and_then(|listener| listener.local_addr().ok())
+        .map_or(bind, |address| address.ip());
+    let http_port = Listeners::port(&listeners.http, args.http_port);
+    let https_port = Listeners::port(&listeners.https, args.https_port);
     let shutdown = CancellationToken::new();
 
     let metrics_task = if args.metrics_port > 0 {
@@ -156,22 +186,34 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         },
         http2_max_concurrent_streams: args.http2_max_concurrent_streams,
     };
+    // Each serving thread takes its share of the sockets; every socket is served by one.
+    let mut shares: Vec<Vec<Listener>> = (0..workers).map(|_| Vec::new()).collect();
+    let Listeners {
+        http: http_sockets,
+        https: https_sockets,
+        owner,
+    } = listeners;
+    for (index, socket) in http_sockets.into_iter().enumerate() {
+        shares[index % workers].push(Listener {
+            socket,
+            handler: Arc::clone(&http),
+            tls: None,
+            limits: Arc::clone(&http_limits),
+        });
+    }
+    for (index, socket) in https_sockets.into_iter().enumerate() {
+        shares[index % workers].push(Listener {
+            socket,
+            handler: Arc::clone(&https),
+            tls: Some(acceptor.clone()),
+            limits: Arc::clone(&https_limits),
+        });
+    }
     let mut serving = Vec::new();
-    for (index, (plain, secure)) in http_listeners.into_iter().zip(https_listeners).enumerate() {
-        let listeners = vec![
-            Listener {
-                socket: plain,
-                handler: Arc::clone(&http),
-                tls: None,
-                limits: Arc::clone(&http_limits),
-            },
-            Listener {
-                socket: secure,
-                handler: Arc::clone(&https),
-                tls: Some(acceptor.clone()),
-                limits: Arc::clone(&https_limits),
-            },
-        ];
+    for (index, listeners) in shares.into_iter().enumerate() {
+        if listeners.is_empty() {
+            continue;
+        }
         let shutdown = shutdown.clone();
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -191,11 +233,30 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
             crate::memory::trim();
         }
     });
+    // Serving: now the proxy handing over (if any) can let go, and the control socket is ours.
+    if let Some(predecessor) = predecessor {
+        predecessor.release().await?;
+        control = Some(crate::control::bind(&paths.socket).await?);
+    }
+    let Some(control) = control else {
+        anyhow::bail!("no control socket");
+    };
+    let outgoing = Outgoing::new();
     let control_task = tokio::spawn(crate::control::serve(
         control,
         Arc::clone(&router),
         shutdown.clone(),
+        Arc::clone(&outgoing),
     ));
+    // Without the owner its sockets are gone from the network: shut down and be restarted.
+    let owner_gone = CancellationToken::new();
+    if let Some(owner) = owner {
+        let owner_gone = owner_gone.clone();
+        tokio::spawn(async move {
+            watch_owner(owner).await;
+            owner_gone.cancel();
+        });
+    }
     tracing::info!(
         http_port,
         https_port,
@@ -208,10 +269,26 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         "Server started"
     );
 
-    let signal = termination().await;
-    tracing::info!(signal, "Shutting down");
+    let handed_over = tokio::select! {
+        signal = termination() => {
+            tracing::info!(signal, "Shutting down");
+            false
+        }
+        () = outgoing.released.cancelled() => {
+            // Idle keep-alive connections close once a request on them is answered, or once
+            // idle a while, so no client has a request cut by the close.
+            crate::connection::drain_patiently();
+            true
+        }
+        () = owner_gone.cancelled() => {
+            tracing::error!("The owner of the listeners went away; shutting down");
+            false
+        }
+    };
     shutdown.cancel();
-    let _ = std::fs::remove_file(&paths.socket);
+    if !handed_over {
+        let _ = std::fs::remove_file(&paths.socket);
+    }
     for finished in serving {
         let _ = finished.await;
     }
@@ -222,33 +299,26 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
     }
     tracing::info!("Server stopped");
     crate::logging::flush();
+    if owner_gone.is_cancelled() {
+        anyhow::bail!("the owner of the listeners went away");
+    }
     Ok(())
 }
 
-/// Binds `count` listeners on one address with SO_REUSEPORT, so each serving thread accepts its
-/// own connections. Port 0 picks a free port for the first; the others join it.
-fn reuseport_listeners(
-    address: SocketAddr,
-    count: usize,
-) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(count);
-    let mut address = address;
-    for _ in 0..count {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(address),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(true)?;
-        socket.set_nonblocking(true)?;
-        socket.bind(&address.into())?;
-        socket.listen(1024)?;
-        let listener: std::net::TcpListener = socket.into();
-        address = listener.local_addr()?;
-        listeners.push(listener);
+/// Resolves when the owner of the listeners closes the connection they came on.
+async fn watch_owner(owner: std::os::unix::net::UnixStream) {
+    let Ok(mut owner) = owner
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(owner))
+    else {
+        return;
+    };
+    let mut sink = [0u8; 64];
+    while let Ok(read) = tokio::io::AsyncReadExt::read(&mut owner, &mut sink).await {
+        if read == 0 {
+            return;
+        }
     }
-    Ok(listeners)
 }
 
 /// A listening socket and how its connections are served.
@@ -304,10 +374,12 @@ fn serve_thread(
         }
         futures_util::future::join_all(loops).await;
         connections.close();
-        if tokio::time::timeout(settings.shutdown_timeout, connections.wait())
-            .await
-            .is_err()
-        {
+        let deadline = tokio::time::Instant::now() + settings.shutdown_timeout;
+        let drained = async {
+            connections.wait().await;
+            crate::connection::tunnels_closed(deadline).await;
+        };
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
             tracing::info!(
                 timeout = %crate::duration::format_duration(settings.shutdown_timeout),
                 "Shutdown timeout reached with requests still in flight"
@@ -462,19 +534,20 @@ async fn accept_loop(
                 settings.read_header_timeout,
                 Box::pin(acceptor.accept(stream)),
             );
-            let mut stream = match crate::connection::unless_shutdown(handshake, &shutdown).await {
-                None => return,
-                Some(Ok(Ok(stream))) => stream,
-                Some(Ok(Err(error))) => {
-                    metrics.tls_handshake_error(handshake_failure(&error));
-                    tracing::debug!(%error, %peer, "TLS handshake failed");
-                    return;
-                }
-                Some(Err(_)) => {
-                    metrics.tls_handshake_error("timeout");
-                    return;
-                }
-            };
+            let mut stream =
+                match crate::connection::unless_shutdown_now(handshake, &shutdown).await {
+                    None => return,
+                    Some(Ok(Ok(stream))) => stream,
+                    Some(Ok(Err(error))) => {
+                        metrics.tls_handshake_error(handshake_failure(&error));
+                        tracing::debug!(%error, %peer, "TLS handshake failed");
+                        return;
+                    }
+                    Some(Err(_)) => {
+                        metrics.tls_handshake_error("timeout");
+                        return;
+                    }
+                };
             if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) {
                 // A TLS-ALPN-01 validation: the handshake was the answer.
                 let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
@@ -542,7 +615,7 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, shutdown: C
 }
 
 /// Waits for SIGTERM or SIGINT and names it.
-async fn termination() -> &'static str {
+pub async fn termination() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut terminate), Ok(mut interrupt)) = (
         signal(SignalKind::terminate()),

@@ -71,6 +71,13 @@ pub enum Command {
     #[command(after_help = FLAG_SYNTAX)]
     Run(RunArgs),
 
+    /// Hold the HTTP and HTTPS listening sockets and hand them to each `run --listeners-from`,
+    /// so a proxy can be replaced without refusing a connection
+    Listen(ListenArgs),
+
+    /// Show the running proxy's version, protocol and process (`--json` for `hoist`)
+    Status(ListArgs),
+
     /// Deploy a service: health-check the new targets, switch traffic to them, drain the old ones
     #[command(after_help = FLAG_SYNTAX)]
     Deploy(Box<DeployArgs>),
@@ -112,6 +119,8 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Run(_) => "run",
+            Command::Listen(_) => "listen",
+            Command::Status(_) => "status",
             Command::Deploy(_) => "deploy",
             Command::Remove(_) => "remove",
             Command::Pause(_) => "pause",
@@ -125,6 +134,41 @@ impl Command {
             Command::Version => "version",
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Port to hold for HTTP
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 80,
+        env = "HOIST_PROXY_HTTP_PORT"
+    )]
+    pub http_port: u16,
+
+    /// Port to hold for HTTPS
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 443,
+        env = "HOIST_PROXY_HTTPS_PORT"
+    )]
+    pub https_port: u16,
+
+    /// Address to listen on [default: all interfaces]
+    #[arg(long, value_name = "ADDR", env = "HOIST_PROXY_BIND")]
+    pub bind: Option<IpAddr>,
+
+    /// Sockets per port (SO_REUSEPORT), shared out among the proxy's serving threads [default:
+    /// one per CPU]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub listeners: Option<u16>,
+
+    /// Unix socket the proxies fetch the listeners from [default: listeners.sock in the state
+    /// directory]
+    #[arg(long, value_name = "PATH")]
+    pub listeners_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

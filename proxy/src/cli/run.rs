@@ -43,6 +43,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR", env = "HOIST_PROXY_BIND")]
     pub bind: Option<IpAddr>,
 
+    /// Take the HTTP and HTTPS listening sockets from the `hoist-proxy listen` on this unix
+    /// socket instead of binding them (the ports and --bind are then the owner's); a proxy
+    /// already running on the same state directory hands over to this one without refusing a
+    /// connection, and exits once its requests are done
+    #[arg(long, value_name = "PATH")]
+    pub listeners_from: Option<PathBuf>,
+
     /// How long a client has to send a request's headers; also the longest a keep-alive
     /// connection may sit idle between requests
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
