@@ -15,6 +15,12 @@ pub const LABEL_ACCESSORY: &str = "accessory";
 
 /// The proxy container on every server.
 pub const PROXY_CONTAINER: &str = "hoist-proxy";
+/// The container holding ports 80 and 443 for every proxy version (`hoist-proxy listen`).
+pub const PORTS_CONTAINER: &str = "hoist-proxy-ports";
+/// A new proxy while it takes over from [`PROXY_CONTAINER`], renamed to it once it has.
+pub const NEXT_PROXY_CONTAINER: &str = "hoist-proxy-next";
+/// The replaced proxy while it drains, removed once it has exited.
+pub const OLD_PROXY_CONTAINER: &str = "hoist-proxy-old";
 /// The Docker network app, accessory and proxy containers share.
 pub const NETWORK: &str = "hoist";
 

@@ -1,8 +1,8 @@
 //! `hoist proxy boot|reboot|details|logs`: the `hoist-proxy` container on the hosts of the roles
 //! that run behind it (narrowed by `--hosts`/`--roles`). This file picks the hosts, reports per
 //! host and prints; what the container is, how it is created and replaced, lives in
-//! container/proxy.rs. A reboot is not zero-downtime yet: a host refuses requests from the moment its
-//! proxy stops until the new one listens, so hosts go one at a time.
+//! container/proxy.rs and container/handover.rs. A reboot hands each host's ports and routes to
+//! the new proxy without refusing a request; hosts go one at a time.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::cli::ProxyCommand;
 use crate::config::Config;
-use crate::container::{self, proxy};
+use crate::container::{self, handover, proxy};
 use crate::deploy;
 use crate::docker::{self, ExecStream};
 use crate::fleet::{self, Fleet};
@@ -116,15 +116,11 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
     let proxy_servers = fleet.among(hosts);
     let result = async {
         hooks.run(Hook::PreProxyReboot, hosts)?;
-        printer.warn(
-            "hoist-proxy restarts are not zero-downtime yet: each host refuses requests from \
-             when its proxy stops until the new one listens (usually a second or two)",
-        );
         printer.status(
             "Rebooting",
             format!(
-                "hoist-proxy on {}, one at a time; routes and certificates stay in the \
-                 `hoist-proxy` volume",
+                "hoist-proxy on {}, one at a time: each new proxy takes over the running one's \
+                 ports, routes and certificates without refusing a request",
                 printer::plural(proxy_servers.len(), "host")
             ),
         );
@@ -187,20 +183,15 @@ async fn reboot_host(
     let replaced = async {
         let before = proxy::inspect(&server.docker).await?;
         docker::ensure_network(&server.docker).await?;
-        proxy::reboot(&server.docker, config, credentials).await?;
+        let upgraded = handover::upgrade(&server.docker, config, credentials).await?;
         let after = proxy::inspect(&server.docker).await?;
-        Ok::<_, anyhow::Error>((before, after))
+        Ok::<_, anyhow::Error>((before, upgraded, after))
     }
     .await
     .with_context(|| format!("Failed to reboot hoist-proxy on `{}`", server.host));
     match replaced {
-        Ok((before, after)) => {
-            let image = &config.proxy.image;
-            let new_id = after.map(|c| c.id).unwrap_or_default();
-            progress.done(match before {
-                Some(old) => format!("hoist-proxy recreated from {image} ({} → {new_id})", old.id),
-                None => format!("hoist-proxy created from {image} ({new_id})"),
-            });
+        Ok((before, upgraded, after)) => {
+            progress.done(upgraded.describe(config, before, after));
             Ok(())
         }
         Err(err) => {

@@ -6,6 +6,7 @@
 
 pub mod accessory;
 pub mod app;
+pub mod handover;
 pub mod owner;
 pub mod proxy;
 pub mod prune;

@@ -11,23 +11,19 @@ use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, StopContainerOptionsBuilder};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 use hoist_proxy::cli::DeployArgs;
 use hoist_proxy::router::ServiceSummary;
 
 use crate::config::{AcmeDirectory, Config, format_duration};
 use crate::docker;
-use crate::naming::{PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_USER, PROXY_VOLUME};
+use crate::naming::{PORTS_CONTAINER, PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_USER, PROXY_VOLUME};
 use crate::report::hinted;
 use crate::secrets::Secrets;
 use hoist_proxy::paths::STATE_DIR_ENV;
 
 /// How long a freshly started proxy has to answer its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How long a replaced proxy gets after SIGTERM to finish requests in flight before it is killed:
-/// a little more than hoist-proxy's own default `--shutdown-timeout` (10s).
-const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The hosts among `hosts` where a role runs behind the proxy, in the order of `hosts`.
 pub fn hosts(config: &Config, hosts: &[String]) -> Vec<String> {
@@ -54,6 +50,15 @@ pub struct ProxyContainer {
     pub image: String,
     /// When it last started (RFC 3339), if it ever did.
     pub started_at: Option<String>,
+    /// The command it runs ([`run_command`] for a proxy of this hoist).
+    pub command: Vec<String>,
+}
+
+impl ProxyContainer {
+    /// Runs `proxy.image` the way this hoist runs it: nothing to upgrade.
+    pub fn is_current(&self, config: &Config) -> bool {
+        self.image == config.proxy.image && self.command == run_command()
+    }
 }
 
 /// The `hoist-proxy` container, or `None` when there is none.
@@ -78,7 +83,12 @@ pub async fn inspect(docker: &Docker) -> Result<Option<ProxyContainer>> {
             .unwrap_or_else(|| "unknown".into()),
         image: inspect
             .config
-            .and_then(|config| config.image)
+            .as_ref()
+            .and_then(|config| config.image.clone())
+            .unwrap_or_default(),
+        command: inspect
+            .config
+            .and_then(|config| config.cmd)
             .unwrap_or_default(),
         started_at: state
             .and_then(|state| state.started_at.clone())
@@ -94,69 +104,94 @@ pub enum Ensured {
     Created,
 }
 
-/// Make sure `hoist-proxy` runs on this server; create it from `config.proxy.image` if it is
-/// missing, pulling the image (with `credentials`) if the engine lacks it.
+/// Where the proxy container takes its listening sockets from: `hoist-proxy listen` in the
+/// ports container, through the shared volume.
+pub fn listeners_socket() -> String {
+    format!(
+        "{PROXY_STATE_DIR}/{}",
+        hoist_proxy::listeners::SOCKET_FILE_NAME
+    )
+}
+
+/// The command hoist runs the proxy with; a container with another one (an older hoist's,
+/// which held the ports itself) is replaced by `hoist proxy reboot` or the next deploy.
+pub fn run_command() -> Vec<String> {
+    vec![
+        "hoist-proxy".into(),
+        "run".into(),
+        "--listeners-from".into(),
+        listeners_socket(),
+    ]
+}
+
+/// Make sure hoist-proxy runs on this server: the ports container and the proxy container,
+/// started if stopped, created from `config.proxy.image` if missing (pulling the image with
+/// `credentials` if the engine lacks it). A proxy of an older hoist that holds the ports itself
+/// is left running: [`handover::upgrade`](super::handover::upgrade) replaces it.
 pub async fn ensure(
     docker: &Docker,
     config: &Config,
     credentials: Option<DockerCredentials>,
 ) -> Result<Ensured> {
-    let ensured = match docker.inspect_container(PROXY_CONTAINER, None).await {
-        Ok(inspect) => {
-            let running = inspect.state.and_then(|s| s.running).unwrap_or(false);
-            if running {
-                return Ok(Ensured::Running);
-            }
+    let proxy = inspect(docker).await?;
+    if proxy.as_ref().is_some_and(|proxy| proxy.state == "running") {
+        return Ok(Ensured::Running);
+    }
+    super::handover::recover(docker).await?;
+    let proxy = inspect(docker).await?;
+    if proxy.as_ref().is_some_and(|proxy| proxy.state == "running") {
+        return Ok(Ensured::Running);
+    }
+    let legacy = proxy
+        .as_ref()
+        .is_some_and(|proxy| proxy.command != run_command());
+    if !legacy {
+        pull_if_missing(docker, &config.proxy.image, credentials).await?;
+        ensure_ports(docker, config).await?;
+    }
+    let ensured = match proxy {
+        Some(_) => {
             docker
                 .start_container(PROXY_CONTAINER, None)
                 .await
                 .context("Failed to start the stopped `hoist-proxy` container")?;
             Ensured::Started
         }
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {
-            create(docker, config, credentials).await?;
+        None => {
+            create(docker, config, PROXY_CONTAINER).await?;
+            start(docker, PROXY_CONTAINER).await?;
             Ensured::Created
         }
-        Err(err) => return Err(err).context("Failed to inspect the `hoist-proxy` container"),
     };
     wait_answering(docker).await?;
     Ok(ensured)
 }
 
-/// Replace `hoist-proxy` with a new container from `config.proxy.image` (created if there was
-/// none) and wait until it answers. Routes and certificates live in the `hoist-proxy` volume, so
-/// the new proxy comes back with them. The image is pulled first, so a failed pull leaves the old
-/// proxy serving; from the stop until the new one listens, this server refuses requests.
-pub async fn reboot(
-    docker: &Docker,
-    config: &Config,
-    credentials: Option<DockerCredentials>,
-) -> Result<()> {
-    pull_if_missing(docker, &config.proxy.image, credentials).await?;
-    let stop = StopContainerOptionsBuilder::new()
-        .t(STOP_TIMEOUT.as_secs() as i32)
-        .build();
-    // Stopped already (304) is success; missing (404) is fine too.
-    docker::ignore_not_found(docker.stop_container(PROXY_CONTAINER, Some(stop)).await)
-        .context("Failed to stop the `hoist-proxy` container")?;
-    docker::remove_container_force(docker, PROXY_CONTAINER).await?;
-    create_and_start(docker, config).await?;
-    wait_answering(docker).await
-}
-
-async fn create(
-    docker: &Docker,
-    config: &Config,
-    credentials: Option<DockerCredentials>,
-) -> Result<()> {
-    pull_if_missing(docker, &config.proxy.image, credentials).await?;
-    create_and_start(docker, config).await
+/// The ports container, created or started if it does not run.
+pub(super) async fn ensure_ports(docker: &Docker, config: &Config) -> Result<()> {
+    match docker.inspect_container(PORTS_CONTAINER, None).await {
+        Ok(inspect)
+            if inspect
+                .state
+                .as_ref()
+                .and_then(|s| s.running)
+                .unwrap_or(false) =>
+        {
+            Ok(())
+        }
+        Ok(_) => start(docker, PORTS_CONTAINER).await,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            create(docker, config, PORTS_CONTAINER).await?;
+            start(docker, PORTS_CONTAINER).await
+        }
+        Err(err) => Err(err).context("Failed to inspect the `hoist-proxy-ports` container"),
+    }
 }
 
 /// Pull `image` (the proxy's) unless the engine has it.
-async fn pull_if_missing(
+pub(super) async fn pull_if_missing(
     docker: &Docker,
     image: &str,
     credentials: Option<DockerCredentials>,
@@ -174,11 +209,13 @@ async fn pull_if_missing(
     Ok(())
 }
 
-/// Create and start `hoist-proxy` from `config.proxy.image`: ports 80 and 443, its state in the
-/// `hoist-proxy` volume, on the `hoist` network. The user, command and state directory are set
-/// here rather than taken from the image, whose defaults are the ones Kamal expects.
-async fn create_and_start(docker: &Docker, config: &Config) -> Result<()> {
-    let image = &config.proxy.image;
+/// Create `name` from `config.proxy.image`, as uid 65532 with its state in the `hoist-proxy`
+/// volume on the `hoist` network: the ports container (`hoist-proxy listen`, publishing 80 and
+/// 443) or a proxy container (`hoist-proxy run` taking the ports' sockets from it). User,
+/// command and state directory are set here rather than taken from the image, whose defaults
+/// are the ones Kamal expects.
+pub(super) async fn create(docker: &Docker, config: &Config, name: &str) -> Result<()> {
+    let ports = name == PORTS_CONTAINER;
     let binding = |port: &str| {
         (
             format!("{port}/tcp"),
@@ -188,14 +225,19 @@ async fn create_and_start(docker: &Docker, config: &Config) -> Result<()> {
             }]),
         )
     };
+    let command = if ports {
+        vec!["hoist-proxy".into(), "listen".into()]
+    } else {
+        run_command()
+    };
     let body = ContainerCreateBody {
-        image: Some(image.clone()),
+        image: Some(config.proxy.image.clone()),
         user: Some(PROXY_USER.to_string()),
-        cmd: Some(vec!["hoist-proxy".into(), "run".into()]),
+        cmd: Some(command),
         env: Some(vec![format!("{STATE_DIR_ENV}={PROXY_STATE_DIR}")]),
-        exposed_ports: Some(vec!["80/tcp".into(), "443/tcp".into()]),
+        exposed_ports: ports.then(|| vec!["80/tcp".into(), "443/tcp".into()]),
         host_config: Some(HostConfig {
-            port_bindings: Some(HashMap::from([binding("80"), binding("443")])),
+            port_bindings: ports.then(|| HashMap::from([binding("80"), binding("443")])),
             binds: Some(vec![format!("{PROXY_VOLUME}:{PROXY_STATE_DIR}")]),
             ..docker::long_running()
         }),
@@ -203,25 +245,29 @@ async fn create_and_start(docker: &Docker, config: &Config) -> Result<()> {
     };
     docker
         .create_container(
-            Some(
-                CreateContainerOptionsBuilder::new()
-                    .name(PROXY_CONTAINER)
-                    .build(),
-            ),
+            Some(CreateContainerOptionsBuilder::new().name(name).build()),
             body,
         )
         .await
-        .context("Failed to create the `hoist-proxy` container")?;
-    docker
-        .start_container(PROXY_CONTAINER, None)
+        .with_context(|| format!("Failed to create the `{name}` container"))?;
+    Ok(())
+}
+
+/// Start the container `name` (the ports container's start is where ports 80 and 443 are taken).
+pub(super) async fn start(docker: &Docker, name: &str) -> Result<()> {
+    let started = docker
+        .start_container(name, None)
         .await
-        .context("Failed to start the `hoist-proxy` container")
-        .map_err(|err| {
+        .with_context(|| format!("Failed to start the `{name}` container"));
+    if name == PORTS_CONTAINER {
+        return started.map_err(|err| {
             hinted(
                 format!("{err:#}"),
                 "ports 80 and 443 must be free on the server (is another web server running?)",
             )
-        })
+        });
+    }
+    started
 }
 
 /// Wait until the proxy answers on its control socket.
@@ -303,20 +349,51 @@ pub async fn prepare_deploy(
 /// Run a deploy made by [`prepare_deploy`]; errors as [`deploy`]'s.
 pub async fn run_deploy(docker: &Docker, exec: &docker::Exec) -> Result<()> {
     let output = docker::run_created(docker, exec).await?;
-    if output.exit_code != 0 {
-        let message = output
-            .stderr
-            .trim()
-            .trim_start_matches("Error: ")
-            .to_string();
-        return Err(Refused(if message.is_empty() {
-            format!("`hoist-proxy deploy` exited with {}", output.exit_code)
-        } else {
-            message
-        })
-        .into());
+    match refusal(output.exit_code, &output.stderr) {
+        _ if output.exit_code == 0 => Ok(()),
+        Some(message) => Err(Refused(message).into()),
+        None => {
+            let said = output.stderr.trim();
+            anyhow::bail!(
+                "`hoist-proxy deploy` exited with {}{}",
+                output.exit_code,
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {said}")
+                }
+            )
+        }
     }
-    Ok(())
+}
+
+/// The proxy's own refusal, from a failed `hoist-proxy deploy`: exit status 1 with
+/// `Error: <why>` that the running proxy answered. Anything else (killed, the CLI unable to
+/// reach the proxy or losing it mid-answer, no message) says nothing of what the proxy did.
+fn refusal(exit_code: i64, stderr: &str) -> Option<String> {
+    let message = stderr.trim().strip_prefix("Error: ")?;
+    let unanswered = [
+        "cannot reach hoist-proxy",
+        "lost the connection to hoist-proxy",
+        "unexpected answer from hoist-proxy",
+    ];
+    (exit_code == 1 && !unanswered.iter().any(|start| message.starts_with(start)))
+        .then(|| message.to_string())
+}
+
+/// The container id `service` routes to once the proxy answers again (it may be restarting),
+/// waiting up to [`START_TIMEOUT`]: what decides a switch whose answer was lost.
+pub async fn routed_target(docker: &Docker, service: &str) -> Result<Option<String>> {
+    let started = Instant::now();
+    loop {
+        match list(docker).await {
+            Ok(services) => return Ok(live_target(&services, service)),
+            Err(err) if started.elapsed() >= START_TIMEOUT => {
+                return Err(err.context("hoist-proxy did not answer to be asked where it routes"));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// Probe the container `id` once, from the proxy's network, at `[proxy.healthcheck]`'s path
@@ -596,5 +673,24 @@ mod tests {
             Some("0123456789ab")
         );
         assert_eq!(live_target(&services, "other"), None);
+    }
+
+    #[test]
+    fn only_the_proxys_own_answer_is_a_refusal() {
+        let said = "Error: target failed to become healthy within 5s";
+        assert_eq!(
+            refusal(1, said).as_deref(),
+            Some("target failed to become healthy within 5s")
+        );
+        for (code, stderr) in [
+            (137, ""),
+            (137, said),
+            (1, ""),
+            (1, "Error: cannot reach hoist-proxy on /x.sock: refused"),
+            (1, "Error: lost the connection to hoist-proxy: broken pipe"),
+            (-1, "exec died"),
+        ] {
+            assert_eq!(refusal(code, stderr), None, "{code} {stderr}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use super::plan::Unit;
 use super::release::{Interrupted, Release};
 use super::state::{Phase, Record};
 use super::{Kind, short};
-use crate::container::{self, app, owner, proxy};
+use crate::container::{self, app, handover, owner, proxy};
 use crate::docker;
 use crate::naming;
 use crate::remote::Server;
@@ -33,6 +33,8 @@ pub(super) struct Survey {
     pub proxy: Option<proxy::ProxyContainer>,
     /// Whether the `hoist` network exists.
     pub network: bool,
+    /// What the proxy says of itself (`hoist-proxy status`), if it answered.
+    pub status: Option<hoist_proxy::control::ProxyStatus>,
 }
 
 /// One role's new container on one host, staged before any switch.
@@ -125,12 +127,13 @@ impl Release<'_> {
                 .map(|role| self.interruptible(app::list(&server.docker, self.config, role))),
         );
         // No proxy yet (or stopped) is not an error here: the proxy step deals with it.
-        let (lists, services, record, container, network) = tokio::join!(
+        let (lists, services, record, container, network, status) = tokio::join!(
             lists,
             proxy::list(&server.docker),
             super::state::read(&server.session, &self.scope),
             proxy::inspect(&server.docker),
-            server.docker.inspect_network(crate::naming::NETWORK, None)
+            server.docker.inspect_network(crate::naming::NETWORK, None),
+            handover::status(&server.docker, crate::naming::PROXY_CONTAINER)
         );
         let mut containers = BTreeMap::new();
         for (role, list) in roles.into_iter().zip(lists) {
@@ -142,6 +145,7 @@ impl Release<'_> {
             record: record?,
             proxy: container?,
             network: network.is_ok(),
+            status,
         })
     }
 
@@ -184,10 +188,18 @@ impl Release<'_> {
             .any(|(role, _)| self.behind_proxy(role));
         if proxied && survey.services.is_some() {
             if let Some(running) = &survey.proxy
-                && self.kind != Kind::Redeploy
-                && let Some(warning) = container::other_image(self.config, &server.host, running)
+                && !running.is_current(self.config)
             {
-                self.printer.warn(warning);
+                if self.kind != Kind::Redeploy {
+                    return self.upgrade_proxy(server, running).await;
+                }
+                if let Some(warning) = container::other_image(self.config, &server.host, running) {
+                    self.printer.warn(warning);
+                }
+            }
+            if let Some(problem) = handover::protocol_problem(survey.status.as_ref(), &server.host)
+            {
+                return Err(problem);
             }
             return Ok(());
         }
@@ -220,6 +232,40 @@ impl Release<'_> {
             }
             Err(err) => {
                 progress.failed("hoist-proxy failed");
+                Err(err)
+            }
+        }
+    }
+
+    /// Replace the proxy on `server`, which runs another image or command than this hoist's,
+    /// before anything is staged: without refusing a request when it takes its ports from
+    /// hoist-proxy-ports, with a brief refusal once when an older hoist's proxy holds them.
+    async fn upgrade_proxy(&self, server: &Server, running: &proxy::ProxyContainer) -> Result<()> {
+        let progress = self.reporter.host(&server.host);
+        progress.step(format!(
+            "upgrading hoist-proxy ({} → {})",
+            running.image, self.config.proxy.image
+        ));
+        // Not interruptible: a handover cut short would leave two proxies to sort out.
+        let upgraded = async {
+            let upgraded = handover::upgrade(
+                &server.docker,
+                self.config,
+                self.prepared.proxy_credentials.clone(),
+            )
+            .await?;
+            let after = proxy::inspect(&server.docker).await?;
+            Ok::<_, anyhow::Error>(upgraded.describe(self.config, Some(running.clone()), after))
+        }
+        .await
+        .with_context(|| format!("Failed to upgrade hoist-proxy on `{}`", server.host));
+        match upgraded {
+            Ok(line) => {
+                progress.done(line);
+                Ok(())
+            }
+            Err(err) => {
+                progress.failed("hoist-proxy upgrade failed");
                 Err(err)
             }
         }

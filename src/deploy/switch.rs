@@ -75,12 +75,41 @@ impl Release<'_> {
                 Ok(())
             }
             Err(err) if unit.behind_proxy && !err.is::<proxy::Refused>() => {
-                progress.failed(format!("{role}: lost contact"));
-                Err(Failed::Lost(err.context(format!(
-                    "Lost contact with hoist-proxy on `{}` while it switched `{}` to `{}`; the \
-                     proxy finishes the switch (or keeps the previous version) on its own",
-                    server.host, unit.service, unit.name
-                ))))
+                // The answer is lost (the proxy restarted, the exec was killed): what the proxy
+                // routes to decides, once it answers again.
+                progress.step(format!(
+                    "{role}: answer lost, asking where the proxy routes"
+                ));
+                match proxy::routed_target(docker, &unit.service).await {
+                    Ok(Some(target)) if unit.id.starts_with(&target) => {
+                        progress.done(format!(
+                            "{role}: {} live (the proxy routes to it)",
+                            short(self.version)
+                        ));
+                        Ok(())
+                    }
+                    Ok(routed) => {
+                        progress.failed(format!("{role}: not switched"));
+                        let now = match routed {
+                            Some(target) => format!("it routes to {target}"),
+                            None => "it routes nothing for it".to_string(),
+                        };
+                        let err = err.context(format!(
+                            "hoist-proxy on `{}` did not switch `{}` to `{}` ({now})",
+                            server.host, unit.service, unit.name
+                        ));
+                        Err(Failed::Refused(self.failed(server, unit, err).await))
+                    }
+                    Err(read) => {
+                        progress.failed(format!("{role}: lost contact"));
+                        Err(Failed::Lost(err.context(format!(
+                            "Lost contact with hoist-proxy on `{}` while it switched `{}` to \
+                             `{}`, and it did not answer after ({read:#}); the proxy finishes \
+                             the switch (or keeps the previous version) on its own",
+                            server.host, unit.service, unit.name
+                        ))))
+                    }
+                }
             }
             Err(err) => {
                 progress.failed(format!("{role}: failed"));
