@@ -2,7 +2,7 @@
 //! that run behind it (narrowed by `--hosts`/`--roles`). This file picks the hosts, reports per
 //! host and prints; what the container is, how it is created and replaced, lives in
 //! container/proxy.rs and container/handover.rs. A reboot hands each host's ports and routes to
-//! the new proxy without refusing a request; hosts go one at a time.
+//! the new proxy without refusing a request; hosts go in batches, as a deploy's.
 
 use std::time::{Duration, Instant};
 
@@ -74,8 +74,8 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
     Ok(())
 }
 
-/// `reboot`: under the deploy lock, `pre-proxy-reboot`, then one host at a time a new proxy
-/// container from `proxy.image` (routes and certificates kept in the `hoist-proxy` volume), then
+/// `reboot`: under the deploy lock, `pre-proxy-reboot`, then in batches of `[boot] limit` hosts
+/// (`wait` between them) a new proxy from `proxy.image` taking over from the running one, then
 /// `post-proxy-reboot`.
 async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
     let started = Instant::now();
@@ -116,41 +116,71 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
     let proxy_servers = fleet.among(hosts);
     let result = async {
         hooks.run(Hook::PreProxyReboot, hosts)?;
+        // Batched like a deploy (`[boot] limit` and `wait`): a handover refuses nothing, so a
+        // batch is only a bound on how much changes at once.
+        let size = deploy::batch_size(config.boot.limit, proxy_servers.len());
         printer.status(
             "Rebooting",
             format!(
-                "hoist-proxy on {}, one at a time: each new proxy takes over the running one's \
+                "hoist-proxy on {}, {} at a time: each new proxy takes over the running one's \
                  ports, routes and certificates without refusing a request",
-                printer::plural(proxy_servers.len(), "host")
+                printer::plural(proxy_servers.len(), "host"),
+                size
             ),
         );
         let hosts_in = |servers: &[&Server]| {
             list_or_none(&servers.iter().map(|s| s.host.as_str()).collect::<Vec<_>>())
         };
-        for (index, server) in proxy_servers.iter().enumerate() {
+        let mut done = 0;
+        for (number, batch) in proxy_servers.chunks(size).enumerate() {
+            if number > 0 && !config.boot.wait.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(config.boot.wait) => {}
+                    () = interrupt.cancelled() => {}
+                }
+            }
             if interrupt.is_cancelled() {
                 return Err(hinted(
                     format!(
                         "Interrupted (Ctrl-C): hoist-proxy was rebooted on {} and not touched on \
                          {}",
-                        hosts_in(&proxy_servers[..index]),
-                        hosts_in(&proxy_servers[index..]),
+                        hosts_in(&proxy_servers[..done]),
+                        hosts_in(&proxy_servers[done..]),
                     ),
                     "reboot the others with `hoist proxy reboot --hosts …`",
                 ));
             }
-            let rebooted = reboot_host(config, server, credentials.clone(), &reporter).await;
-            if let Err(err) = rebooted {
+            let results = futures_util::future::join_all(
+                batch
+                    .iter()
+                    .map(|server| reboot_host(config, server, credentials.clone(), &reporter)),
+            )
+            .await;
+            let (mut rebooted, mut failed) = (proxy_servers[..done].to_vec(), Vec::new());
+            let mut first = None;
+            for (server, result) in batch.iter().zip(results) {
+                match result {
+                    Ok(()) => rebooted.push(*server),
+                    Err(err) => {
+                        failed.push(*server);
+                        first.get_or_insert(err);
+                    }
+                }
+            }
+            done += batch.len();
+            if let Some(err) = first {
                 if proxy_servers.len() == 1 {
                     return Err(err);
                 }
                 return Err(with_hint(
                     err,
                     format!(
-                        "hoist-proxy was rebooted on {} and not touched on {}; \
-                         `hoist proxy details` shows each one",
-                        hosts_in(&proxy_servers[..index]),
-                        hosts_in(&proxy_servers[index + 1..]),
+                        "hoist-proxy was rebooted on {}, failed on {} and not touched on {}; \
+                         where it failed the old proxy keeps serving; `hoist proxy details` \
+                         shows each one",
+                        hosts_in(&rebooted),
+                        hosts_in(&failed),
+                        hosts_in(&proxy_servers[done..]),
                     ),
                 ));
             }

@@ -25,6 +25,8 @@ pub mod state;
 mod switch;
 mod target;
 
+pub use plan::batch_size;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
