@@ -87,8 +87,8 @@ pub enum Command {
     Versions(DestinationArg),
     /// Show servers, Docker, containers, versions and proxy status
     Details(DestinationArg),
-    /// Show the app's container logs
-    Logs(DestinationArg),
+    /// Show the live app containers' logs from every host, merged by time (`-f` to follow)
+    Logs(LogsArgs),
     /// Run a command in the app's container
     Exec {
         /// Command to run
@@ -109,13 +109,50 @@ pub enum Command {
     Lock(LockCommand),
     /// Remove old containers and images beyond `retain_containers`
     Prune(DestinationArg),
-    /// Show the audit log of each server
-    Audit(DestinationArg),
+    /// Show what hoist changed on the servers: every host's audit log, merged by time
+    Audit(AuditArgs),
     /// Print the merged configuration, secrets redacted
     Config(DestinationArg),
     /// Local throw-away servers and a registry to try a deploy on
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub destination: DestinationArg,
+
+    /// Keep printing new lines, from every running container of the roles, including those a
+    /// deploy starts meanwhile (Ctrl-C ends)
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Lines from the end of each container's log [default: 100, or all with --since or --grep]
+    #[arg(short = 'n', long, value_name = "N")]
+    pub lines: Option<usize>,
+
+    /// Only lines since this long ago (`10m`, `2h`) or this time (`2026-12-01T10:00:00Z`)
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+
+    /// Only lines matching this regular expression
+    #[arg(long, value_name = "REGEX")]
+    pub grep: Option<String>,
+
+    /// Only this container (a name or id prefix), on whichever host runs it
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub destination: DestinationArg,
+
+    /// The last N entries, across every host
+    #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
+    pub lines: usize,
 }
 
 #[derive(Debug, Args)]
@@ -184,13 +221,16 @@ pub enum AppCommand {
     Stop,
     /// Start the app's containers
     Start,
-    /// Answer with a maintenance page (503)
+    /// Answer every request with the maintenance page (503), on every proxy host
     Maintenance {
         /// Message shown on the maintenance page
         #[arg(long)]
         message: Option<String>,
+        /// How long requests in flight get to finish first
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_wait)]
+        drain_timeout: std::time::Duration,
     },
-    /// Leave maintenance mode
+    /// Leave maintenance mode: requests reach the app again
     Live,
 }
 

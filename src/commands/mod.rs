@@ -2,11 +2,14 @@
 //! resolved configuration and the [`Printer`] and return errors for `main` to report.
 
 pub mod accessory;
+mod app;
+mod audit;
 mod config;
 pub mod deploy;
 mod details;
 mod init;
 mod lock;
+mod logs;
 pub mod proxy;
 mod sandbox;
 mod versions;
@@ -71,6 +74,21 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;
             lock::run(command, &config, printer).await
         }
+        Command::App(command) => {
+            let config = load_config(&cli.global, &DestinationArg { destination: None })?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            app::run(command, &config, &hosts, printer).await
+        }
+        Command::Logs(ref args) => {
+            let config = load_config(&cli.global, &args.destination)?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            logs::run(args, &config, &hosts, &cli.global.roles, printer).await
+        }
+        Command::Audit(ref args) => {
+            let config = load_config(&cli.global, &args.destination)?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            audit::run(&config, &hosts, args.lines, printer).await
+        }
         other => Err(not_yet(&other)),
     }
 }
@@ -129,6 +147,7 @@ fn not_yet(command: &Command) -> anyhow::Error {
     hinted(
         format!("`hoist {name}` is not implemented yet"),
         "`hoist sandbox`, `init`, `config`, `details`, `accessory`, `proxy`, `deploy`, \
-         `redeploy`, `rollback`, `versions` and `lock` work today; see README.md",
+         `redeploy`, `rollback`, `versions`, `lock`, `logs`, `app maintenance|live` and `audit` \
+         work today; see README.md",
     )
 }

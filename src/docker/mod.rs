@@ -189,6 +189,73 @@ pub async fn logs(
     Ok(())
 }
 
+/// Which part of a container's log [`log_lines`] reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogQuery {
+    /// Lines from the end (`None`: all).
+    pub tail: Option<usize>,
+    /// Only lines since this Unix time.
+    pub since: Option<i64>,
+    /// Keep reading until the container stops.
+    pub follow: bool,
+}
+
+/// A container's log, line by line, each with Docker's timestamp in front (`2026-…Z text`),
+/// handed to `sink` with the stream it came on.
+pub async fn log_lines(
+    docker: &Docker,
+    container: &str,
+    query: LogQuery,
+    mut sink: impl FnMut(ExecStream, &str),
+) -> Result<()> {
+    let mut options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .follow(query.follow);
+    if let Some(tail) = query.tail {
+        options = options.tail(&tail.to_string());
+    }
+    if let Some(since) = query.since {
+        options = options.since(i32::try_from(since).unwrap_or(i32::MAX));
+    }
+    let mut stream = docker.logs(container, Some(options.build()));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    fn emit(
+        stream: ExecStream,
+        buffer: &mut Vec<u8>,
+        data: &[u8],
+        sink: &mut dyn FnMut(ExecStream, &str),
+    ) {
+        buffer.extend_from_slice(data);
+        while let Some(end) = buffer.iter().position(|byte| *byte == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            sink(
+                stream,
+                String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r'),
+            );
+        }
+    }
+    while let Some(item) = stream.next().await {
+        match item.with_context(|| format!("Failed to read the logs of `{container}`"))? {
+            bollard::container::LogOutput::StdErr { message } => {
+                emit(ExecStream::Stderr, &mut err, &message, &mut sink)
+            }
+            bollard::container::LogOutput::StdOut { message }
+            | bollard::container::LogOutput::Console { message } => {
+                emit(ExecStream::Stdout, &mut out, &message, &mut sink)
+            }
+            bollard::container::LogOutput::StdIn { .. } => {}
+        }
+    }
+    for (stream, rest) in [(ExecStream::Stdout, out), (ExecStream::Stderr, err)] {
+        if !rest.is_empty() {
+            sink(stream, String::from_utf8_lossy(&rest).trim_end());
+        }
+    }
+    Ok(())
+}
+
 /// An exec created in a container and not started yet: creating it ahead saves its round trip
 /// when it runs.
 #[derive(Debug, Clone)]

@@ -129,7 +129,7 @@ impl App {
     /// Answers one request; `/slow` blocks the calling thread for its delay.
     pub fn respond(&self, request: &Request, body: &BodyDigest, log: &Log) -> Response {
         let known = [
-            "/up", "/version", "/", "/slow", "/stream", "/headers", "/bytes", "/upload",
+            "/up", "/version", "/", "/slow", "/stream", "/headers", "/bytes", "/upload", "/say",
         ];
         if request.method == "POST" && request.path == "/upload" {
             return Response::text(
@@ -177,6 +177,11 @@ impl App {
                 Err(message) => Response::text(400, &message),
             },
             "/stream" => self.stream(&request.query),
+            "/say" => {
+                let text = http::query_param(&request.query, "text").unwrap_or_default();
+                log.info(&format!("said {text} ({})", self.version));
+                Response::text(200, &format!("{}\n", self.version))
+            }
             "/bytes" => match number_param(&request.query, "n", 0, MAX_BYTES) {
                 Ok(length) => Response {
                     status: 200,

@@ -1,0 +1,251 @@
+//! `hoist app maintenance|live`: put the app's services on every proxy host into maintenance
+//! (hoist-proxy `stop`: requests get 503 with the maintenance page and the message; the proxy
+//! keeps health-checking the targets) and back (`resume`), under the deploy lock, with a line in
+//! each host's audit log. `stop` and `start` are not built yet and say so.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::cli::AppCommand;
+use crate::config::{Config, format_duration};
+use crate::container::proxy;
+use crate::docker;
+use crate::fleet::{self, Fleet};
+use crate::lock::LockInfo;
+use crate::naming::{self, PROXY_CONTAINER};
+use crate::printer::{self, Printer};
+use crate::remote::Server;
+use crate::report::hinted;
+use crate::reporter::Reporter;
+use crate::version;
+
+pub async fn run(
+    command: AppCommand,
+    config: &Config,
+    hosts: &[String],
+    printer: &Printer,
+) -> Result<()> {
+    match command {
+        AppCommand::Maintenance {
+            message,
+            drain_timeout,
+        } => {
+            let change = Change::Maintenance {
+                message: message.unwrap_or_default(),
+                drain_timeout,
+            };
+            change_mode(config, hosts, change, printer).await
+        }
+        AppCommand::Live => change_mode(config, hosts, Change::Live, printer).await,
+        AppCommand::Stop | AppCommand::Start => Err(hinted(
+            "`hoist app stop` and `hoist app start` are not implemented yet",
+            "`hoist app maintenance` answers every request with a maintenance page instead",
+        )),
+    }
+}
+
+/// What to do to each service.
+#[derive(Debug, Clone)]
+enum Change {
+    Maintenance {
+        message: String,
+        drain_timeout: Duration,
+    },
+    Live,
+}
+
+impl Change {
+    /// The `hoist-proxy` command for `service`.
+    fn command(&self, service: &str) -> Vec<String> {
+        match self {
+            Change::Maintenance {
+                message,
+                drain_timeout,
+            } => {
+                let mut args = vec![
+                    "hoist-proxy".to_string(),
+                    "stop".to_string(),
+                    service.to_string(),
+                    format!("--drain-timeout={}", format_duration(*drain_timeout)),
+                ];
+                if !message.is_empty() {
+                    args.push(format!("--message={message}"));
+                }
+                args
+            }
+            Change::Live => vec![
+                "hoist-proxy".to_string(),
+                "resume".to_string(),
+                service.to_string(),
+            ],
+        }
+    }
+
+    fn audit(&self, services: &[String]) -> String {
+        match self {
+            Change::Maintenance { message, .. } if message.is_empty() => {
+                format!("Maintenance mode for {}", services.join(", "))
+            }
+            Change::Maintenance { message, .. } => {
+                format!("Maintenance mode for {}: {message}", services.join(", "))
+            }
+            Change::Live => format!("Live again: {}", services.join(", ")),
+        }
+    }
+}
+
+/// The proxy services of the roles behind the proxy on `host`.
+fn services_on(config: &Config, host: &str) -> Vec<String> {
+    config
+        .roles
+        .iter()
+        .filter(|(_, role)| role.proxy && role.hosts.iter().any(|h| h == host))
+        .map(|(name, _)| naming::role_scope(&config.service, name, config.destination.as_deref()))
+        .collect()
+}
+
+async fn change_mode(
+    config: &Config,
+    hosts: &[String],
+    change: Change,
+    printer: &Printer,
+) -> Result<()> {
+    let started = Instant::now();
+    let proxy_hosts = proxy::hosts(config, hosts);
+    if proxy_hosts.is_empty() {
+        bail!("No host among those selected runs a role behind hoist-proxy");
+    }
+    let (subcommand, verb) = match change {
+        Change::Maintenance { .. } => ("maintenance", "put into maintenance"),
+        Change::Live => ("live", "made live"),
+    };
+    let performer = version::performer(&config.root);
+    let info = LockInfo::new(&performer, &format!("app {subcommand}"), None)?;
+    let reporter = Reporter::new(*printer);
+    let connect_to = fleet::with_primary(config, &proxy_hosts);
+    let fleet = Fleet::connect(
+        config,
+        &connect_to,
+        &reporter,
+        printer,
+        "change the app's mode",
+    )
+    .await?;
+    let held = match fleet
+        .lock(
+            config,
+            info,
+            Duration::ZERO,
+            printer,
+            "`hoist-proxy list` on each host shows each service's state",
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+    {
+        Ok(held) => held,
+        Err(err) => {
+            fleet.close().await;
+            return Err(err);
+        }
+    };
+    let scope = naming::scope(&config.service, config.destination.as_deref());
+    let servers = fleet.among(&proxy_hosts);
+    let results = futures_util::future::join_all(
+        servers
+            .iter()
+            .map(|server| apply(config, server, &change, &scope, &performer, &reporter)),
+    )
+    .await;
+    held.release(&fleet, printer).await;
+    fleet.close().await;
+    let mut failed = None;
+    for (server, result) in servers.iter().zip(results) {
+        if let Err(err) = result {
+            failed.get_or_insert(err.context(format!("on `{}`", server.host)));
+        }
+    }
+    if let Some(err) = failed {
+        return Err(err);
+    }
+    printer.status(
+        "Finished",
+        format!(
+            "{} {verb} on {} in {:.1}s",
+            config.service,
+            printer::plural(servers.len(), "host"),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// `change` on every service of `server`, then the audit line.
+async fn apply(
+    config: &Config,
+    server: &Server,
+    change: &Change,
+    scope: &str,
+    performer: &str,
+    reporter: &Reporter,
+) -> Result<()> {
+    let progress = reporter.host(&server.host);
+    let services = services_on(config, &server.host);
+    progress.step(match change {
+        Change::Maintenance { .. } => "maintenance",
+        Change::Live => "live",
+    });
+    for service in &services {
+        let command = change.command(service);
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        let output = docker::exec(&server.docker, PROXY_CONTAINER, &args).await?;
+        if output.exit_code != 0 {
+            progress.failed(format!("{service}: failed"));
+            let said = output.stderr.trim().trim_start_matches("Error: ");
+            bail!("`hoist-proxy {}` for `{service}` failed: {said}", args[1]);
+        }
+    }
+    let line = crate::audit::line(performer, &change.audit(&services));
+    let append = crate::audit::append_command(scope, &line)?;
+    let dir = crate::ssh::quote(&naming::state_dir(scope))?;
+    let _ = server
+        .session
+        .exec(&format!("mkdir -p {dir} && {append}"))
+        .await;
+    progress.done(match change {
+        Change::Maintenance { .. } => format!("{}: maintenance", services.join(", ")),
+        Change::Live => format!("{}: live", services.join(", ")),
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_passes_the_message_and_drain_timeout_to_the_proxy() {
+        let change = Change::Maintenance {
+            message: "Back at 5".into(),
+            drain_timeout: Duration::from_secs(10),
+        };
+        assert_eq!(
+            change.command("hello-web"),
+            [
+                "hoist-proxy",
+                "stop",
+                "hello-web",
+                "--drain-timeout=10s",
+                "--message=Back at 5"
+            ]
+        );
+        assert_eq!(
+            change.audit(&["hello-web".into()]),
+            "Maintenance mode for hello-web: Back at 5"
+        );
+        assert_eq!(
+            Change::Live.command("hello-web"),
+            ["hoist-proxy", "resume", "hello-web"]
+        );
+    }
+}

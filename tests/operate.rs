@@ -1,0 +1,197 @@
+//! The commands of the day after, against two sandbox servers running the test app behind
+//! hoist-proxy: `hoist logs` (merged, `--grep`, `--since`, `-f` across a deploy), `hoist app
+//! maintenance` / `live` under load, and `hoist audit` merging both hosts' logs.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::load::Load;
+use support::sandbox::{
+    Sandbox, assert_success, git, init_repository, testapp_dir, text, write_config,
+};
+use support::{TestContext, eventually, http_get};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_maintenance_and_audit_on_two_hosts() {
+    let context = TestContext::new();
+    let (_guard, sandbox) = Sandbox::up(&context, "operate", 2);
+    let docker = support::docker().await;
+    let registry = sandbox.registry();
+    let (username, password) = sandbox.registry_credentials();
+    let proxy_image = sandbox.push_proxy_image(&docker, "operate").await;
+    let dir = testapp_dir(&format!("REGISTRY_PASSWORD={password}\n"));
+    let hosts = [sandbox.address(0), sandbox.address(1)];
+    let config = |version: &str| {
+        write_config(
+            dir.path(),
+            &sandbox,
+            &hosts,
+            "",
+            &format!(
+                "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\n\
+                 password = \"REGISTRY_PASSWORD\"\n\
+                 \n[builder]\nargs = {{ VERSION = \"{version}\" }}\n\
+                 \n[proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\n\
+                 [proxy.healthcheck]\ninterval = \"200ms\"\ntimeout = \"1s\"\n"
+            ),
+        );
+    };
+    config("v1");
+    std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\n").expect("gitignore");
+    init_repository(dir.path());
+    let commit = |message: &str| {
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", message]);
+    };
+    commit("v1");
+    let hoist = |args: &[&str]| context.hoist_in(dir.path(), args);
+    assert_success(&hoist(&["deploy"]), "hoist deploy v1");
+    let address = |index: usize| format!("{}:80", hosts[index]);
+    let say = |index: usize, text: &str| {
+        let (status, _) =
+            http_get(&address(index), &format!("/say?text={text}")).expect("GET /say");
+        assert_eq!(status, 200);
+    };
+
+    // `hoist logs`: both hosts' lines, each with its host.
+    say(0, "early-a");
+    say(1, "early-b");
+    let logs = |args: &[&str]| {
+        let mut all = vec!["logs"];
+        all.extend_from_slice(args);
+        let output = hoist(&all);
+        assert_success(&output, "hoist logs");
+        text(&output).0
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let out = logs(&["-n", "20"]);
+            out.lines()
+                .any(|l| l.starts_with(&format!("[{}] ", hosts[0])) && l.contains("said early-a"))
+                && out.lines().any(|l| {
+                    l.starts_with(&format!("[{}] ", hosts[1])) && l.contains("said early-b")
+                })
+        }),
+        "both hosts' lines: {}",
+        logs(&["-n", "20"])
+    );
+    let grepped = logs(&["--grep", "early-b"]);
+    assert!(grepped.contains("said early-b"), "{grepped}");
+    assert!(!grepped.contains("early-a"), "{grepped}");
+    // `--since` a time after the early lines: only what came later.
+    let after =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(1))
+            .to_string();
+    let mut round = 0;
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            round += 1;
+            say(0, &format!("late-{round}"));
+            let out = logs(&["--since", &after]);
+            out.contains("said late-") && !out.contains("early-")
+        }),
+        "--since {after}: {}",
+        logs(&["--since", &after])
+    );
+    let bad = hoist(&["logs", "--grep", "("]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).1.contains("not a regular expression"),
+        "{}",
+        text(&bad).1
+    );
+
+    // `hoist logs -f` keeps going across a deploy: v2's lines arrive from both hosts.
+    let mut follower = context
+        .hoist_command(dir.path(), &["logs", "-f", "-n", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hoist logs -f");
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let seen = Arc::clone(&seen);
+        let stdout = follower.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                seen.lock().unwrap().push(line);
+            }
+        });
+    }
+    let has = |needle: &str, host: &str| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.starts_with(&format!("[{host}] ")) && line.contains(needle))
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            say(0, "followed-a");
+            say(1, "followed-b");
+            has("said followed-a (v1)", &hosts[0]) && has("said followed-b (v1)", &hosts[1])
+        }),
+        "-f shows new lines of both hosts: {:?}",
+        seen.lock().unwrap()
+    );
+    config("v2");
+    commit("v2");
+    assert_success(&hoist(&["deploy"]), "hoist deploy v2");
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            say(0, "after-a");
+            say(1, "after-b");
+            has("said after-a (v2)", &hosts[0]) && has("said after-b (v2)", &hosts[1])
+        }),
+        "-f follows the new version's containers: {:?}",
+        seen.lock().unwrap()
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+
+    // `hoist app maintenance`: every host answers 503 with the message; `live` brings it back.
+    let output = hoist(&["app", "maintenance", "--message", "Back at five"]);
+    assert_success(&output, "hoist app maintenance");
+    for index in 0..2 {
+        let (status, body) = http_get(&address(index), "/version").expect("GET in maintenance");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("Back at five"), "{body}");
+    }
+    let output = hoist(&["app", "live"]);
+    assert_success(&output, "hoist app live");
+    let loads: Vec<Load> = (0..2).map(|index| Load::start(address(index), 2)).collect();
+    for _ in 0..30 {
+        for index in 0..2 {
+            let (status, body) = http_get(&address(index), "/version").expect("GET after live");
+            assert_eq!((status, body.trim()), (200, "v2"));
+        }
+    }
+    for load in loads {
+        load.finish_clean("traffic after app live", 20);
+    }
+
+    // `hoist audit`: both hosts' lines, merged by time, the latest last.
+    let output = hoist(&["audit"]);
+    assert_success(&output, "hoist audit");
+    let audit = text(&output).0;
+    for host in &hosts {
+        assert!(
+            audit.lines().any(|l| l.contains(host.as_str())
+                && l.contains("Maintenance mode for hello-web: Back at five")),
+            "{audit}"
+        );
+    }
+    assert!(
+        audit
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("Live again: hello-web")),
+        "{audit}"
+    );
+    let output = hoist(&["audit", "-n", "1"]);
+    assert_eq!(text(&output).0.lines().count(), 1, "{}", text(&output).0);
+}
