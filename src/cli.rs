@@ -89,12 +89,9 @@ pub enum Command {
     Details(DestinationArg),
     /// Show the live app containers' logs from every host, merged by time (`-f` to follow)
     Logs(LogsArgs),
-    /// Run a command in the app's container
-    Exec {
-        /// Command to run
-        #[arg(trailing_var_arg = true, required = true)]
-        command: Vec<String>,
-    },
+    /// Run a command in a one-off container of the live version, with the role's environment
+    /// and secrets (`--reuse`: in the running container); exits with the command's status
+    Exec(ExecArgs),
     /// Control the running app
     #[command(subcommand)]
     App(AppCommand),
@@ -143,6 +140,25 @@ pub struct LogsArgs {
     /// Only this container (a name or id prefix), on whichever host runs it
     #[arg(long, value_name = "ID")]
     pub container: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Run in the live container instead of a one-off one
+    #[arg(long)]
+    pub reuse: bool,
+
+    /// Only on the primary host (the first host of the primary role)
+    #[arg(short = 'p', long)]
+    pub primary: bool,
+
+    /// Extra environment for the command, `NAME=value` (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+
+    /// Command and its arguments (after `--`)
+    #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -107,6 +107,54 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Cuts a byte stream into lines and puts a prefix before each, holding back a partial line
+/// until its end arrives; without a prefix it passes everything through at once.
+pub struct LinePrefixer {
+    prefix: Option<String>,
+    partial: Vec<u8>,
+}
+
+impl LinePrefixer {
+    pub fn new(prefix: Option<String>) -> Self {
+        Self {
+            prefix,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The complete lines `data` ends (with what was held back), prefixed.
+    pub fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        let Some(prefix) = &self.prefix else {
+            return data.to_vec();
+        };
+        self.partial.extend_from_slice(data);
+        let Some(last_newline) = self.partial.iter().rposition(|&byte| byte == b'\n') else {
+            return Vec::new();
+        };
+        let rest = self.partial.split_off(last_newline + 1);
+        let complete = std::mem::replace(&mut self.partial, rest);
+        let mut out = Vec::with_capacity(complete.len() + prefix.len() * 4);
+        for line in complete.split_inclusive(|&byte| byte == b'\n') {
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(line);
+        }
+        out
+    }
+
+    /// A partial last line held back, prefixed and ended.
+    pub fn finish(&mut self) -> Vec<u8> {
+        match &self.prefix {
+            Some(prefix) if !self.partial.is_empty() => {
+                let mut out = prefix.as_bytes().to_vec();
+                out.append(&mut self.partial);
+                out.push(b'\n');
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -123,5 +171,19 @@ mod tests {
             super::table(&rows),
             "HOST  CONTAINERS  X\na     one         y\n      two\n"
         );
+    }
+
+    #[test]
+    fn several_hosts_get_each_line_prefixed_even_when_split_across_chunks() {
+        let mut prefixer = LinePrefixer::new(Some("[a] ".into()));
+        let mut out = prefixer.push(b"one\ntw");
+        out.extend(prefixer.push(b"o\nthr"));
+        out.extend(prefixer.finish());
+        assert_eq!(String::from_utf8_lossy(&out), "[a] one\n[a] two\n[a] thr\n");
+        assert!(prefixer.finish().is_empty());
+
+        let mut plain = LinePrefixer::new(None);
+        assert_eq!(plain.push(b"par"), b"par");
+        assert!(plain.finish().is_empty());
     }
 }

@@ -12,6 +12,8 @@ pub enum ExitStatus {
     Success,
     Failure,
     Error,
+    /// A command hoist ran for the user (`hoist exec`) exited with this status.
+    Command(u8),
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -20,6 +22,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::from(0),
             ExitStatus::Failure => ExitCode::from(1),
             ExitStatus::Error => ExitCode::from(2),
+            ExitStatus::Command(code) => ExitCode::from(code),
         }
     }
 }
@@ -109,8 +112,21 @@ pub fn print_error(err: &anyhow::Error) {
 
 /// Failures exit 1 (bad input, unreachable server, failed deploy). Usage errors exit 2 from clap;
 /// a failure to start at all exits 2 from `main`.
-pub fn exit_status_for(_err: &anyhow::Error) -> ExitStatus {
-    ExitStatus::Failure
+pub fn exit_status_for(err: &anyhow::Error) -> ExitStatus {
+    match err.downcast_ref::<CommandExited>() {
+        Some(exited) => ExitStatus::Command(u8::try_from(exited.code).unwrap_or(1).max(1)),
+        None => ExitStatus::Failure,
+    }
+}
+
+/// A command run for the user exited non-zero: hoist exits with the same status.
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` exited with status {code}{on}")]
+pub struct CommandExited {
+    pub command: String,
+    pub code: i64,
+    /// ` on `host`` and the like.
+    pub on: String,
 }
 
 #[cfg(test)]

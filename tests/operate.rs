@@ -1,6 +1,7 @@
 //! The commands of the day after, against two sandbox servers running the test app behind
 //! hoist-proxy: `hoist logs` (merged, `--grep`, `--since`, `-f` across a deploy), `hoist app
-//! maintenance` / `live` under load, and `hoist audit` merging both hosts' logs.
+//! maintenance` / `live` under load, `hoist exec` (one-off with the role's secrets, `--reuse`,
+//! `--primary`, the command's exit status), and `hoist audit` merging both hosts' logs.
 
 mod support;
 
@@ -15,15 +16,20 @@ use support::sandbox::{
 };
 use support::{TestContext, eventually, http_get};
 
+/// A secret only the app's environment may hold.
+const SECRET: &str = "s3cret-value-4242";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_maintenance_and_audit_on_two_hosts() {
+async fn logs_maintenance_exec_and_audit_on_two_hosts() {
     let context = TestContext::new();
     let (_guard, sandbox) = Sandbox::up(&context, "operate", 2);
     let docker = support::docker().await;
     let registry = sandbox.registry();
     let (username, password) = sandbox.registry_credentials();
     let proxy_image = sandbox.push_proxy_image(&docker, "operate").await;
-    let dir = testapp_dir(&format!("REGISTRY_PASSWORD={password}\n"));
+    let dir = testapp_dir(&format!(
+        "REGISTRY_PASSWORD={password}\nAPP_SECRET={SECRET}\n"
+    ));
     let hosts = [sandbox.address(0), sandbox.address(1)];
     let config = |version: &str| {
         write_config(
@@ -34,6 +40,7 @@ async fn logs_maintenance_and_audit_on_two_hosts() {
             &format!(
                 "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\n\
                  password = \"REGISTRY_PASSWORD\"\n\
+                 \n[env]\nsecret = [\"APP_SECRET\"]\n\
                  \n[builder]\nargs = {{ VERSION = \"{version}\" }}\n\
                  \n[proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\n\
                  [proxy.healthcheck]\ninterval = \"200ms\"\ntimeout = \"1s\"\n"
@@ -152,6 +159,57 @@ async fn logs_maintenance_and_audit_on_two_hosts() {
     );
     let _ = follower.kill();
     let _ = follower.wait();
+
+    // `hoist exec`: a one-off container of the live version on each host, with the secret.
+    let output = hoist(&["-vv", "exec", "-e", "EXTRA=1", "--", "env"]);
+    assert_success(&output, "hoist exec -- env");
+    let (stdout, stderr) = text(&output);
+    for host in &hosts {
+        for line in [
+            format!("[{host}] APP_SECRET={SECRET}"),
+            format!("[{host}] HOIST_HOST={host}"),
+            format!("[{host}] EXTRA=1"),
+            format!("[{host}] APP_VERSION=v2"),
+        ] {
+            assert!(stdout.lines().any(|l| l == line), "{line} in:\n{stdout}");
+        }
+    }
+    assert!(
+        !stderr.contains(SECRET),
+        "the secret reached hoist's log:\n{stderr}"
+    );
+    for index in 0..2 {
+        let left = sandbox.ssh(
+            index,
+            "docker ps -a --filter label=dev.hoist.exec --format '{{.Names}}'; \
+             docker ps -a --format '{{.Command}}' | grep -c s3cret || true",
+        );
+        assert_eq!(
+            text(&left).0.trim(),
+            "0",
+            "no one-off container left, no secret in a command"
+        );
+    }
+    // `--reuse`: in the live container; `--primary`: one host; the command's exit status.
+    let output = hoist(&[
+        "exec",
+        "--reuse",
+        "--primary",
+        "--",
+        "/hoist-testapp",
+        "env",
+    ]);
+    assert_success(&output, "hoist exec --reuse");
+    let stdout = text(&output).0;
+    assert!(stdout.lines().any(|l| l == "APP_VERSION=v2"), "{stdout}");
+    assert!(!stdout.contains('['), "one host, no prefix: {stdout}");
+    let output = hoist(&["exec", "--primary", "--", "exit", "3"]);
+    assert_eq!(output.status.code(), Some(3), "{:?}", text(&output));
+    assert!(
+        text(&output).1.contains("exited with status 3"),
+        "{}",
+        text(&output).1
+    );
 
     // `hoist app maintenance`: every host answers 503 with the message; `live` brings it back.
     let output = hoist(&["app", "maintenance", "--message", "Back at five"]);

@@ -7,6 +7,7 @@ mod audit;
 mod config;
 pub mod deploy;
 mod details;
+mod exec;
 mod init;
 mod lock;
 mod logs;
@@ -79,6 +80,11 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
             let hosts = select_hosts(&config, &cli.global)?;
             app::run(command, &config, &hosts, printer).await
         }
+        Command::Exec(ref args) => {
+            let config = load_config(&cli.global, &DestinationArg { destination: None })?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            exec::run(args, &config, &hosts, &cli.global.roles, printer).await
+        }
         Command::Logs(ref args) => {
             let config = load_config(&cli.global, &args.destination)?;
             let hosts = select_hosts(&config, &cli.global)?;
@@ -147,7 +153,7 @@ fn not_yet(command: &Command) -> anyhow::Error {
     hinted(
         format!("`hoist {name}` is not implemented yet"),
         "`hoist sandbox`, `init`, `config`, `details`, `accessory`, `proxy`, `deploy`, \
-         `redeploy`, `rollback`, `versions`, `lock`, `logs`, `app maintenance|live` and `audit` \
-         work today; see README.md",
+         `redeploy`, `rollback`, `versions`, `lock`, `logs`, `exec`, `app maintenance|live` and \
+         `audit` work today; see README.md",
     )
 }

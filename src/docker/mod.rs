@@ -295,7 +295,7 @@ pub async fn create_exec(
 }
 
 /// Start `exec`, hand its output to `sink`, and return its exit code (-1 without `status`).
-async fn start_exec(
+pub async fn start_exec(
     docker: &Docker,
     exec: &Exec,
     status: bool,

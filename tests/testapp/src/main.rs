@@ -3,6 +3,9 @@
 //! the process settings (`PORT`, `APP_SHUTDOWN_TIMEOUT_MS`), wires signals to the server and
 //! owns the exit status; routes live in app.rs.
 //!
+//! `hoist-testapp env` prints its environment and `hoist-testapp exit N` exits with N, instead
+//! of serving (for `hoist exec` tests).
+//!
 //! Environment: `PORT` (default 3000), `APP_VERSION` (default `dev`), `APP_BROKEN` (non-empty
 //! makes `/up` answer 503), `APP_SHUTDOWN_TIMEOUT_MS` (default 30000: how long SIGTERM waits
 //! for in-flight requests before exiting anyway).
@@ -32,6 +35,23 @@ const DEFAULT_PORT: u16 = 3000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 30_000;
 
 fn main() -> ExitCode {
+    // One-off commands, for `hoist exec` tests (the image has no shell or coreutils).
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        Some("env") => {
+            let mut vars: Vec<(String, String)> = std::env::vars().collect();
+            vars.sort();
+            for (name, value) in vars {
+                println!("{name}={value}");
+            }
+            return ExitCode::SUCCESS;
+        }
+        Some("exit") => {
+            let code = args.next().and_then(|code| code.parse().ok()).unwrap_or(1);
+            return ExitCode::from(code);
+        }
+        _ => {}
+    }
     let log = Log::Stdio;
     match run(&log) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,248 @@
+//! `hoist exec`: run a command on the app's hosts. By default in a one-off container of the
+//! live version's image with the role's environment, secrets included (they travel in the
+//! Engine API's create body, never on a command line), on the `hoist` network, removed
+//! afterwards; with `--reuse`, in the live container itself. The primary role unless `--roles`
+//! says otherwise; every host of it unless `--primary`. Output is streamed, prefixed with the
+//! host when there are several; hoist exits with the command's status.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use futures_util::StreamExt;
+
+use crate::cli::ExecArgs;
+use crate::config::{Config, check_env_name};
+use crate::container::{self, app};
+use crate::docker::{self, ExecStream};
+use crate::fleet::{self, Fleet};
+use crate::naming;
+use crate::printer::{LinePrefixer, Printer};
+use crate::remote::Server;
+use crate::report::{CommandExited, hinted};
+use crate::reporter::Reporter;
+use crate::secrets::Secrets;
+
+/// Label on one-off containers (not the app's labels: they are no version of a role).
+const EXEC_LABEL: &str = "dev.hoist.exec";
+
+pub async fn run(
+    args: &ExecArgs,
+    config: &Config,
+    hosts: &[String],
+    roles: &[String],
+    printer: &Printer,
+) -> Result<()> {
+    for pair in &args.env {
+        let name = pair.split_once('=').map(|(name, _)| name).ok_or_else(|| {
+            hinted(
+                format!("`-e {pair}` is not `NAME=value`"),
+                "write it as `-e NAME=value`",
+            )
+        })?;
+        check_env_name(name).map_err(|err| anyhow::anyhow!("`-e {pair}`: {err}"))?;
+    }
+    let targets = targets(config, hosts, roles, args.primary)?;
+    let env = if args.reuse {
+        HashMap::new()
+    } else {
+        let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+        let mut env = HashMap::new();
+        for (_, role) in &targets {
+            if !env.contains_key(role) {
+                env.insert(role.clone(), secrets.container_env(&config.role_env(role))?);
+            }
+        }
+        env
+    };
+    let unique_hosts: Vec<String> = targets.iter().map(|(host, _)| host.clone()).collect();
+    let reporter = Reporter::new(*printer);
+    let fleet =
+        Fleet::connect(config, &unique_hosts, &reporter, printer, "run the command").await?;
+    let several = targets.len() > 1;
+    let runs = futures_util::future::join_all(targets.iter().map(|(host, role)| {
+        let server = fleet.server(host);
+        let env = env.get(role).cloned().unwrap_or_default();
+        async move {
+            let server = server.with_context(|| format!("`{host}` is not connected"))?;
+            let prefix = several.then(|| format!("[{host}] "));
+            if args.reuse {
+                in_live_container(config, server, role, &args.env, &args.command, prefix).await
+            } else {
+                let mut env = env;
+                env.extend(args.env.iter().cloned());
+                one_off(config, server, role, env, &args.command, prefix).await
+            }
+        }
+    }))
+    .await;
+    fleet.close().await;
+    let command = args.command.join(" ");
+    for ((host, _), result) in targets.iter().zip(runs) {
+        let code = result.with_context(|| format!("on `{host}`"))?;
+        if code != 0 {
+            return Err(CommandExited {
+                command,
+                code,
+                on: format!(" on `{host}`"),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// (host, role) pairs to run on: each host once, with the first of `roles` it runs.
+fn targets(
+    config: &Config,
+    hosts: &[String],
+    roles: &[String],
+    primary: bool,
+) -> Result<Vec<(String, String)>> {
+    let roles: Vec<String> = if roles.is_empty() {
+        vec![config.primary_role.clone()]
+    } else {
+        roles.to_vec()
+    };
+    if primary {
+        let host = fleet::primary_host(config).context("The configuration has no app hosts")?;
+        return Ok(vec![(host, config.primary_role.clone())]);
+    }
+    let mut targets: Vec<(String, String)> = Vec::new();
+    for role in &roles {
+        let Some(role_config) = config.roles.get(role) else {
+            bail!("No role named `{role}` in the configuration");
+        };
+        for host in role_config.hosts.iter().filter(|host| hosts.contains(host)) {
+            if !targets.iter().any(|(known, _)| known == host) {
+                targets.push((host.clone(), role.clone()));
+            }
+        }
+    }
+    if targets.is_empty() {
+        bail!(
+            "No selected host runs {}",
+            roles
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        );
+    }
+    Ok(targets)
+}
+
+/// The live container of `role` on `server` and its version.
+async fn live(config: &Config, server: &Server, role: &str) -> Result<(String, String)> {
+    let roles = container::role_containers(config, server).await?;
+    roles
+        .iter()
+        .find(|containers| containers.role == role)
+        .and_then(|containers| {
+            containers
+                .containers
+                .iter()
+                .find(|c| c.running && containers.is_live(c))
+                .map(|c| (c.name.clone(), c.version.clone()))
+        })
+        .ok_or_else(|| {
+            hinted(
+                format!("Nothing of `{role}` is live on `{}`", server.host),
+                "deploy first (`hoist deploy`), or pick another role with `--roles`",
+            )
+        })
+}
+
+async fn in_live_container(
+    config: &Config,
+    server: &Server,
+    role: &str,
+    env: &[String],
+    command: &[String],
+    prefix: Option<String>,
+) -> Result<i64> {
+    let (name, _) = live(config, server, role).await?;
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let exec = docker::create_exec(&server.docker, &name, &args, env).await?;
+    let (mut out, mut err) = (LinePrefixer::new(prefix.clone()), LinePrefixer::new(prefix));
+    let code = docker::start_exec(&server.docker, &exec, true, |stream, data| match stream {
+        ExecStream::Stdout => docker::write_output(stream, &out.push(data)),
+        ExecStream::Stderr => docker::write_output(stream, &err.push(data)),
+    })
+    .await?;
+    docker::write_output(ExecStream::Stdout, &out.finish());
+    docker::write_output(ExecStream::Stderr, &err.finish());
+    Ok(code)
+}
+
+/// A one-off container of the live version of `role`, running `command` with `env`; removed
+/// once it exits. Returns its exit status.
+async fn one_off(
+    config: &Config,
+    server: &Server,
+    role: &str,
+    env: Vec<String>,
+    command: &[String],
+    prefix: Option<String>,
+) -> Result<i64> {
+    let docker = &server.docker;
+    let (_, version) = live(config, server, role).await?;
+    let scope = naming::role_scope(&config.service, role, config.destination.as_deref());
+    let name = format!("{scope}-exec-{}", naming::random_hex()?);
+    let defined = app::definition(config, role, &version, &server.host, &env)?;
+    let body = ContainerCreateBody {
+        cmd: Some(command.to_vec()),
+        labels: Some(HashMap::from([(EXEC_LABEL.to_string(), scope.clone())])),
+        host_config: Some(HostConfig {
+            network_mode: Some(naming::NETWORK.to_string()),
+            ..Default::default()
+        }),
+        ..defined
+    };
+    app::create(docker, &name, body).await?;
+    let ran = async {
+        app::start(docker, &name).await?;
+        let (mut out, mut err) = (LinePrefixer::new(prefix.clone()), LinePrefixer::new(prefix));
+        let options = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(true)
+            .build();
+        let mut stream = docker.logs(&name, Some(options));
+        while let Some(item) = stream.next().await {
+            match item.with_context(|| format!("Failed to read the output of `{name}`"))? {
+                bollard::container::LogOutput::StdErr { message } => {
+                    docker::write_output(ExecStream::Stderr, &err.push(&message))
+                }
+                bollard::container::LogOutput::StdOut { message }
+                | bollard::container::LogOutput::Console { message } => {
+                    docker::write_output(ExecStream::Stdout, &out.push(&message))
+                }
+                bollard::container::LogOutput::StdIn { .. } => {}
+            }
+        }
+        docker::write_output(ExecStream::Stdout, &out.finish());
+        docker::write_output(ExecStream::Stderr, &err.finish());
+        // The log ends when the container stops; its status is then final.
+        let mut code = None;
+        for _ in 0..50 {
+            let state = docker
+                .inspect_container(&name, None)
+                .await
+                .with_context(|| format!("Failed to inspect `{name}`"))?
+                .state
+                .unwrap_or_default();
+            if !state.running.unwrap_or(false) {
+                code = state.exit_code;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        code.with_context(|| format!("`{name}` did not stop after its output ended"))
+    }
+    .await;
+    let removed = docker::remove_container_force(docker, &name).await;
+    let code = ran?;
+    removed?;
+    Ok(code)
+}
