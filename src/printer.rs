@@ -157,6 +157,8 @@ impl LinePrefixer {
 
 #[cfg(test)]
 mod tests {
+    use super::LinePrefixer;
+
     #[test]
     fn table_aligns_columns_and_grows_multi_line_cells() {
         let rows = vec![
