@@ -252,4 +252,53 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
     );
     let output = hoist(&["audit", "-n", "1"]);
     assert_eq!(text(&output).0.lines().count(), 1, "{}", text(&output).0);
+
+    // A failing release command stops the deploy before any switch, its output shown.
+    let release = |command: &str, version: &str| {
+        config(version);
+        let path = dir.path().join("deploy.toml");
+        let mut toml = std::fs::read_to_string(&path).expect("read deploy.toml");
+        toml.push_str(&format!("\n[deploy]\nrelease_command = \"{command}\"\n"));
+        std::fs::write(&path, toml).expect("write deploy.toml");
+        commit(version);
+    };
+    release("exit 4 migration broke", "v3");
+    let output = hoist(&["deploy"]);
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("release] migration broke"),
+        "its output: {stderr}"
+    );
+    assert!(stderr.contains("exited with status 4"), "{stderr}");
+    assert!(
+        stderr.contains("Nothing was switched on any host"),
+        "{stderr}"
+    );
+    for index in 0..2 {
+        let (_, body) = http_get(&address(index), "/version").expect("GET");
+        assert_eq!(body.trim(), "v2", "v2 keeps serving");
+    }
+    // A passing one runs once, with the new version and the role's secrets, then v4 goes live.
+    release("env", "v4");
+    let output = hoist(&["deploy"]);
+    let (_, stderr) = text(&output);
+    assert_success(&output, "hoist deploy with a release command");
+    let ran: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("release] APP_VERSION="))
+        .collect();
+    assert_eq!(
+        ran,
+        [format!("[{} release] APP_VERSION=v4", hosts[0])],
+        "once, on the primary host: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("release] APP_SECRET={SECRET}")),
+        "{stderr}"
+    );
+    for index in 0..2 {
+        let (_, body) = http_get(&address(index), "/version").expect("GET");
+        assert_eq!(body.trim(), "v4");
+    }
 }

@@ -8,23 +8,17 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result, bail};
-use bollard::models::{ContainerCreateBody, HostConfig};
-use futures_util::StreamExt;
 
 use crate::cli::ExecArgs;
 use crate::config::{Config, check_env_name};
-use crate::container::{self, app};
+use crate::container::{self, oneoff};
 use crate::docker::{self, ExecStream};
 use crate::fleet::{self, Fleet};
-use crate::naming;
 use crate::printer::{LinePrefixer, Printer};
 use crate::remote::Server;
 use crate::report::{CommandExited, hinted};
 use crate::reporter::Reporter;
 use crate::secrets::Secrets;
-
-/// Label on one-off containers (not the app's labels: they are no version of a role).
-const EXEC_LABEL: &str = "dev.hoist.exec";
 
 pub async fn run(
     args: &ExecArgs,
@@ -175,8 +169,7 @@ async fn in_live_container(
     Ok(code)
 }
 
-/// A one-off container of the live version of `role`, running `command` with `env`; removed
-/// once it exits. Returns its exit status.
+/// A one-off container of the live version of `role`, running `command` with `env`.
 async fn one_off(
     config: &Config,
     server: &Server,
@@ -185,64 +178,23 @@ async fn one_off(
     command: &[String],
     prefix: Option<String>,
 ) -> Result<i64> {
-    let docker = &server.docker;
     let (_, version) = live(config, server, role).await?;
-    let scope = naming::role_scope(&config.service, role, config.destination.as_deref());
-    let name = format!("{scope}-exec-{}", naming::random_hex()?);
-    let defined = app::definition(config, role, &version, &server.host, &env)?;
-    let body = ContainerCreateBody {
-        cmd: Some(command.to_vec()),
-        labels: Some(HashMap::from([(EXEC_LABEL.to_string(), scope.clone())])),
-        host_config: Some(HostConfig {
-            network_mode: Some(naming::NETWORK.to_string()),
-            ..Default::default()
-        }),
-        ..defined
-    };
-    app::create(docker, &name, body).await?;
-    let ran = async {
-        app::start(docker, &name).await?;
-        let (mut out, mut err) = (LinePrefixer::new(prefix.clone()), LinePrefixer::new(prefix));
-        let options = bollard::query_parameters::LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(true)
-            .build();
-        let mut stream = docker.logs(&name, Some(options));
-        while let Some(item) = stream.next().await {
-            match item.with_context(|| format!("Failed to read the output of `{name}`"))? {
-                bollard::container::LogOutput::StdErr { message } => {
-                    docker::write_output(ExecStream::Stderr, &err.push(&message))
-                }
-                bollard::container::LogOutput::StdOut { message }
-                | bollard::container::LogOutput::Console { message } => {
-                    docker::write_output(ExecStream::Stdout, &out.push(&message))
-                }
-                bollard::container::LogOutput::StdIn { .. } => {}
-            }
-        }
-        docker::write_output(ExecStream::Stdout, &out.finish());
-        docker::write_output(ExecStream::Stderr, &err.finish());
-        // The log ends when the container stops; its status is then final.
-        let mut code = None;
-        for _ in 0..50 {
-            let state = docker
-                .inspect_container(&name, None)
-                .await
-                .with_context(|| format!("Failed to inspect `{name}`"))?
-                .state
-                .unwrap_or_default();
-            if !state.running.unwrap_or(false) {
-                code = state.exit_code;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        code.with_context(|| format!("`{name}` did not stop after its output ended"))
-    }
+    let (mut out, mut err) = (LinePrefixer::new(prefix.clone()), LinePrefixer::new(prefix));
+    let code = oneoff::run(
+        &server.docker,
+        config,
+        role,
+        &version,
+        &server.host,
+        &env,
+        command,
+        |stream, data| match stream {
+            ExecStream::Stdout => docker::write_output(stream, &out.push(data)),
+            ExecStream::Stderr => docker::write_output(stream, &err.push(data)),
+        },
+    )
     .await;
-    let removed = docker::remove_container_force(docker, &name).await;
-    let code = ran?;
-    removed?;
-    Ok(code)
+    docker::write_output(ExecStream::Stdout, &out.finish());
+    docker::write_output(ExecStream::Stderr, &err.finish());
+    code
 }

@@ -429,6 +429,7 @@ mod tests {
             "loadbalancer.host",
             "setup.docker",
             "setup.firewall",
+            "deploy.release_command",
         ];
 
         /// A TOML value of any type, with strings shaped like what the keys expect (durations,

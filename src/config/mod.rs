@@ -60,6 +60,15 @@ pub struct Config {
     pub boot: BootConfig,
     pub accessories: BTreeMap<String, AccessoryConfig>,
     pub setup: SetupConfig,
+    pub deploy: DeployConfig,
+}
+
+/// `[deploy]`: what a deploy does besides switching.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeployConfig {
+    /// Run once per deploy on the primary host, in a one-off container of the new version with
+    /// the primary role's environment, after the pull and before any switch (migrations).
+    pub release_command: Option<Vec<String>>,
 }
 
 /// `[setup]`: how `hoist setup` prepares a fresh server.

@@ -13,8 +13,8 @@ use super::schema::{AccessorySchema, AcmeSchema, EnvSchema, FileSchema, RoleSche
 use super::values::{DurationValue, Host};
 use super::{
     AccessoryConfig, AcmeConfig, AcmeDirectory, BootConfig, BufferingConfig, BuilderConfig, Config,
-    EnvConfig, HealthcheckConfig, ProxyConfig, RegistryConfig, RoleConfig, SecretRef, SetupConfig,
-    SshConfig,
+    DeployConfig, EnvConfig, HealthcheckConfig, ProxyConfig, RegistryConfig, RoleConfig, SecretRef,
+    SetupConfig, SshConfig,
 };
 
 /// Default of `retain_containers`.
@@ -336,6 +336,22 @@ pub fn resolve(
         builder,
         boot,
         accessories,
+        deploy: DeployConfig {
+            release_command: match schema.deploy.and_then(|deploy| deploy.release_command) {
+                Some(command) => Some(
+                    shlex::split(&command.0)
+                        .filter(|words| !words.is_empty())
+                        .ok_or_else(|| {
+                            fail(
+                                "deploy.release_command",
+                                format!("can't split `{}` into words", command.0),
+                                Some("check its quotes".to_string()),
+                            )
+                        })?,
+                ),
+                None => None,
+            },
+        },
         setup: {
             let setup = schema.setup.unwrap_or_default();
             SetupConfig {

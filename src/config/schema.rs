@@ -30,6 +30,14 @@ pub struct FileSchema {
     pub accessories: Option<BTreeMap<Name, AccessorySchema>>,
     pub loadbalancer: Option<LoadBalancerSchema>,
     pub setup: Option<SetupSchema>,
+    pub deploy: Option<DeploySchema>,
+}
+
+/// `[deploy]`: what a deploy does besides switching.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySchema {
+    pub release_command: Option<NonEmpty>,
 }
 
 /// `[setup]`: how `hoist setup` prepares a fresh server.

@@ -7,6 +7,7 @@
 pub mod accessory;
 pub mod app;
 pub mod handover;
+pub mod oneoff;
 pub mod owner;
 pub mod proxy;
 pub mod prune;

@@ -5,7 +5,8 @@
 //!    `pre-connect`; build and push (`pre-build`), or check the registry has the image.
 //! 2. Connect to every host ([`crate::fleet`]); take the lock on the primary host.
 //! 3. [`stage`], on every host at once: pull and read what runs; `pre-deploy`; the `hoist`
-//!    network and hoist-proxy; `pre-app-boot`; the new containers, started behind the proxy
+//!    network and hoist-proxy; the release command ([`release_command`]) on the primary host;
+//!    `pre-app-boot`; the new containers, started behind the proxy
 //!    (no traffic yet) or created; the release marked pending ([`state`]).
 //! 4. [`switch`], batch by batch in the order [`plan`] works out (primary role first,
 //!    `boot.limit` hosts at a time, `boot.wait` apart, `--canary` first and watched): the
@@ -20,6 +21,7 @@
 mod local;
 mod plan;
 mod release;
+mod release_command;
 mod stage;
 pub mod state;
 mod switch;

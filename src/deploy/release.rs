@@ -156,6 +156,15 @@ impl<'a> Release<'a> {
         first_error(booted)
             .map_err(|err| nothing_switched(self, err, "no app container was changed"))?;
         timings.add("proxy", phase);
+        if self.kind == Kind::Deploy
+            && let Some(command) = &self.config.deploy.release_command
+        {
+            let phase = Instant::now();
+            self.run_release_command(servers, command)
+                .await
+                .map_err(|err| nothing_switched(self, err, "no app container was changed"))?;
+            timings.add("release command", phase);
+        }
         hooks.run(Hook::PreAppBoot, hosts)?;
 
         // Stage everywhere; the release is pending on a host from here on.

@@ -3,7 +3,8 @@
 //! the process settings (`PORT`, `APP_SHUTDOWN_TIMEOUT_MS`), wires signals to the server and
 //! owns the exit status; routes live in app.rs.
 //!
-//! `hoist-testapp env` prints its environment and `hoist-testapp exit N` exits with N, instead
+//! `hoist-testapp env` prints its environment and `hoist-testapp exit N [MESSAGE]` prints MESSAGE to stderr and exits with N,
+//! instead
 //! of serving (for `hoist exec` tests).
 //!
 //! Environment: `PORT` (default 3000), `APP_VERSION` (default `dev`), `APP_BROKEN` (non-empty
@@ -48,6 +49,10 @@ fn main() -> ExitCode {
         }
         Some("exit") => {
             let code = args.next().and_then(|code| code.parse().ok()).unwrap_or(1);
+            let message: Vec<String> = args.collect();
+            if !message.is_empty() {
+                eprintln!("{}", message.join(" "));
+            }
             return ExitCode::from(code);
         }
         _ => {}
