@@ -116,6 +116,31 @@ impl Fleet {
         }
     }
 
+    /// [`Fleet::lock`] without waiting for another holder, for commands that change little;
+    /// every connection is closed if the lock cannot be taken.
+    pub async fn lock_now(
+        &self,
+        config: &Config,
+        info: LockInfo,
+        printer: &Printer,
+        on_quit: &'static str,
+    ) -> Result<Held> {
+        let held = self
+            .lock(
+                config,
+                info,
+                Duration::ZERO,
+                printer,
+                on_quit,
+                CancellationToken::new(),
+            )
+            .await;
+        if held.is_err() {
+            self.close().await;
+        }
+        held
+    }
+
     /// Take the deploy lock on the primary host (waiting up to `wait` for another holder), and
     /// listen for Ctrl-C while it is held: the first one cancels `interrupt` (also
     /// [`Held::interrupt`]), so the command stops at its next safe point; a second one quits at

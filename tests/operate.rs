@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::load::Load;
 use support::sandbox::{
-    Sandbox, assert_success, git, init_repository, testapp_dir, text, write_config,
+    Sandbox, assert_success, git, init_repository, testapp_dir, text, write_testapp_config,
 };
 use support::{TestContext, eventually, http_get};
 
@@ -24,27 +24,20 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
     let context = TestContext::new();
     let (_guard, sandbox) = Sandbox::up(&context, "operate", 2);
     let docker = support::docker().await;
-    let registry = sandbox.registry();
-    let (username, password) = sandbox.registry_credentials();
+    let (_, password) = sandbox.registry_credentials();
     let proxy_image = sandbox.push_proxy_image(&docker, "operate").await;
     let dir = testapp_dir(&format!(
         "REGISTRY_PASSWORD={password}\nAPP_SECRET={SECRET}\n"
     ));
     let hosts = [sandbox.address(0), sandbox.address(1)];
     let config = |version: &str| {
-        write_config(
+        write_testapp_config(
             dir.path(),
             &sandbox,
             &hosts,
-            "",
-            &format!(
-                "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\n\
-                 password = \"REGISTRY_PASSWORD\"\n\
-                 \n[env]\nsecret = [\"APP_SECRET\"]\n\
-                 \n[builder]\nargs = {{ VERSION = \"{version}\" }}\n\
-                 \n[proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\n\
-                 [proxy.healthcheck]\ninterval = \"200ms\"\ntimeout = \"1s\"\n"
-            ),
+            &proxy_image,
+            version,
+            "\n[env]\nsecret = [\"APP_SECRET\"]\n",
         );
     };
     config("v1");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use support::load::Load;
 use support::sandbox::{
-    Sandbox, assert_success, git, init_repository, testapp_dir, text, write_config,
+    Sandbox, assert_success, git, init_repository, testapp_dir, text, write_testapp_config,
 };
 use support::{TestContext, eventually, http_get};
 
@@ -28,8 +28,7 @@ async fn the_proxy_is_replaced_under_load_without_a_failed_request() {
     let context = TestContext::new();
     let (_guard, sandbox) = Sandbox::up(&context, "upgrade", 1);
     let docker = support::docker().await;
-    let registry = sandbox.registry();
-    let (username, password) = sandbox.registry_credentials();
+    let (_, password) = sandbox.registry_credentials();
     let first = sandbox.push_proxy_image(&docker, "upgrade").await;
     let (repository, _) = first.rsplit_once(':').expect("a tag");
     let retag = |tag: &str| format!("{repository}:{tag}");
@@ -57,18 +56,13 @@ async fn the_proxy_is_replaced_under_load_without_a_failed_request() {
     let dir = testapp_dir(&format!("REGISTRY_PASSWORD={password}\n"));
     let host = sandbox.address(0);
     let config = |proxy_image: &str, version: &str| {
-        write_config(
+        write_testapp_config(
             dir.path(),
             &sandbox,
             std::slice::from_ref(&host),
+            proxy_image,
+            version,
             "",
-            &format!(
-                "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\n\
-                 password = \"REGISTRY_PASSWORD\"\n\
-                 \n[builder]\nargs = {{ VERSION = \"{version}\" }}\n\
-                 \n[proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\n\
-                 [proxy.healthcheck]\ninterval = \"200ms\"\ntimeout = \"1s\"\n"
-            ),
         );
     };
     config(&first, "v1");

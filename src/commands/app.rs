@@ -132,23 +132,14 @@ async fn change_mode(
         "change the app's mode",
     )
     .await?;
-    let held = match fleet
-        .lock(
+    let held = fleet
+        .lock_now(
             config,
             info,
-            Duration::ZERO,
             printer,
             "`hoist-proxy list` on each host shows each service's state",
-            tokio_util::sync::CancellationToken::new(),
         )
-        .await
-    {
-        Ok(held) => held,
-        Err(err) => {
-            fleet.close().await;
-            return Err(err);
-        }
-    };
+        .await?;
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let servers = fleet.among(&proxy_hosts);
     let results = futures_util::future::join_all(

@@ -12,9 +12,9 @@ use anyhow::{Context, Result, bail};
 use crate::cli::ExecArgs;
 use crate::config::{Config, check_env_name};
 use crate::container::{self, oneoff};
-use crate::docker::{self, ExecStream};
+use crate::docker::{self, PrefixedOutput};
 use crate::fleet::{self, Fleet};
-use crate::printer::{LinePrefixer, Printer};
+use crate::printer::Printer;
 use crate::remote::Server;
 use crate::report::{CommandExited, hinted};
 use crate::reporter::Reporter;
@@ -158,15 +158,13 @@ async fn in_live_container(
     let (name, _) = live(config, server, role).await?;
     let args: Vec<&str> = command.iter().map(String::as_str).collect();
     let exec = docker::create_exec(&server.docker, &name, &args, env).await?;
-    let (mut out, mut err) = (LinePrefixer::new(prefix.clone()), LinePrefixer::new(prefix));
-    let code = docker::start_exec(&server.docker, &exec, true, |stream, data| match stream {
-        ExecStream::Stdout => docker::write_output(stream, &out.push(data)),
-        ExecStream::Stderr => docker::write_output(stream, &err.push(data)),
+    let mut output = PrefixedOutput::new(prefix);
+    let code = docker::start_exec(&server.docker, &exec, true, |stream, data| {
+        output.write(stream, data)
     })
-    .await?;
-    docker::write_output(ExecStream::Stdout, &out.finish());
-    docker::write_output(ExecStream::Stderr, &err.finish());
-    Ok(code)
+    .await;
+    output.finish();
+    code
 }
 
 /// A one-off container of the live version of `role`, running `command` with `env`.
@@ -179,7 +177,7 @@ async fn one_off(
     prefix: Option<String>,
 ) -> Result<i64> {
     let (_, version) = live(config, server, role).await?;
-    let (mut out, mut err) = (LinePrefixer::new(prefix.clone()), LinePrefixer::new(prefix));
+    let mut output = PrefixedOutput::new(prefix);
     let code = oneoff::run(
         &server.docker,
         config,
@@ -188,13 +186,9 @@ async fn one_off(
         &server.host,
         &env,
         command,
-        |stream, data| match stream {
-            ExecStream::Stdout => docker::write_output(stream, &out.push(data)),
-            ExecStream::Stderr => docker::write_output(stream, &err.push(data)),
-        },
+        |stream, data| output.write(stream, data),
     )
     .await;
-    docker::write_output(ExecStream::Stdout, &out.finish());
-    docker::write_output(ExecStream::Stderr, &err.finish());
+    output.finish();
     code
 }

@@ -4,7 +4,7 @@
 //! container/proxy.rs and container/handover.rs. A reboot hands each host's ports and routes to
 //! the new proxy without refusing a request; hosts go in batches, as a deploy's.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bollard::auth::DockerCredentials;
@@ -15,7 +15,7 @@ use crate::cli::ProxyCommand;
 use crate::config::Config;
 use crate::container::{self, handover, proxy};
 use crate::deploy;
-use crate::docker::{self, ExecStream};
+use crate::docker;
 use crate::fleet::{self, Fleet};
 use crate::hooks::{Hook, Hooks};
 use crate::lock::LockInfo;
@@ -95,23 +95,14 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
         "reboot hoist-proxy",
     )
     .await?;
-    let held = match fleet
-        .lock(
+    let held = fleet
+        .lock_now(
             config,
             lock_info,
-            Duration::ZERO,
             printer,
             "`hoist proxy details` shows each proxy",
-            tokio_util::sync::CancellationToken::new(),
         )
-        .await
-    {
-        Ok(held) => held,
-        Err(err) => {
-            fleet.close().await;
-            return Err(err);
-        }
-    };
+        .await?;
     let interrupt = held.interrupt.clone();
     let proxy_servers = fleet.among(hosts);
     let result = async {
@@ -467,20 +458,12 @@ async fn host_logs(server: &Server, lines: usize, prefixed: bool) -> Result<()> 
         ));
     }
     let prefix = prefixed.then(|| format!("[{}] ", server.host));
-    let mut out = printer::LinePrefixer::new(prefix.clone());
-    let mut err = printer::LinePrefixer::new(prefix);
-    let read = docker::logs(
-        &server.docker,
-        PROXY_CONTAINER,
-        lines,
-        |stream, data| match stream {
-            ExecStream::Stdout => docker::write_output(stream, &out.push(data)),
-            ExecStream::Stderr => docker::write_output(stream, &err.push(data)),
-        },
-    )
+    let mut output = docker::PrefixedOutput::new(prefix);
+    let read = docker::logs(&server.docker, PROXY_CONTAINER, lines, |stream, data| {
+        output.write(stream, data)
+    })
     .await;
-    docker::write_output(ExecStream::Stdout, &out.finish());
-    docker::write_output(ExecStream::Stderr, &err.finish());
+    output.finish();
     read.with_context(|| format!("on `{}`", server.host))
 }
 

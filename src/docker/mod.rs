@@ -189,6 +189,37 @@ pub async fn logs(
     Ok(())
 }
 
+/// Container output on its way to this process's stdout and stderr, each line prefixed (with
+/// the host, when several hosts speak at once); call [`PrefixedOutput::finish`] at the end for a
+/// last line without its newline.
+pub struct PrefixedOutput {
+    out: crate::printer::LinePrefixer,
+    err: crate::printer::LinePrefixer,
+}
+
+impl PrefixedOutput {
+    pub fn new(prefix: Option<String>) -> Self {
+        Self {
+            out: crate::printer::LinePrefixer::new(prefix.clone()),
+            err: crate::printer::LinePrefixer::new(prefix),
+        }
+    }
+
+    /// Writes the complete lines of `data` from `stream`.
+    pub fn write(&mut self, stream: ExecStream, data: &[u8]) {
+        match stream {
+            ExecStream::Stdout => write_output(stream, &self.out.push(data)),
+            ExecStream::Stderr => write_output(stream, &self.err.push(data)),
+        }
+    }
+
+    /// Writes what is held back of a last line.
+    pub fn finish(&mut self) {
+        write_output(ExecStream::Stdout, &self.out.finish());
+        write_output(ExecStream::Stderr, &self.err.finish());
+    }
+}
+
 /// Which part of a container's log [`log_lines`] reads.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogQuery {

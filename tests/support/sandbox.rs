@@ -100,6 +100,34 @@ pub fn write_config(dir: &Path, sandbox: &Sandbox, hosts: &[String], ssh_extra: 
     write_config_with(dir, sandbox, hosts, login, ssh_extra, extra);
 }
 
+/// The test app's deploy.toml for `hosts`: the sandbox registry (its password from the
+/// `REGISTRY_PASSWORD` secret), `[builder] args` making the app answer `version`, `proxy_image`
+/// on app port 3000 with fast health checks, then `extra`.
+pub fn write_testapp_config(
+    dir: &Path,
+    sandbox: &Sandbox,
+    hosts: &[String],
+    proxy_image: &str,
+    version: &str,
+    extra: &str,
+) {
+    let (username, _) = sandbox.registry_credentials();
+    write_config(
+        dir,
+        sandbox,
+        hosts,
+        "",
+        &format!(
+            "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\n\
+             password = \"REGISTRY_PASSWORD\"\n\
+             \n[builder]\nargs = {{ VERSION = \"{version}\" }}\n\
+             \n[proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\n\
+             [proxy.healthcheck]\ninterval = \"200ms\"\ntimeout = \"1s\"\n{extra}",
+            registry = sandbox.registry(),
+        ),
+    );
+}
+
 /// The key file and known_hosts file a deploy.toml names.
 pub struct SshFiles<'a> {
     pub key: &'a Path,
