@@ -235,7 +235,14 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
     });
     // Serving: now the proxy handing over (if any) can let go, and the control socket is ours.
     if let Some(predecessor) = predecessor {
-        predecessor.release().await?;
+        // An old proxy that went away meanwhile has let go too; one still answering makes the
+        // bind below fail.
+        if let Err(error) = predecessor.release().await {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "The old proxy did not confirm letting go"
+            );
+        }
         control = Some(crate::control::bind(&paths.socket).await?);
     }
     let Some(control) = control else {
