@@ -386,6 +386,8 @@ mod tests {
             "proxy.response_timeout",
             "proxy.forward_headers",
             "proxy.trusted_proxies",
+            "proxy.path_prefix",
+            "proxy.strip_path_prefix",
             "proxy.healthcheck.path",
             "proxy.healthcheck.interval",
             "proxy.healthcheck.timeout",

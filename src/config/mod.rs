@@ -115,6 +115,10 @@ pub struct ProxyConfig {
     /// Peers (CIDR ranges) whose forwarded headers are kept and appended to: a load balancer,
     /// a CDN.
     pub trusted_proxies: Vec<String>,
+    /// Paths the app is routed by within its hosts (empty: every path).
+    pub path_prefixes: Vec<String>,
+    /// Remove the matched prefix before the request reaches the app (default true).
+    pub strip_path_prefix: bool,
     pub healthcheck: HealthcheckConfig,
     pub buffering: BufferingConfig,
     pub acme: AcmeConfig,

@@ -171,6 +171,8 @@ pub fn resolve(
             .into_iter()
             .map(|proxy| proxy.0)
             .collect(),
+        path_prefixes: proxy.path_prefix.map(|paths| paths.0).unwrap_or_default(),
+        strip_path_prefix: proxy.strip_path_prefix.unwrap_or(true),
         healthcheck: HealthcheckConfig {
             path: healthcheck
                 .path

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::options::{ArchList, BootLimit, HostKeyChecking, JumpHost, PublishedPort, Volume};
 use super::values::{
-    DurationValue, EnvName, Host, Image, Name, NonEmpty, PlainValue, Port, RegistryServer,
-    Repository, TrustedProxy, UrlPath,
+    DurationValue, EnvName, Host, Image, Name, NonEmpty, PathPrefixes, PlainValue, Port,
+    RegistryServer, Repository, TrustedProxy, UrlPath,
 };
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -85,6 +85,8 @@ pub struct ProxySchema {
     pub response_timeout: Option<DurationValue>,
     pub forward_headers: Option<bool>,
     pub trusted_proxies: Option<Vec<TrustedProxy>>,
+    pub path_prefix: Option<PathPrefixes>,
+    pub strip_path_prefix: Option<bool>,
     pub healthcheck: Option<HealthcheckSchema>,
     pub buffering: Option<BufferingSchema>,
     pub acme: Option<AcmeSchema>,

@@ -393,6 +393,35 @@ impl<'de> Deserialize<'de> for UrlPath {
     }
 }
 
+/// `proxy.path_prefix`: one path or a list of them (`"/api"`, `["/api", "/v2"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPrefixes(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for PathPrefixes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(UrlPath),
+            Many(Vec<UrlPath>),
+        }
+        let paths = match OneOrMany::deserialize(deserializer).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a path starting with `/` (`\"/api\"`) or a list of them",
+            )
+        })? {
+            OneOrMany::One(path) => vec![path.0],
+            OneOrMany::Many(paths) => paths.into_iter().map(|path| path.0).collect(),
+        };
+        if paths.is_empty() {
+            return Err(serde::de::Error::custom(
+                "empty list: leave `path_prefix` out to route every path",
+            ));
+        }
+        Ok(PathPrefixes(paths))
+    }
+}
+
 /// Check a trusted proxy: an IP address or a CIDR range (`10.0.0.5`, `10.0.0.0/24`,
 /// `2001:db8::/32`); returns it as a CIDR range with the host bits cleared (`10.0.0.5/32`).
 pub fn check_trusted_proxy(text: &str) -> Result<String, String> {

@@ -435,6 +435,8 @@ fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> 
     let target = format!("{short_id}:{}", proxy.app_port);
     let mut args = DeployArgs::new(service, &[target])?;
     args.host = proxy.hosts.clone();
+    args.path_prefix = proxy.path_prefixes.clone();
+    args.strip_path_prefix = proxy.strip_path_prefix;
     if proxy.tls {
         args.tls = true;
         let acme = &proxy.acme;
@@ -673,6 +675,34 @@ mod tests {
             Some("0123456789ab")
         );
         assert_eq!(live_target(&services, "other"), None);
+    }
+
+    /// The argv as hoist-proxy parses it.
+    fn parse(args: &[String]) -> DeployArgs {
+        let cli = <hoist_proxy::cli::Cli as clap::Parser>::try_parse_from(args)
+            .expect("hoist-proxy parses the argv");
+        match cli.command {
+            hoist_proxy::cli::Command::Deploy(args) => *args,
+            other => panic!("not a deploy: {}", other.name()),
+        }
+    }
+
+    #[test]
+    fn path_prefixes_and_their_stripping_reach_the_proxy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config_with(
+            dir.path(),
+            "[proxy]\npath_prefix = [\"/api\", \"/v2\"]\nstrip_path_prefix = false\n",
+        );
+        let args = deploy_args(&config, "a-web", "0123456789abcdef").expect("args");
+        let parsed = parse(&args);
+        assert_eq!(parsed.path_prefix, ["/api", "/v2"]);
+        assert!(!parsed.strip_path_prefix);
+        let config = config_with(dir.path(), "[proxy]\npath_prefix = \"/api\"\n");
+        let args = deploy_args(&config, "a-web", "0123456789abcdef").expect("args");
+        let parsed = parse(&args);
+        assert_eq!(parsed.path_prefix, ["/api"]);
+        assert!(parsed.strip_path_prefix, "stripped by default");
     }
 
     #[test]

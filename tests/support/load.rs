@@ -18,6 +18,11 @@ pub struct Load {
 
 impl Load {
     pub fn start(address: String, threads: usize) -> Load {
+        Self::start_on(address, "/version", threads)
+    }
+
+    /// Requests to `path` instead of `/version`.
+    pub fn start_on(address: String, path: &'static str, threads: usize) -> Load {
         let load = Load {
             stop: Arc::new(AtomicBool::new(false)),
             ok: Arc::new(AtomicUsize::new(0)),
@@ -36,7 +41,7 @@ impl Load {
                 let address = address.clone();
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        match http_get(&address, "/version") {
+                        match http_get(&address, path) {
                             Ok((200, body)) => {
                                 ok.fetch_add(1, Ordering::Relaxed);
                                 let body = body.trim().to_string();

@@ -102,7 +102,8 @@ pub fn write_config(dir: &Path, sandbox: &Sandbox, hosts: &[String], ssh_extra: 
 
 /// The test app's deploy.toml for `hosts`: the sandbox registry (its password from the
 /// `REGISTRY_PASSWORD` secret), `[builder] args` making the app answer `version`, `proxy_image`
-/// on app port 3000 with fast health checks, then `extra`.
+/// on app port 3000 with fast health checks, then `extra` (still in the `[proxy]` table unless
+/// it opens another).
 pub fn write_testapp_config(
     dir: &Path,
     sandbox: &Sandbox,
@@ -122,7 +123,7 @@ pub fn write_testapp_config(
              password = \"REGISTRY_PASSWORD\"\n\
              \n[builder]\nargs = {{ VERSION = \"{version}\" }}\n\
              \n[proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\n\
-             [proxy.healthcheck]\ninterval = \"200ms\"\ntimeout = \"1s\"\n{extra}",
+             healthcheck = {{ interval = \"200ms\", timeout = \"1s\" }}\n{extra}",
             registry = sandbox.registry(),
         ),
     );
