@@ -61,29 +61,18 @@ async fn a_frontend_at_the_root_and_an_api_under_a_prefix_deploy_apart() {
         std::fs::write(dir.join(".gitignore"), ".hoist/secrets*\n").expect("gitignore");
         init_repository(dir);
     }
-    app_config(
-        front.path(),
-        &sandbox,
-        &host,
-        &proxy_image,
-        "front",
-        "front-v1",
-        "",
-    );
-    commit(front.path(), "front v1");
+    // Configure, commit and deploy `version` of `service` from `dir`.
+    let release = |dir: &Path, service: &str, version: &str, extra: &str| {
+        app_config(dir, &sandbox, &host, &proxy_image, service, version, extra);
+        commit(dir, version);
+        assert_success(
+            &context.hoist_in(dir, &["deploy"]),
+            &format!("deploy {version}"),
+        );
+    };
     let api_extra = "path_prefix = \"/api\"\n";
-    app_config(
-        api.path(),
-        &sandbox,
-        &host,
-        &proxy_image,
-        "api",
-        "api-v1",
-        api_extra,
-    );
-    commit(api.path(), "api v1");
-    assert_success(&context.hoist_in(front.path(), &["deploy"]), "deploy front");
-    assert_success(&context.hoist_in(api.path(), &["deploy"]), "deploy api");
+    release(front.path(), "front", "front-v1", "");
+    release(api.path(), "api", "api-v1", api_extra);
     let get = |path: &str| {
         let (status, body) = http_get(&address, path).expect("GET");
         (status, body.trim().to_string())
@@ -100,17 +89,7 @@ async fn a_frontend_at_the_root_and_an_api_under_a_prefix_deploy_apart() {
         Load::start_on(address.clone(), "/version", 2),
         Load::start_on(address.clone(), "/api/version", 2),
     );
-    app_config(
-        api.path(),
-        &sandbox,
-        &host,
-        &proxy_image,
-        "api",
-        "api-v2",
-        api_extra,
-    );
-    commit(api.path(), "api v2");
-    assert_success(&context.hoist_in(api.path(), &["deploy"]), "deploy api v2");
+    release(api.path(), "api", "api-v2", api_extra);
     assert_eq!(on_front.finish_clean("the frontend", 20), ["front-v1"]);
     assert_eq!(
         on_api
@@ -122,36 +101,13 @@ async fn a_frontend_at_the_root_and_an_api_under_a_prefix_deploy_apart() {
 
     // A new frontend leaves the api alone.
     let on_api = Load::start_on(address.clone(), "/api/version", 2);
-    app_config(
-        front.path(),
-        &sandbox,
-        &host,
-        &proxy_image,
-        "front",
-        "front-v2",
-        "",
-    );
-    commit(front.path(), "front v2");
-    assert_success(
-        &context.hoist_in(front.path(), &["deploy"]),
-        "deploy front v2",
-    );
+    release(front.path(), "front", "front-v2", "");
     assert_eq!(on_api.finish_clean("the api", 20), ["api-v2"]);
     assert_eq!(get("/version"), (200, "front-v2".into()));
 
     // `strip_path_prefix = false`: the app sees `/api/version`, which it does not know.
     let unstripped = format!("{api_extra}strip_path_prefix = false\n");
-    app_config(
-        api.path(),
-        &sandbox,
-        &host,
-        &proxy_image,
-        "api",
-        "api-v3",
-        &unstripped,
-    );
-    commit(api.path(), "api v3");
-    assert_success(&context.hoist_in(api.path(), &["deploy"]), "deploy api v3");
+    release(api.path(), "api", "api-v3", &unstripped);
     assert_eq!(get("/api/version").0, 404, "the prefix reached the app");
     assert_eq!(get("/version"), (200, "front-v2".into()));
 }

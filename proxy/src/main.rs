@@ -52,16 +52,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Listen(args) => {
             hoist_proxy::logging::init(false, 64 * 1024);
-            let bind = args
-                .bind
-                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            let (http, https) = args.listen.addresses();
             let per_port = args.listeners.map_or_else(
                 || std::thread::available_parallelism().map_or(1, |count| count.get()),
                 usize::from,
             );
             let listeners = hoist_proxy::listeners::Listeners::bind(
-                std::net::SocketAddr::new(bind, args.http_port),
-                std::net::SocketAddr::new(bind, args.https_port),
+                http,
+                https,
                 per_port.min(hoist_proxy::listeners::MAX_PER_PORT),
             )?;
             let socket = args.listeners_socket.clone().unwrap_or_else(|| {

@@ -7,7 +7,7 @@
 //! are counted in the metrics, not logged one by one.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +47,7 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
             paths.state_dir.display()
         )
     })?;
-    let bind = args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let (http_address, https_address) = args.listen.addresses();
     let workers = match args.workers {
         Some(workers) => usize::from(workers),
         None => std::thread::available_parallelism().map_or(1, |count| count.get()),
@@ -66,11 +66,7 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         }
         None => {
             let control = crate::control::bind(&paths.socket).await?;
-            let listeners = Listeners::bind(
-                SocketAddr::new(bind, args.http_port),
-                SocketAddr::new(bind, args.https_port),
-                workers,
-            )?;
+            let listeners = Listeners::bind(http_address, https_address, workers)?;
             (listeners, Some(control), None)
         }
     };
@@ -139,9 +135,9 @@ pub async fn run(args: &RunArgs, paths: &ProxyPaths) -> anyhow::Result<()> {
         .http
         .first()
         .and_then(|listener| listener.local_addr().ok())
-        .map_or(bind, |address| address.ip());
-    let http_port = Listeners::port(&listeners.http, args.http_port);
-    let https_port = Listeners::port(&listeners.https, args.https_port);
+        .map_or(http_address.ip(), |address| address.ip());
+    let http_port = Listeners::port(&listeners.http, args.listen.http_port);
+    let https_port = Listeners::port(&listeners.https, args.listen.https_port);
     let shutdown = CancellationToken::new();
 
     let metrics_task = if args.metrics_port > 0 {

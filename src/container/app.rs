@@ -9,10 +9,9 @@ use anyhow::{Context, Result, bail};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
-use futures_util::StreamExt;
 
 use crate::config::Config;
 use crate::docker::{ignore_not_found, remove_container_force};
@@ -227,17 +226,8 @@ pub async fn rename(docker: &Docker, from: &str, to: &str) -> Result<()> {
 
 /// The last `lines` lines a container printed (stdout and stderr interleaved).
 pub async fn last_logs(docker: &Docker, name: &str, lines: usize) -> Result<String> {
-    let options = LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .tail(&lines.to_string())
-        .build();
-    let mut stream = docker.logs(name, Some(options));
     let mut out = Vec::new();
-    while let Some(item) = stream.next().await {
-        let chunk = item.with_context(|| format!("Failed to read the logs of `{name}`"))?;
-        out.extend_from_slice(&chunk.into_bytes());
-    }
+    crate::docker::logs(docker, name, lines, |_, data| out.extend_from_slice(data)).await?;
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use futures_util::StreamExt;
 
 use super::app;
 use crate::config::Config;
@@ -46,24 +45,11 @@ pub async fn run(
     app::create(docker, &name, body).await?;
     let ran = async {
         app::start(docker, &name).await?;
-        let options = bollard::query_parameters::LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(true)
-            .build();
-        let mut stream = docker.logs(&name, Some(options));
-        while let Some(item) = stream.next().await {
-            match item.with_context(|| format!("Failed to read the output of `{name}`"))? {
-                bollard::container::LogOutput::StdErr { message } => {
-                    sink(ExecStream::Stderr, &message)
-                }
-                bollard::container::LogOutput::StdOut { message }
-                | bollard::container::LogOutput::Console { message } => {
-                    sink(ExecStream::Stdout, &message)
-                }
-                bollard::container::LogOutput::StdIn { .. } => {}
-            }
-        }
+        let follow = docker::LogQuery {
+            follow: true,
+            ..docker::LogQuery::default()
+        };
+        docker::read_log(docker, &name, follow, false, &mut sink).await?;
         // The log ends when the container stops; its status is then final.
         for _ in 0..50 {
             let state = docker

@@ -168,14 +168,36 @@ pub async fn logs(
     docker: &Docker,
     container: &str,
     lines: usize,
+    sink: impl FnMut(ExecStream, &[u8]),
+) -> Result<()> {
+    let query = LogQuery {
+        tail: Some(lines),
+        ..LogQuery::default()
+    };
+    read_log(docker, container, query, false, sink).await
+}
+
+/// The part of a container's log `query` asks for, as Docker sends it (with its timestamps in
+/// front of each line when `timestamps`), handed to `sink` chunk by chunk with its stream.
+pub async fn read_log(
+    docker: &Docker,
+    container: &str,
+    query: LogQuery,
+    timestamps: bool,
     mut sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<()> {
-    let options = LogsOptionsBuilder::new()
+    let mut options = LogsOptionsBuilder::new()
         .stdout(true)
         .stderr(true)
-        .tail(&lines.to_string())
-        .build();
-    let mut stream = docker.logs(container, Some(options));
+        .timestamps(timestamps)
+        .follow(query.follow);
+    if let Some(tail) = query.tail {
+        options = options.tail(&tail.to_string());
+    }
+    if let Some(since) = query.since {
+        options = options.since(i32::try_from(since).unwrap_or(i32::MAX));
+    }
+    let mut stream = docker.logs(container, Some(options.build()));
     while let Some(item) = stream.next().await {
         match item.with_context(|| format!("Failed to read the logs of `{container}`"))? {
             bollard::container::LogOutput::StdErr { message } => sink(ExecStream::Stderr, &message),
@@ -239,18 +261,6 @@ pub async fn log_lines(
     query: LogQuery,
     mut sink: impl FnMut(ExecStream, &str),
 ) -> Result<()> {
-    let mut options = LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .timestamps(true)
-        .follow(query.follow);
-    if let Some(tail) = query.tail {
-        options = options.tail(&tail.to_string());
-    }
-    if let Some(since) = query.since {
-        options = options.since(i32::try_from(since).unwrap_or(i32::MAX));
-    }
-    let mut stream = docker.logs(container, Some(options.build()));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     fn emit(
         stream: ExecStream,
@@ -267,18 +277,17 @@ pub async fn log_lines(
             );
         }
     }
-    while let Some(item) = stream.next().await {
-        match item.with_context(|| format!("Failed to read the logs of `{container}`"))? {
-            bollard::container::LogOutput::StdErr { message } => {
-                emit(ExecStream::Stderr, &mut err, &message, &mut sink)
-            }
-            bollard::container::LogOutput::StdOut { message }
-            | bollard::container::LogOutput::Console { message } => {
-                emit(ExecStream::Stdout, &mut out, &message, &mut sink)
-            }
-            bollard::container::LogOutput::StdIn { .. } => {}
-        }
-    }
+    read_log(
+        docker,
+        container,
+        query,
+        true,
+        |stream, data| match stream {
+            ExecStream::Stdout => emit(stream, &mut out, data, &mut sink),
+            ExecStream::Stderr => emit(stream, &mut err, data, &mut sink),
+        },
+    )
+    .await?;
     for (stream, rest) in [(ExecStream::Stdout, out), (ExecStream::Stderr, err)] {
         if !rest.is_empty() {
             sink(stream, String::from_utf8_lossy(&rest).trim_end());

@@ -16,7 +16,7 @@ mod deploy;
 mod run;
 
 pub use deploy::DeployArgs;
-pub use run::RunArgs;
+pub use run::{ListenerArgs, RunArgs};
 
 /// How values are written, shown below the help of every command that takes flags.
 const FLAG_SYNTAX: &str = "Durations use Go syntax: 30s, 1m30s, 500ms, 1h. Boolean flags take an \
@@ -138,27 +138,8 @@ impl Command {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Port to hold for HTTP
-    #[arg(
-        long,
-        value_name = "PORT",
-        default_value_t = 80,
-        env = "HOIST_PROXY_HTTP_PORT"
-    )]
-    pub http_port: u16,
-
-    /// Port to hold for HTTPS
-    #[arg(
-        long,
-        value_name = "PORT",
-        default_value_t = 443,
-        env = "HOIST_PROXY_HTTPS_PORT"
-    )]
-    pub https_port: u16,
-
-    /// Address to listen on [default: all interfaces]
-    #[arg(long, value_name = "ADDR", env = "HOIST_PROXY_BIND")]
-    pub bind: Option<IpAddr>,
+    #[command(flatten)]
+    pub listen: ListenerArgs,
 
     /// Sockets per port (SO_REUSEPORT), shared out among the proxy's serving threads [default:
     /// one per CPU]
@@ -515,10 +496,14 @@ mod tests {
             panic!("expected run");
         };
         assert_eq!(
-            (args.http_port, args.https_port, args.metrics_port),
+            (
+                args.listen.http_port,
+                args.listen.https_port,
+                args.metrics_port
+            ),
             (80, 443, 0)
         );
-        assert_eq!(args.bind, None);
+        assert_eq!(args.listen.bind, None);
         assert!(!args.http3 && !args.debug);
     }
 

@@ -1,7 +1,7 @@
 //! `hoist-proxy run`'s flags: listeners, server-side timeouts, the bounds on what clients can
 //! hold, ACME defaults, logging. What they do lives in `server.rs` and the modules it starts.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,9 +10,11 @@ use clap::{ArgAction, Args};
 use super::parse_go_bool;
 use crate::duration::parse_duration;
 
+/// The HTTP and HTTPS ports and the address they listen on: `run` binds them (unless it takes
+/// them from `listen`), `listen` holds them for every `run --listeners-from`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Port to serve HTTP on
+pub struct ListenerArgs {
+    /// Port to listen on for HTTP
     #[arg(
         long,
         value_name = "PORT",
@@ -21,7 +23,7 @@ pub struct RunArgs {
     )]
     pub http_port: u16,
 
-    /// Port to serve HTTPS on
+    /// Port to listen on for HTTPS
     #[arg(
         long,
         value_name = "PORT",
@@ -29,6 +31,27 @@ pub struct RunArgs {
         env = "HOIST_PROXY_HTTPS_PORT"
     )]
     pub https_port: u16,
+
+    /// Address to listen on [default: all interfaces]
+    #[arg(long, value_name = "ADDR", env = "HOIST_PROXY_BIND")]
+    pub bind: Option<IpAddr>,
+}
+
+impl ListenerArgs {
+    /// The HTTP and HTTPS addresses.
+    pub fn addresses(&self) -> (SocketAddr, SocketAddr) {
+        let ip = self.bind.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        (
+            SocketAddr::new(ip, self.http_port),
+            SocketAddr::new(ip, self.https_port),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub listen: ListenerArgs,
 
     /// Port to serve Prometheus metrics on; 0 turns metrics off
     #[arg(
@@ -38,10 +61,6 @@ pub struct RunArgs {
         env = "HOIST_PROXY_METRICS_PORT"
     )]
     pub metrics_port: u16,
-
-    /// Address to listen on [default: all interfaces]
-    #[arg(long, value_name = "ADDR", env = "HOIST_PROXY_BIND")]
-    pub bind: Option<IpAddr>,
 
     /// Take the HTTP and HTTPS listening sockets from the `hoist-proxy listen` on this unix
     /// socket instead of binding them (the ports and --bind are then the owner's); a proxy
