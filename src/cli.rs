@@ -101,6 +101,9 @@ pub enum Command {
     /// Manage accessories (databases, caches) declared in deploy.toml
     #[command(subcommand)]
     Accessory(AccessoryCommand),
+    /// Back up accessories to S3-compatible storage, list, restore and verify backups
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Inspect or release the deploy lock
     #[command(subcommand)]
     Lock(LockCommand),
@@ -282,6 +285,56 @@ pub enum AccessoryCommand {
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Create or update the backup agent (`hoist-backup-<service>`) on every server with a
+    /// backed-up accessory; the other backup commands do this first too
+    Boot,
+    /// Take a backup now (of every backed-up accessory without NAME)
+    Now { name: Option<String> },
+    /// List backups (newest first) with each accessory's last success, last failure and next
+    /// scheduled run
+    List { name: Option<String> },
+    /// Put a backup back into its accessory: the newest good one, or ID, or the newest taken
+    /// at or before --at. Every part is checked before anything is changed
+    Restore {
+        name: Option<String>,
+        id: Option<String>,
+        /// The newest backup taken at or before this time (RFC 3339: 2026-12-01T10:00:00Z)
+        #[arg(long, value_name = "TIME", conflicts_with = "id")]
+        at: Option<String>,
+        /// Don't ask for confirmation
+        #[arg(long)]
+        yes: bool,
+        /// Put the app into maintenance while the restore runs, and back live after
+        #[arg(long)]
+        maintenance: bool,
+    },
+    /// Restore a backup (default: the newest) into a throwaway container, check it, and record
+    /// the result next to it
+    Verify {
+        name: Option<String>,
+        id: Option<String>,
+    },
+}
+
+impl BackupCommand {
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            BackupCommand::Boot => None,
+            BackupCommand::Now { name }
+            | BackupCommand::List { name }
+            | BackupCommand::Restore { name, .. }
+            | BackupCommand::Verify { name, .. } => name.as_deref(),
+        }
+    }
+
+    /// A restore puts back one accessory, named.
+    pub fn needs_name(&self) -> bool {
+        matches!(self, BackupCommand::Restore { .. })
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! Names and labels of what hoist creates on servers, in one place so every command finds what
 //! the others made: app containers `<service>-<role>[-<destination>]-<version>`, accessory
-//! containers `<service>-<accessory>`, the `hoist-proxy` container and the `hoist` network.
+//! containers `<service>-<accessory>`, backup agents `hoist-backup-<service>`, the `hoist-proxy`
+//! container and the `hoist` network.
 
 /// Label holding the service name, on app and accessory containers.
 pub const LABEL_SERVICE: &str = "service";
@@ -27,6 +28,13 @@ pub const NETWORK: &str = "hoist";
 /// `<service>-<accessory>`: also the name the app reaches it by on the `hoist` network.
 pub fn accessory_container(service: &str, accessory: &str) -> String {
     format!("{service}-{accessory}")
+}
+
+/// `hoist-backup-<service>`: the backup agent of a service's accessories on one server, and
+/// the named volume of its state (last success and failure), mounted at
+/// `hoist_backup::spec::STATE_DIR`.
+pub fn backup_container(service: &str) -> String {
+    format!("hoist-backup-{service}")
 }
 
 /// The named volume holding hoist-proxy's state (routes, certificates), mounted at

@@ -107,7 +107,6 @@ impl Agent {
             }
             Err(err) => {
                 let error = format!("{err:#}");
-                tracing::error!(accessory = name, "backup failed: {error}");
                 self.state.update(name, |status| {
                     status.last_failure = Some(Failure {
                         at: started_at,

@@ -55,14 +55,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The agent logs what it does; the commands hoist runs print progress lines instead.
+    let default_level = if matches!(cli.command, Command::Agent) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOIST_BACKUP_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -103,7 +105,11 @@ async fn run(command: Command) -> Result<()> {
         let statuses: Vec<_> = spec
             .accessories
             .iter()
-            .map(|a| state.load(&a.name))
+            .map(|a| {
+                let mut status = state.load(&a.name);
+                status.schedule = a.schedule.clone();
+                status
+            })
             .collect();
         if *json {
             println!("{}", serde_json::to_string(&statuses)?);

@@ -8,6 +8,7 @@ use bollard::Docker;
 use crate::cli::AccessoryCommand;
 use crate::config::{AccessoryConfig, Config};
 use crate::container::accessory::{Prepared, boot, remove};
+use crate::container::backup;
 use crate::docker;
 use crate::fleet::Fleet;
 use crate::naming::accessory_container;
@@ -28,14 +29,18 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
     let container = accessory_container(&config.service, &name);
     let reporter = Reporter::new(*printer);
     // Secrets first: a missing one or a failing `$(command)` stops before any server is touched.
-    let prepared = match &command {
+    // A backed-up accessory's agent is made current with it.
+    let (prepared, agents) = match &command {
         AccessoryCommand::Boot { .. } | AccessoryCommand::Reboot { .. } => {
             let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
-            Some(Prepared::new(
-                config, &secrets, &name, accessory, &container,
-            )?)
+            let prepared = Prepared::new(config, &secrets, &name, accessory, &container)?;
+            let agents = match accessory.backup {
+                Some(_) => backup::plan_all(config, &secrets)?,
+                None => Vec::new(),
+            };
+            (Some(prepared), agents)
         }
-        _ => None,
+        _ => (None, Vec::new()),
     };
 
     let fleet = Fleet::connect(config, &accessory.hosts, &reporter, printer, "run this").await?;
@@ -66,6 +71,9 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
                     exec(&server.docker, &container, &server.host, command).await?
                 }
                 (AccessoryCommand::Boot { .. } | AccessoryCommand::Reboot { .. }, None) => {}
+            }
+            for agent in agents.iter().filter(|agent| agent.host == server.host) {
+                agent.ensure(server, &reporter).await?;
             }
         }
         Ok(())

@@ -45,6 +45,26 @@ pub async fn run(
     }
 }
 
+/// Maintenance mode on every proxy host of `hosts`, as `hoist app maintenance` does (for
+/// commands that need the app quiet meanwhile, such as a restore).
+pub async fn maintenance(
+    config: &Config,
+    hosts: &[String],
+    message: &str,
+    printer: &Printer,
+) -> Result<()> {
+    let change = Change::Maintenance {
+        message: message.to_string(),
+        drain_timeout: config.proxy.drain_timeout,
+    };
+    change_mode(config, hosts, change, printer).await
+}
+
+/// Back live, as `hoist app live` does.
+pub async fn live(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    change_mode(config, hosts, Change::Live, printer).await
+}
+
 /// What to do to each service.
 #[derive(Debug, Clone)]
 enum Change {

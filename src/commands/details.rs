@@ -36,6 +36,9 @@ struct HostDetails {
     /// The deploy lock, when held.
     #[serde(skip_serializing_if = "Option::is_none")]
     lock: Option<LockInfo>,
+    /// The backup agent's record of each backed-up accessory here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    backups: Vec<hoist_backup::manifest::Status>,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +82,7 @@ pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result
             proxy: None,
             containers: Vec::new(),
             lock: None,
+            backups: Vec::new(),
         });
     }
     // Keep the configured host order.
@@ -121,6 +125,7 @@ async fn gather(config: &Config, server: &Server) -> HostDetails {
         proxy: None,
         containers: Vec::new(),
         lock: None,
+        backups: Vec::new(),
     };
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let (listed, proxy_state, lock_state) = tokio::join!(
@@ -140,7 +145,30 @@ async fn gather(config: &Config, server: &Server) -> HostDetails {
         Ok(proxy) => details.proxy = Some(proxy),
         Err(err) => details.error = Some(format!("inspecting hoist-proxy: {err:#}")),
     }
+    match backups(config, server).await {
+        Ok(backups) => details.backups = backups,
+        Err(err) => details.error = Some(format!("asking the backup agent: {err:#}")),
+    }
     details
+}
+
+/// What the backup agent recorded, when this host runs a backed-up accessory.
+async fn backups(config: &Config, server: &Server) -> Result<Vec<hoist_backup::manifest::Status>> {
+    let backed_up = config
+        .accessories
+        .values()
+        .any(|a| a.backup.is_some() && a.hosts.contains(&server.host));
+    if !backed_up {
+        return Ok(Vec::new());
+    }
+    let container = naming::backup_container(&config.service);
+    let output = docker::exec(&server.docker, &container, &["hoist-backup", "status", "--json"])
+        .await
+        .map_err(|err| err.context(format!("`{container}` is not running (`hoist backup boot` starts it)")))?;
+    if output.exit_code != 0 {
+        anyhow::bail!("`hoist-backup status` failed: {}", output.stderr.trim());
+    }
+    Ok(serde_json::from_str(output.stdout.trim())?)
 }
 
 async fn containers(config: &Config, docker: &Docker) -> Result<Vec<ContainerDetails>> {
@@ -278,5 +306,16 @@ fn render(details: &[HostDetails]) -> String {
             lock,
         ]);
     }
-    printer::table(&rows)
+    let mut out = printer::table(&rows);
+    for host in details {
+        for status in &host.backups {
+            out.push_str(&format!(
+                "backups of {} on {}: {}\n",
+                status.accessory,
+                host.host,
+                super::backup::describe(status)
+            ));
+        }
+    }
+    out
 }

@@ -4,6 +4,7 @@
 pub mod accessory;
 mod app;
 mod audit;
+mod backup;
 mod config;
 pub mod deploy;
 mod details;
@@ -70,6 +71,11 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;
             let hosts = select_hosts(&config, &cli.global)?;
             proxy::run(command, &config, &hosts, printer).await
+        }
+        Command::Backup(command) => {
+            let config = load_config(&cli.global, &DestinationArg { destination: None })?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            backup::run(command, &config, &hosts, printer).await
         }
         Command::Lock(ref command) => {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;

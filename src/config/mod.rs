@@ -4,6 +4,7 @@
 //! the file format schema.rs and values.rs, error wording error.rs, key locations locate.rs.
 //! Secret values are not here: the config only names them (see crate::secrets).
 
+mod backup;
 mod error;
 mod load;
 mod locate;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+pub use backup::BackupConfig;
 pub use error::ConfigError;
 pub use load::{destination, load};
 pub use locate::{Location, display_path};
@@ -59,6 +61,8 @@ pub struct Config {
     pub builder: BuilderConfig,
     pub boot: BootConfig,
     pub accessories: BTreeMap<String, AccessoryConfig>,
+    /// `backup.image`: the hoist-backup image of the `hoist-backup` container.
+    pub backup_image: String,
     pub setup: SetupConfig,
     pub deploy: DeployConfig,
 }
@@ -222,6 +226,8 @@ pub struct AccessoryConfig {
     pub volumes: Vec<String>,
     pub port: Option<PublishedPort>,
     pub env: EnvConfig,
+    /// `[accessories.NAME.backup]`, with `[backup]`'s defaults applied.
+    pub backup: Option<BackupConfig>,
 }
 
 /// The name of a secret, and where the configuration names it (for "not defined" errors).
@@ -254,7 +260,7 @@ impl Config {
     }
 
     /// Every secret the configuration names, each name once (at its first mention): registry
-    /// password, `[env]`, roles' env, builder secrets, accessories' env.
+    /// password, `[env]`, roles' env, builder secrets, accessories' env, backup keys.
     pub fn secret_refs(&self) -> Vec<&SecretRef> {
         let mut refs: Vec<&SecretRef> = Vec::new();
         let all = self
@@ -265,7 +271,13 @@ impl Config {
             .chain(self.roles.values().flat_map(|role| &role.env.secret))
             .chain(&self.builder.secrets)
             .chain(&self.proxy.acme.eab_hmac_key)
-            .chain(self.accessories.values().flat_map(|acc| &acc.env.secret));
+            .chain(self.accessories.values().flat_map(|acc| &acc.env.secret))
+            .chain(
+                self.accessories
+                    .values()
+                    .filter_map(|acc| acc.backup.as_ref())
+                    .flat_map(|backup| backup.secret_refs()),
+            );
         for secret in all {
             if !refs.iter().any(|known| known.name == secret.name) {
                 refs.push(secret);

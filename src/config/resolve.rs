@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use super::backup::{AccessoryFacts, BackupSchema, DEFAULT_BACKUP_IMAGE, resolve_backup};
 use super::error::ConfigError;
 use super::locate::Locator;
 use super::options::{Arch, HostKeyChecking};
@@ -294,9 +295,11 @@ pub fn resolve(
             .unwrap_or_else(|| "web".to_string()),
     };
 
+    let backup_defaults = schema.backup.unwrap_or_default();
     let mut accessories = BTreeMap::new();
     for (name, accessory) in schema.accessories.unwrap_or_default() {
-        let accessory = resolve_accessory(&name.0, accessory, &fail, &secret)?;
+        let accessory =
+            resolve_accessory(&name.0, accessory, &backup_defaults, &service, &fail, &secret)?;
         accessories.insert(name.0, accessory);
     }
 
@@ -338,6 +341,9 @@ pub fn resolve(
         builder,
         boot,
         accessories,
+        backup_image: backup_defaults
+            .image
+            .map_or_else(|| DEFAULT_BACKUP_IMAGE.to_string(), |image| image.0),
         deploy: DeployConfig {
             release_command: match schema.deploy.and_then(|deploy| deploy.release_command) {
                 Some(command) => Some(
@@ -364,8 +370,8 @@ pub fn resolve(
     })
 }
 
-type Fail<'a> = dyn Fn(&str, String, Option<String>) -> ConfigError + 'a;
-type MakeSecret<'a> = dyn Fn(String, String) -> SecretRef + 'a;
+pub(super) type Fail<'a> = dyn Fn(&str, String, Option<String>) -> ConfigError + 'a;
+pub(super) type MakeSecret<'a> = dyn Fn(String, String) -> SecretRef + 'a;
 
 /// `[proxy.acme]`: only with `tls = true`; a directory is a known name or an https URL; an EAB
 /// key id and its HMAC key come together.
@@ -477,6 +483,8 @@ fn resolve_role(
 fn resolve_accessory(
     name: &str,
     accessory: AccessorySchema,
+    backup_defaults: &BackupSchema,
+    service: &str,
     fail: &Fail<'_>,
     secret: &MakeSecret<'_>,
 ) -> Result<AccessoryConfig, ConfigError> {
@@ -511,18 +519,37 @@ fn resolve_accessory(
             ));
         }
     };
+    let volumes: Vec<String> = accessory
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|volume| volume.0)
+        .collect();
+    let env = resolve_env(&format!("{path}.env"), accessory.env, fail, secret)?;
+    let backup = match accessory.backup {
+        Some(backup) => Some(resolve_backup(
+            &AccessoryFacts {
+                name,
+                hosts: &hosts,
+                volumes: &volumes,
+                env: &env.clear,
+            },
+            backup,
+            backup_defaults,
+            service,
+            fail,
+            secret,
+        )?),
+        None => None,
+    };
     Ok(AccessoryConfig {
         image,
         hosts,
         cmd: accessory.cmd.map(|cmd| cmd.0),
-        volumes: accessory
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|volume| volume.0)
-            .collect(),
+        volumes,
         port: accessory.port,
-        env: resolve_env(&format!("{path}.env"), accessory.env, fail, secret)?,
+        env,
+        backup,
     })
 }
 

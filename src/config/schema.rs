@@ -29,6 +29,7 @@ pub struct FileSchema {
     pub boot: Option<BootSchema>,
     pub accessories: Option<BTreeMap<Name, AccessorySchema>>,
     pub loadbalancer: Option<LoadBalancerSchema>,
+    pub backup: Option<super::backup::BackupSchema>,
     pub setup: Option<SetupSchema>,
     pub deploy: Option<DeploySchema>,
 }
@@ -165,6 +166,7 @@ pub struct AccessorySchema {
     pub volumes: Option<Vec<Volume>>,
     pub port: Option<PublishedPort>,
     pub env: Option<EnvSchema>,
+    pub backup: Option<super::backup::AccessoryBackupSchema>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -6,6 +6,7 @@
 
 pub mod accessory;
 pub mod app;
+pub mod backup;
 pub mod handover;
 pub mod oneoff;
 pub mod owner;

@@ -159,6 +159,11 @@ pub async fn run(
         }
         boot_proxies(config, servers, proxy_credentials, &reporter, printer).await?;
         accessory::ensure_all(config, &secrets, servers, &reporter).await?;
+        for agent in crate::container::backup::plan_all(config, &secrets)? {
+            if let Some(server) = servers.iter().find(|s| s.host == agent.host) {
+                agent.ensure(server, &reporter).await?;
+            }
+        }
         live_everywhere(config, hosts, servers, &version).await
     }
     .await;

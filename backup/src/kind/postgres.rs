@@ -204,7 +204,7 @@ pub async fn verify(
         .clone()
         .or(config.image)
         .context("Don't know which image to verify with")?;
-    let name = format!("hoist-backup-verify-{}", job.accessory);
+    let name = format!("{}-backup-verify", job.container);
     dock::remove(job.docker, &name).await;
     say(format!(
         "{}: starting a throwaway {image} as {name}",

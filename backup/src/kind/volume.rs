@@ -64,7 +64,7 @@ pub async fn restore(job: &Job<'_>, manifest: &Manifest, volume: &str, path: &st
     say(format!("{}: emptying volume `{volume}`", job.accessory));
     let wiped = dock::run_helper(
         job.docker,
-        &format!("hoist-backup-wipe-{}", job.accessory),
+        &format!("{}-backup-wipe", job.container),
         job.agent_image,
         &["hoist-backup", "wipe", "/volume"],
         vec![format!("{volume}:/volume")],
