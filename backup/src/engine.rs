@@ -169,11 +169,21 @@ impl Agent {
                         format!("start it with `hoist accessory boot {}`", accessory.name),
                     ));
                 }
-                kind::postgres::backup(&job, user, database).await?
+                kind::postgres::backup(&job, user, database).await
             }
             Kind::Volume {
                 path, consistency, ..
-            } => kind::volume::backup(&job, path, *consistency).await?,
+            } => kind::volume::backup(&job, path, *consistency).await,
+        };
+        let parts = match parts {
+            Ok(parts) => parts,
+            Err(err) => {
+                // Parts already committed belong to no backup now: remove them.
+                if let Err(cleanup) = store.delete_backup(&id).await {
+                    tracing::warn!("could not remove the parts of failed backup {id}: {cleanup:#}");
+                }
+                return Err(err);
+            }
         };
         let manifest = Manifest {
             format: manifest::FORMAT,

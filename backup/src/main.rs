@@ -57,7 +57,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The agent logs what it does; the commands hoist runs print progress lines instead.
-    let default_level = if matches!(cli.command, Command::Agent) { "info" } else { "warn" };
+    let default_level = if matches!(cli.command, Command::Agent) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

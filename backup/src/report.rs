@@ -25,17 +25,21 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
     })
 }
 
-/// The report of `err`, ready for stderr.
+/// The report of `err`, ready for stderr. A cause whose text the previous one already holds
+/// (clients that print their source inside their own message) is left out.
 pub fn render(err: &anyhow::Error) -> String {
     let mut out = format!("error: {err}\n");
-    let mut hint = None;
-    for cause in err.chain() {
-        if let Some(hinted) = cause.downcast_ref::<Hinted>() {
-            hint.get_or_insert_with(|| hinted.hint.clone());
-        }
-    }
+    let hint = err
+        .downcast_ref::<Hinted>()
+        .or_else(|| err.chain().find_map(|cause| cause.downcast_ref::<Hinted>()))
+        .map(|hinted| hinted.hint.clone());
+    let mut previous = err.to_string();
     for cause in err.chain().skip(1) {
-        out.push_str(&format!("  Caused by: {cause}\n"));
+        let text = cause.to_string();
+        if !previous.contains(&text) {
+            out.push_str(&format!("  Caused by: {text}\n"));
+        }
+        previous = text;
     }
     if let Some(hint) = hint {
         out.push_str(&format!("hint: {hint}\n"));

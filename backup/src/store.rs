@@ -15,7 +15,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::manifest::{Listed, MANIFEST, Manifest, VERIFY, VerifyRecord};
-use crate::report::hinted;
 use crate::spec::Target;
 
 #[derive(Clone)]
@@ -161,28 +160,41 @@ impl Store {
         Ok(())
     }
 
-    /// An object-store error in the bucket's words, with what to do about the usual ones.
+    /// An object-store error in plain words, with what to do about the usual ones; the
+    /// store's own text follows as the cause.
     pub fn explain(&self, err: object_store::Error) -> anyhow::Error {
         let text = format!("{err}");
-        let hint = if text.contains("NoSuchBucket") {
-            Some("create the bucket, or fix `bucket` in `[backup]`")
+        let (message, hint) = if text.contains("NoSuchBucket") {
+            (
+                format!("The {} does not exist", self.place),
+                Some("create the bucket, or fix `bucket` in `[backup]`"),
+            )
         } else if text.contains("InvalidAccessKeyId")
             || text.contains("SignatureDoesNotMatch")
             || text.contains("AccessDenied")
-            || text.contains("403")
+            || text.contains("403 Forbidden")
         {
-            Some(
-                "check the access key and secret named in `[backup]` (`access_key_id`, `secret_access_key`)",
+            (
+                format!("The {} refused the credentials", self.place),
+                Some(
+                    "check the access key and secret named in `[backup]` (`access_key_id`, `secret_access_key`)",
+                ),
             )
         } else if text.contains("error sending request") || text.contains("Connection refused") {
-            Some("check `endpoint` in `[backup]`: the server must reach it")
+            (
+                format!("The {} can't be reached", self.place),
+                Some("check `endpoint` in `[backup]`: the server must reach it"),
+            )
         } else {
-            None
+            (format!("The {} failed a request", self.place), None)
         };
-        let message = format!("The {} refused or failed: {text}", self.place);
+        let err = anyhow::Error::new(err);
         match hint {
-            Some(hint) => hinted(message, hint),
-            None => anyhow::anyhow!(message),
+            Some(hint) => err.context(crate::report::Hinted {
+                message,
+                hint: hint.to_string(),
+            }),
+            None => err.context(message),
         }
     }
 }

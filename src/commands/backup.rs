@@ -81,7 +81,9 @@ pub async fn run(
     let result = async {
         for agent in &agents {
             let server = fleet.among(std::slice::from_ref(&agent.host));
-            let Some(server) = server.first() else { continue };
+            let Some(server) = server.first() else {
+                continue;
+            };
             agent.ensure(server, &reporter).await?;
         }
         if let BackupCommand::Boot = command {
@@ -92,7 +94,9 @@ pub async fn run(
                 continue;
             };
             let servers = fleet.among(std::slice::from_ref(&agent.host));
-            let Some(server) = servers.first() else { continue };
+            let Some(server) = servers.first() else {
+                continue;
+            };
             one(&command, name, agent, server, config, printer).await?;
         }
         Ok(())
@@ -142,7 +146,10 @@ async fn one(
         BackupCommand::Boot => Ok(()),
         BackupCommand::Now { .. } => {
             let id = relay(server, agent, &["now", name], "Backing up", printer).await?;
-            printer.status("Finished", format!("backup {} of {name} on {}", id.trim(), server.host));
+            printer.status(
+                "Finished",
+                format!("backup {} of {name} on {}", id.trim(), server.host),
+            );
             Ok(())
         }
         BackupCommand::Verify { id, .. } => {
@@ -165,8 +172,13 @@ async fn one(
             }
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             if *maintenance {
-                super::app::maintenance(config, &config.hosts(), &format!("Restoring {name}"), printer)
-                    .await?;
+                super::app::maintenance(
+                    config,
+                    &config.hosts(),
+                    &format!("Restoring {name}"),
+                    printer,
+                )
+                .await?;
             }
             let restored = relay(server, agent, &args, "Restoring", printer).await;
             if *maintenance {
@@ -190,12 +202,17 @@ async fn one(
 
 async fn list(name: &str, agent: &Agent, server: &Server, printer: &Printer) -> Result<()> {
     let backups = relay(server, agent, &["list", name, "--json"], "Listing", printer).await?;
-    let backups: Vec<Listed> = serde_json::from_str(backups.trim())
-        .map_err(|err| anyhow::anyhow!("hoist-backup's list is not the JSON hoist expects: {err}"))?;
+    let backups: Vec<Listed> = serde_json::from_str(backups.trim()).map_err(|err| {
+        anyhow::anyhow!("hoist-backup's list is not the JSON hoist expects: {err}")
+    })?;
     let statuses = relay(server, agent, &["status", "--json"], "Listing", printer).await?;
-    let statuses: Vec<Status> = serde_json::from_str(statuses.trim())
-        .map_err(|err| anyhow::anyhow!("hoist-backup's status is not the JSON hoist expects: {err}"))?;
-    let status = statuses.into_iter().find(|s| s.accessory == name).unwrap_or_default();
+    let statuses: Vec<Status> = serde_json::from_str(statuses.trim()).map_err(|err| {
+        anyhow::anyhow!("hoist-backup's status is not the JSON hoist expects: {err}")
+    })?;
+    let status = statuses
+        .into_iter()
+        .find(|s| s.accessory == name)
+        .unwrap_or_default();
     if printer.json() {
         let value = serde_json::json!({
             "accessory": name,
@@ -206,7 +223,10 @@ async fn list(name: &str, agent: &Agent, server: &Server, printer: &Printer) -> 
         printer.data(format!("{value}\n"));
         return Ok(());
     }
-    printer.status("Backups", format!("{name} on {}: {}", server.host, describe(&status)));
+    printer.status(
+        "Backups",
+        format!("{name} on {}: {}", server.host, describe(&status)),
+    );
     let mut rows = vec![vec![
         "ID".to_string(),
         "TAKEN".to_string(),
@@ -217,12 +237,20 @@ async fn list(name: &str, agent: &Agent, server: &Server, printer: &Printer) -> 
     for listed in backups.iter().rev() {
         rows.push(vec![
             listed.manifest.id.clone(),
-            listed.manifest.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            listed
+                .manifest
+                .created_at
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
             human_size(listed.manifest.size()),
             listed.manifest.kind.clone(),
             match &listed.verify {
                 Some(v) if v.ok => format!("yes, {}", v.at.format("%Y-%m-%d %H:%M UTC")),
-                Some(v) => format!("FAILED, {}: {}", v.at.format("%Y-%m-%d %H:%M UTC"), v.detail),
+                Some(v) => format!(
+                    "FAILED, {}: {}",
+                    v.at.format("%Y-%m-%d %H:%M UTC"),
+                    v.detail
+                ),
                 None => "no".to_string(),
             },
         ]);
@@ -246,13 +274,25 @@ pub fn describe(status: &Status) -> String {
         (None, None) => "no schedule".to_string(),
     });
     parts.push(match &status.last_success {
-        Some(s) => format!("last success {} ({}, {})", time(&s.at), s.id, human_size(s.size)),
+        Some(s) => format!(
+            "last success {} ({}, {})",
+            time(&s.at),
+            s.id,
+            human_size(s.size)
+        ),
         None => "no success yet".to_string(),
     });
     if let Some(failure) = &status.last_failure
-        && status.last_success.as_ref().is_none_or(|s| s.at < failure.at)
+        && status
+            .last_success
+            .as_ref()
+            .is_none_or(|s| s.at < failure.at)
     {
-        parts.push(format!("last failure {}: {}", time(&failure.at), failure.error));
+        parts.push(format!(
+            "last failure {}: {}",
+            time(&failure.at),
+            failure.error
+        ));
     }
     parts.join("; ")
 }

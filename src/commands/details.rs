@@ -162,9 +162,17 @@ async fn backups(config: &Config, server: &Server) -> Result<Vec<hoist_backup::m
         return Ok(Vec::new());
     }
     let container = naming::backup_container(&config.service);
-    let output = docker::exec(&server.docker, &container, &["hoist-backup", "status", "--json"])
-        .await
-        .map_err(|err| err.context(format!("`{container}` is not running (`hoist backup boot` starts it)")))?;
+    let output = docker::exec(
+        &server.docker,
+        &container,
+        &["hoist-backup", "status", "--json"],
+    )
+    .await
+    .map_err(|err| {
+        err.context(format!(
+            "`{container}` is not running (`hoist backup boot` starts it)"
+        ))
+    })?;
     if output.exit_code != 0 {
         anyhow::bail!("`hoist-backup status` failed: {}", output.stderr.trim());
     }

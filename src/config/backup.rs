@@ -177,13 +177,12 @@ pub fn resolve_backup(
                 )
             })
     };
-    let pick_secret = |own: Option<EnvName>, default: &Option<EnvName>, key: &str| {
-        match (own, default) {
+    let pick_secret =
+        |own: Option<EnvName>, default: &Option<EnvName>, key: &str| match (own, default) {
             (Some(own), _) => Some(secret(format!("{path}.{key}"), own.0)),
             (None, Some(default)) => Some(secret(format!("backup.{key}"), default.0.clone())),
             (None, None) => None,
-        }
-    };
+        };
     let endpoint = pick(schema.endpoint, &defaults.endpoint, "endpoint")?;
     if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
         return Err(fail(
@@ -210,16 +209,23 @@ pub fn resolve_backup(
             )),
         )
     };
-    let access_key_id = pick_secret(schema.access_key_id, &defaults.access_key_id, "access_key_id")
-        .ok_or_else(|| missing_key("access_key_id"))?;
+    let access_key_id = pick_secret(
+        schema.access_key_id,
+        &defaults.access_key_id,
+        "access_key_id",
+    )
+    .ok_or_else(|| missing_key("access_key_id"))?;
     let secret_access_key = pick_secret(
         schema.secret_access_key,
         &defaults.secret_access_key,
         "secret_access_key",
     )
     .ok_or_else(|| missing_key("secret_access_key"))?;
-    let encryption_key =
-        pick_secret(schema.encryption_key, &defaults.encryption_key, "encryption_key");
+    let encryption_key = pick_secret(
+        schema.encryption_key,
+        &defaults.encryption_key,
+        "encryption_key",
+    );
     let compression_level = match schema.compression_level.or(defaults.compression_level) {
         None => DEFAULT_COMPRESSION_LEVEL,
         Some(level @ 1..=19) => level as i32,
@@ -256,7 +262,10 @@ fn resolve_kind(
         fail(
             path,
             format!("`[{path}]` needs `kind`: what to back up"),
-            Some("`kind = \"postgres\"` (pg_dump) or `kind = \"volume\"` (a named volume's files)".to_string()),
+            Some(
+                "`kind = \"postgres\"` (pg_dump) or `kind = \"volume\"` (a named volume's files)"
+                    .to_string(),
+            ),
         )
     })?;
     let only = |keys: &[(&str, bool)], kind: &str| {

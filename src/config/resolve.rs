@@ -298,8 +298,14 @@ pub fn resolve(
     let backup_defaults = schema.backup.unwrap_or_default();
     let mut accessories = BTreeMap::new();
     for (name, accessory) in schema.accessories.unwrap_or_default() {
-        let accessory =
-            resolve_accessory(&name.0, accessory, &backup_defaults, &service, &fail, &secret)?;
+        let accessory = resolve_accessory(
+            &name.0,
+            accessory,
+            &backup_defaults,
+            &service,
+            &fail,
+            &secret,
+        )?;
         accessories.insert(name.0, accessory);
     }
 

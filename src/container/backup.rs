@@ -84,9 +84,8 @@ fn accessory_backup(
     name: &str,
     backup: &BackupConfig,
 ) -> Result<AccessoryBackup> {
-    let value = |reference| -> Result<String> {
-        Ok(secrets.resolve(reference)?.expose().to_string())
-    };
+    let value =
+        |reference| -> Result<String> { Ok(secrets.resolve(reference)?.expose().to_string()) };
     Ok(AccessoryBackup {
         name: name.to_string(),
         container: accessory_container(&config.service, name),
@@ -183,9 +182,19 @@ impl Agent {
             .start_container(container, None)
             .await
             .with_context(|| format!("Failed to start `{container}` on `{}`", server.host))
-            .hint(format!("see its output with `hoist logs --container {container}`"))?;
-        let names: Vec<&str> = self.spec.accessories.iter().map(|a| a.name.as_str()).collect();
-        progress.done(format!("booted {container} ({image}) for {}", names.join(", ")));
+            .hint(format!(
+                "see its output with `hoist logs --container {container}`"
+            ))?;
+        let names: Vec<&str> = self
+            .spec
+            .accessories
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        progress.done(format!(
+            "booted {container} ({image}) for {}",
+            names.join(", ")
+        ));
         Ok(())
     }
 }

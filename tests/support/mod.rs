@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod s3;
 pub mod sandbox;
 
 use std::collections::HashMap;
@@ -215,6 +216,78 @@ pub async fn build_proxy_image(docker: &Docker, tag: &str) {
         .expect("tar hoist-proxy");
     let context = context.into_inner().expect("tar");
     build_image(docker, context, tag, Some("local"), &HashMap::new()).await;
+}
+
+/// Build the hoist-backup image from backup/Dockerfile's offline `local` target as `tag`, from
+/// the files that target packages (the rootfs, the static binary and the CA bundle
+/// `scripts/build-static hoist-backup` leaves next to it).
+pub async fn build_backup_image(docker: &Docker, tag: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let release = "target/x86_64-unknown-linux-gnu/release";
+    let mut context = tar::Builder::new(Vec::new());
+    context.follow_symlinks(false);
+    context.sparse(false);
+    context
+        .append_path_with_name(root.join("backup/Dockerfile"), "Dockerfile")
+        .expect("tar the Dockerfile");
+    let rootfs = "backup/image/rootfs";
+    append_tree(&mut context, &root.join(rootfs), Path::new(rootfs));
+    context
+        .append_path_with_name(
+            static_binary("hoist-backup"),
+            format!("{release}/hoist-backup"),
+        )
+        .expect("tar hoist-backup");
+    context
+        .append_path_with_name(
+            root.join(release).join("ca-certificates.crt"),
+            format!("{release}/ca-certificates.crt"),
+        )
+        .expect("tar the CA bundle (scripts/build-static hoist-backup copies it)");
+    let context = context.into_inner().expect("tar");
+    build_image(docker, context, tag, Some("local"), &HashMap::new()).await;
+}
+
+/// The real PostgreSQL 15 image (`scripts/lib/postgres-image` builds it once per machine from
+/// Debian's packages); its local tag.
+pub fn postgres_image() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(root.join("scripts/lib/postgres-image"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/lib/postgres-image");
+    assert!(output.status.success(), "scripts/lib/postgres-image failed");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Remove these image names from the local engine (the tags tests pushed), best effort.
+pub async fn remove_images(docker: &Docker, images: &[&str]) {
+    for image in images {
+        let _ = docker
+            .remove_image(
+                image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
+}
+
+/// Give the local image `source` the name `target` (`repo:tag`).
+pub async fn tag_image(docker: &Docker, source: &str, target: &str) {
+    let (repo, tag) = target.rsplit_once(':').expect("repo:tag");
+    docker
+        .tag_image(
+            source,
+            Some(
+                bollard::query_parameters::TagImageOptionsBuilder::new()
+                    .repo(repo)
+                    .tag(tag)
+                    .build(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("tag {source} as {target}: {err}"));
 }
 
 /// `dir` into `context` as `name`, directories, files and symlinks as they are, less the `.keep`

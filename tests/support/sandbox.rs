@@ -78,6 +78,24 @@ impl Sandbox {
         image
     }
 
+    /// hoist-backup built from this repository, pushed as `<registry>/hoist-backup:<unique tag>`.
+    pub async fn push_backup_image(&self, docker: &bollard::Docker, prefix: &str) -> String {
+        let image = format!("{}/hoist-backup:{}", self.registry(), unique_name(prefix));
+        super::build_backup_image(docker, &image).await;
+        self.push(docker, &image).await;
+        image
+    }
+
+    /// The PostgreSQL test image, pushed as `<registry>/postgres:<its hash>`.
+    pub async fn push_postgres_image(&self, docker: &bollard::Docker) -> String {
+        let local = super::postgres_image();
+        let (_, hash) = local.rsplit_once(':').expect("a tag");
+        let image = format!("{}/postgres:{hash}", self.registry());
+        super::tag_image(docker, &local, &image).await;
+        self.push(docker, &image).await;
+        image
+    }
+
     /// Run a shell command on server `index` with the OpenSSH client.
     pub fn ssh(&self, index: usize, command: &str) -> Output {
         ssh(
