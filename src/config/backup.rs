@@ -70,6 +70,12 @@ pub struct RetentionSchema {
     pub keep_monthly: Option<u32>,
 }
 
+/// `[backup] image`: the hoist-backup image of the `hoist-backup-<service>` containers.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentConfig {
+    pub image: String,
+}
+
 /// One accessory's backups, resolved. Secrets by name: their values are read when a command
 /// needs them.
 #[derive(Debug, Clone, Serialize)]
@@ -384,5 +390,98 @@ fn resolve_kind(
             format!("kind `{other}` is not one hoist can back up"),
             Some("`postgres` or `volume`".to_string()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load;
+
+    const BASE: &str = "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h\"]\n\
+        [backup]\nendpoint = \"https://s3.example.com\"\nbucket = \"b\"\n\
+        access_key_id = \"AK\"\nsecret_access_key = \"SK\"\n\
+        [accessories.db]\nimage = \"postgres:16\"\nhost = \"h\"\n\
+        volumes = [\"pg:/var/lib/postgresql/data\", \"/srv/x:/x\"]\n\
+        env = { clear = { POSTGRES_USER = \"app\", POSTGRES_DB = \"appdb\" } }\n\
+        [accessories.db.backup]\n";
+
+    fn load_with(backup: &str) -> Result<crate::config::Config, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("deploy.toml"), format!("{BASE}{backup}")).expect("write");
+        load(Some(&dir.path().join("deploy.toml")), None).map_err(|err| {
+            let hint = err.hint().unwrap_or_default();
+            format!("{err} / {hint}")
+        })
+    }
+
+    #[test]
+    fn defaults_come_from_backup_and_the_accessory() {
+        let config = load_with("kind = \"postgres\"\nschedule = \"@daily\"\n").expect("valid");
+        let backup = config.accessories["db"].backup.clone().expect("backup");
+        assert_eq!(
+            backup.kind,
+            hoist_backup::spec::Kind::Postgres {
+                user: "app".to_string(),
+                database: "appdb".to_string(),
+                verify_query: None,
+            }
+        );
+        assert_eq!(backup.bucket, "b");
+        assert_eq!(backup.prefix, "a");
+        assert_eq!(backup.region, "us-east-1");
+        assert_eq!(backup.access_key_id.name, "AK");
+        let volume = load_with("kind = \"volume\"\nbucket = \"other\"\n").expect("valid");
+        let backup = volume.accessories["db"].backup.clone().expect("backup");
+        assert_eq!(backup.bucket, "other", "the accessory's key wins");
+        assert!(matches!(
+            backup.kind,
+            hoist_backup::spec::Kind::Volume { ref volume, ref path, .. }
+                if volume == "pg" && path == "/var/lib/postgresql/data"
+        ));
+    }
+
+    #[test]
+    fn mistakes_are_config_errors() {
+        for (backup, expected) in [
+            ("schedule = \"@daily\"\n", "needs `kind`"),
+            ("kind = \"redis\"\n", "not supported yet"),
+            ("kind = \"mysql\"\n", "not one hoist can back up"),
+            (
+                "kind = \"postgres\"\nschedule = \"every day\"\n",
+                "5 fields",
+            ),
+            ("kind = \"postgres\"\nschedule = \"0s\"\n", "at least 1s"),
+            (
+                "kind = \"volume\"\nvolume = \"nope\"\n",
+                "mounts no named volume `nope`",
+            ),
+            (
+                "kind = \"volume\"\nvolume = \"/srv/x\"\n",
+                "mounts no named volume",
+            ),
+            (
+                "kind = \"postgres\"\nvolume = \"pg\"\n",
+                "does not apply to kind `postgres`",
+            ),
+            (
+                "kind = \"volume\"\nconsistency = \"snapshot\"\n",
+                "not `stop` or `live`",
+            ),
+            (
+                "kind = \"postgres\"\nretention = { keep_last = 0 }\n",
+                "keeps 0",
+            ),
+            (
+                "kind = \"postgres\"\ncompression_level = 25\n",
+                "outside zstd's 1 to 19",
+            ),
+            (
+                "kind = \"postgres\"\nendpoint = \"s3.example.com\"\n",
+                "not an http:// or https:// URL",
+            ),
+        ] {
+            let err = load_with(backup).expect_err(backup);
+            assert!(err.contains(expected), "{backup}: {err}");
+        }
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-pub use backup::BackupConfig;
+pub use backup::{AgentConfig, BackupConfig};
 pub use error::ConfigError;
 pub use load::{destination, load};
 pub use locate::{Location, display_path};
@@ -61,8 +61,8 @@ pub struct Config {
     pub builder: BuilderConfig,
     pub boot: BootConfig,
     pub accessories: BTreeMap<String, AccessoryConfig>,
-    /// `backup.image`: the hoist-backup image of the `hoist-backup` container.
-    pub backup_image: String,
+    /// `[backup]`'s own keys (the bucket keys are resolved into each accessory's backup).
+    pub backup: AgentConfig,
     pub setup: SetupConfig,
     pub deploy: DeployConfig,
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::backup::{AccessoryFacts, BackupSchema, DEFAULT_BACKUP_IMAGE, resolve_backup};
+use super::backup::{
+    AccessoryFacts, AgentConfig, BackupSchema, DEFAULT_BACKUP_IMAGE, resolve_backup,
+};
 use super::error::ConfigError;
 use super::locate::Locator;
 use super::options::{Arch, HostKeyChecking};
@@ -347,9 +349,11 @@ pub fn resolve(
         builder,
         boot,
         accessories,
-        backup_image: backup_defaults
-            .image
-            .map_or_else(|| DEFAULT_BACKUP_IMAGE.to_string(), |image| image.0),
+        backup: AgentConfig {
+            image: backup_defaults
+                .image
+                .map_or_else(|| DEFAULT_BACKUP_IMAGE.to_string(), |image| image.0),
+        },
         deploy: DeployConfig {
             release_command: match schema.deploy.and_then(|deploy| deploy.release_command) {
                 Some(command) => Some(

@@ -65,14 +65,14 @@ pub fn plan(config: &Config, secrets: &Secrets, host: &str) -> Result<Agent> {
     }
     let spec = AgentSpec {
         service: config.service.clone(),
-        image: config.backup_image.clone(),
+        image: config.backup.image.clone(),
         accessories,
     };
     let spec_json = serde_json::to_string(&spec).context("Failed to encode the backup spec")?;
     Ok(Agent {
         host: host.to_string(),
         container: backup_container(&config.service),
-        credentials: registry::credentials_for(config, secrets, &config.backup_image)?,
+        credentials: registry::credentials_for(config, secrets, &config.backup.image)?,
         spec,
         spec_json,
     })
