@@ -403,3 +403,108 @@ async fn a_volume_round_trips_byte_for_byte() {
     assert_success(&verified, "verify files");
     support::remove_images(&docker, &[&image, &setup.backup_image]).await;
 }
+
+/// `examples/postgres-loki` on a sandbox server: its deploy.toml with only what a sandbox needs
+/// changed (the host, registry, SSH files and bucket; the images built here, since none can be
+/// pulled: the test app for the app, the PostgreSQL test image for PostgreSQL and, standing in
+/// for Loki, holding its volume; plain HTTP instead of ACME). `hoist setup` brings up all of it
+/// with the backup agent; a backup of both accessories, then a restore under maintenance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_stack_sets_up_and_its_backup_restores() {
+    use support::sandbox::{git, init_repository, testapp_dir};
+    let context = TestContext::new();
+    let (_guard, sandbox) = Sandbox::up(&context, "backupex", 1);
+    let docker = support::docker().await;
+    let s3 = seaweed();
+    let bucket = support::unique_name("ex").to_lowercase();
+    s3.create_bucket(&bucket);
+    let host = sandbox.address(0);
+    let postgres = sandbox.push_postgres_image(&docker).await;
+    let backup_image = sandbox.push_backup_image(&docker, "backupex").await;
+    let proxy_image = sandbox.push_proxy_image(&docker, "backupex").await;
+    let (username, password) = sandbox.registry_credentials();
+    let dir = testapp_dir(&format!(
+        "REGISTRY_PASSWORD={password}\nPOSTGRES_PASSWORD={DB_PASSWORD}\n\
+         DATABASE_PASSWORD={DB_PASSWORD}\nR2_ACCESS_KEY_ID={ACCESS_KEY}\n\
+         R2_SECRET_ACCESS_KEY={SECRET_KEY}\nBACKUP_ENCRYPTION_KEY={ENCRYPTION_KEY}\n"
+    ));
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/postgres-loki/deploy.toml"),
+    )
+    .expect("read the example");
+    let mut config: toml::Table = example.parse().expect("the example is TOML");
+    let set = |table: &mut toml::Table, path: &[&str], value: toml::Value| {
+        let mut table = table;
+        for key in &path[..path.len() - 1] {
+            table = table[*key].as_table_mut().expect("a table");
+        }
+        table.insert(path[path.len() - 1].to_string(), value);
+    };
+    let s = |text: &str| toml::Value::String(text.to_string());
+    let registry = sandbox.registry();
+    set(&mut config, &["image"], s(&format!("{registry}/shop")));
+    set(&mut config, &["registry", "server"], s(&registry));
+    set(&mut config, &["registry", "username"], s(&username));
+    set(&mut config, &["registry", "password"], s("REGISTRY_PASSWORD"));
+    set(&mut config, &["servers", "web", "hosts"], toml::Value::Array(vec![s(&host)]));
+    let proxy = config["proxy"].as_table_mut().expect("[proxy]");
+    proxy.remove("hosts");
+    proxy.insert("tls".to_string(), toml::Value::Boolean(false));
+    proxy.insert("image".to_string(), s(&proxy_image));
+    let mut ssh = toml::Table::new();
+    ssh.insert("keys".to_string(), toml::Value::Array(vec![s(&sandbox.key().display().to_string())]));
+    ssh.insert("known_hosts".to_string(), s(&sandbox.known_hosts().display().to_string()));
+    config.insert("ssh".to_string(), toml::Value::Table(ssh));
+    for accessory in ["db", "loki"] {
+        set(&mut config, &["accessories", accessory, "host"], s(&host));
+        set(&mut config, &["accessories", accessory, "image"], s(&postgres));
+    }
+    set(
+        &mut config,
+        &["accessories", "loki", "cmd"],
+        s("sh -c 'trap \"exit 0\" TERM; mkdir -p /loki/chunks; while true; do sleep 0.2; done'"),
+    );
+    set(&mut config, &["backup", "endpoint"], s(&s3.endpoint_for(&host)));
+    set(&mut config, &["backup", "region"], s(support::s3::REGION));
+    set(&mut config, &["backup", "bucket"], s(&bucket));
+    set(&mut config, &["backup", "image"], s(&backup_image));
+    std::fs::write(dir.path().join("deploy.toml"), toml::to_string(&config).expect("TOML"))
+        .expect("write deploy.toml");
+    std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\n").expect("gitignore");
+    init_repository(dir.path());
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "the example stack"]);
+    let hoist = |args: &[&str]| context.hoist_in(dir.path(), args);
+
+    assert_success(&hoist(&["setup"]), "hoist setup of the example stack");
+    let (status, body) = support::http_get(&format!("{host}:80"), "/").expect("GET /");
+    assert_eq!(status, 200, "{body}");
+    let psql = |sql: &str| {
+        let output = hoist(&["accessory", "exec", "db", "psql", "-U", "shop", "-d", "shop", "-tAc", sql]);
+        assert_success(&output, sql);
+        text(&output).0.trim().to_string()
+    };
+    let ready = eventually(Duration::from_secs(90), || {
+        hoist(&["accessory", "exec", "db", "pg_isready", "-h", "127.0.0.1", "-U", "shop"])
+            .status
+            .success()
+    });
+    assert!(ready, "PostgreSQL did not come up");
+    psql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 300);");
+    let output = hoist(&["accessory", "exec", "loki", "sh", "-c", "echo chunk > /loki/chunks/one"]);
+    assert_success(&output, "a Loki file");
+
+    assert_success(&hoist(&["backup", "now"]), "hoist backup now (db and loki)");
+    let listed = text(&hoist(&["backup", "list"])).0;
+    assert!(listed.contains("postgres") && listed.contains("volume"), "{listed}");
+    psql("DROP TABLE orders");
+    assert_success(
+        &hoist(&["backup", "restore", "db", "--yes", "--maintenance"]),
+        "restore under maintenance",
+    );
+    assert_eq!(psql("SELECT count(*) FROM orders"), "300");
+    let (status, _) = support::http_get(&format!("{host}:80"), "/").expect("GET / after");
+    assert_eq!(status, 200, "the app is live again after the restore");
+    assert_success(&hoist(&["backup", "verify", "loki"]), "verify loki's files");
+    support::remove_images(&docker, &[&postgres, &backup_image, &proxy_image]).await;
+}

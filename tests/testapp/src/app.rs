@@ -129,7 +129,8 @@ impl App {
     /// Answers one request; `/slow` blocks the calling thread for its delay.
     pub fn respond(&self, request: &Request, body: &BodyDigest, log: &Log) -> Response {
         let known = [
-            "/up", "/version", "/", "/slow", "/stream", "/headers", "/bytes", "/upload", "/say",
+            "/up", "/health", "/version", "/", "/slow", "/stream", "/headers", "/bytes", "/upload",
+            "/say",
         ];
         if request.method == "POST" && request.path == "/upload" {
             return Response::text(
@@ -147,7 +148,12 @@ impl App {
                 Response::text(404, "not found\n")
             };
         }
-        match request.path.as_str() {
+        // `/health` is `/up` under the name the examples/ stack checks.
+        let path = match request.path.as_str() {
+            "/health" => "/up",
+            path => path,
+        };
+        match path {
             "/up" if self.broken => {
                 log.warn("health check failing on purpose (APP_BROKEN)");
                 Response::text(503, "unhealthy on purpose (APP_BROKEN is set)\n")
