@@ -445,31 +445,56 @@ async fn the_example_stack_sets_up_and_its_backup_restores() {
     set(&mut config, &["image"], s(&format!("{registry}/shop")));
     set(&mut config, &["registry", "server"], s(&registry));
     set(&mut config, &["registry", "username"], s(&username));
-    set(&mut config, &["registry", "password"], s("REGISTRY_PASSWORD"));
-    set(&mut config, &["servers", "web", "hosts"], toml::Value::Array(vec![s(&host)]));
+    set(
+        &mut config,
+        &["registry", "password"],
+        s("REGISTRY_PASSWORD"),
+    );
+    set(
+        &mut config,
+        &["servers", "web", "hosts"],
+        toml::Value::Array(vec![s(&host)]),
+    );
     let proxy = config["proxy"].as_table_mut().expect("[proxy]");
     proxy.remove("hosts");
     proxy.insert("tls".to_string(), toml::Value::Boolean(false));
     proxy.insert("image".to_string(), s(&proxy_image));
     let mut ssh = toml::Table::new();
-    ssh.insert("keys".to_string(), toml::Value::Array(vec![s(&sandbox.key().display().to_string())]));
-    ssh.insert("known_hosts".to_string(), s(&sandbox.known_hosts().display().to_string()));
+    ssh.insert(
+        "keys".to_string(),
+        toml::Value::Array(vec![s(&sandbox.key().display().to_string())]),
+    );
+    ssh.insert(
+        "known_hosts".to_string(),
+        s(&sandbox.known_hosts().display().to_string()),
+    );
     config.insert("ssh".to_string(), toml::Value::Table(ssh));
     for accessory in ["db", "loki"] {
         set(&mut config, &["accessories", accessory, "host"], s(&host));
-        set(&mut config, &["accessories", accessory, "image"], s(&postgres));
+        set(
+            &mut config,
+            &["accessories", accessory, "image"],
+            s(&postgres),
+        );
     }
     set(
         &mut config,
         &["accessories", "loki", "cmd"],
         s("sh -c 'trap \"exit 0\" TERM; mkdir -p /loki/chunks; while true; do sleep 0.2; done'"),
     );
-    set(&mut config, &["backup", "endpoint"], s(&s3.endpoint_for(&host)));
+    set(
+        &mut config,
+        &["backup", "endpoint"],
+        s(&s3.endpoint_for(&host)),
+    );
     set(&mut config, &["backup", "region"], s(support::s3::REGION));
     set(&mut config, &["backup", "bucket"], s(&bucket));
     set(&mut config, &["backup", "image"], s(&backup_image));
-    std::fs::write(dir.path().join("deploy.toml"), toml::to_string(&config).expect("TOML"))
-        .expect("write deploy.toml");
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        toml::to_string(&config).expect("TOML"),
+    )
+    .expect("write deploy.toml");
     std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\n").expect("gitignore");
     init_repository(dir.path());
     git(dir.path(), &["add", "-A"]);
@@ -480,23 +505,55 @@ async fn the_example_stack_sets_up_and_its_backup_restores() {
     let (status, body) = support::http_get(&format!("{host}:80"), "/").expect("GET /");
     assert_eq!(status, 200, "{body}");
     let psql = |sql: &str| {
-        let output = hoist(&["accessory", "exec", "db", "psql", "-U", "shop", "-d", "shop", "-tAc", sql]);
+        let output = hoist(&[
+            "accessory",
+            "exec",
+            "db",
+            "psql",
+            "-U",
+            "shop",
+            "-d",
+            "shop",
+            "-tAc",
+            sql,
+        ]);
         assert_success(&output, sql);
         text(&output).0.trim().to_string()
     };
     let ready = eventually(Duration::from_secs(90), || {
-        hoist(&["accessory", "exec", "db", "pg_isready", "-h", "127.0.0.1", "-U", "shop"])
-            .status
-            .success()
+        hoist(&[
+            "accessory",
+            "exec",
+            "db",
+            "pg_isready",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "shop",
+        ])
+        .status
+        .success()
     });
     assert!(ready, "PostgreSQL did not come up");
-    psql("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 300);");
-    let output = hoist(&["accessory", "exec", "loki", "sh", "-c", "echo chunk > /loki/chunks/one"]);
+    psql(
+        "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 300);",
+    );
+    let output = hoist(&[
+        "accessory",
+        "exec",
+        "loki",
+        "sh",
+        "-c",
+        "echo chunk > /loki/chunks/one",
+    ]);
     assert_success(&output, "a Loki file");
 
     assert_success(&hoist(&["backup", "now"]), "hoist backup now (db and loki)");
     let listed = text(&hoist(&["backup", "list"])).0;
-    assert!(listed.contains("postgres") && listed.contains("volume"), "{listed}");
+    assert!(
+        listed.contains("postgres") && listed.contains("volume"),
+        "{listed}"
+    );
     psql("DROP TABLE orders");
     assert_success(
         &hoist(&["backup", "restore", "db", "--yes", "--maintenance"]),
