@@ -21,16 +21,32 @@ use support::{TestContext, eventually};
 const ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const DB_PASSWORD: &str = "db-pass-7781";
 
-/// What the deploy.toml of a test says.
+/// What a test's deploy.toml says: a bucket of its own on this process's SeaweedFS, and the
+/// PostgreSQL and hoist-backup images pushed to the sandbox registry.
 struct Setup<'a> {
     sandbox: &'a Sandbox,
     host: String,
+    postgres: String,
     backup_image: String,
     endpoint: String,
     bucket: String,
 }
 
-impl Setup<'_> {
+impl<'a> Setup<'a> {
+    async fn new(sandbox: &'a Sandbox, docker: &bollard::Docker, prefix: &str) -> Setup<'a> {
+        let bucket = support::unique_name(prefix).to_lowercase();
+        seaweed().create_bucket(&bucket);
+        let host = sandbox.address(0);
+        Setup {
+            sandbox,
+            endpoint: seaweed().endpoint_for(&host),
+            host,
+            postgres: sandbox.push_postgres_image(docker).await,
+            backup_image: sandbox.push_backup_image(docker, prefix).await,
+            bucket,
+        }
+    }
+
     fn write(&self, dir: &Path, accessories: &str, backup_extra: &str) {
         let (username, _) = self.sandbox.registry_credentials();
         write_config(
@@ -76,6 +92,47 @@ fn manifests(s3: &Seaweed, bucket: &str, prefix: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// `sql` through psql in accessory `db` as `user` on database `user`.
+fn psql(context: &TestContext, dir: &Path, user: &str, sql: &str) -> std::process::Output {
+    context.hoist_in(
+        dir,
+        &[
+            "accessory",
+            "exec",
+            "db",
+            "psql",
+            "-U",
+            user,
+            "-d",
+            user,
+            "-tAc",
+            sql,
+        ],
+    )
+}
+
+/// Until accessory `db` accepts TCP connections (its init-time server takes none).
+fn db_ready(context: &TestContext, dir: &Path, user: &str) -> bool {
+    eventually(Duration::from_secs(90), || {
+        context
+            .hoist_in(
+                dir,
+                &[
+                    "accessory",
+                    "exec",
+                    "db",
+                    "pg_isready",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    user,
+                ],
+            )
+            .status
+            .success()
+    })
+}
+
 fn postgres_accessory(image: &str, host: &str, backup: &str) -> String {
     format!(
         "[accessories.db]\nimage = \"{image}\"\nhost = \"{host}\"\n\
@@ -91,60 +148,25 @@ async fn postgres_backups_restore_verify_fail_cleanly_and_run_on_schedule() {
     let (_guard, sandbox) = Sandbox::up(&context, "backup", 1);
     let docker = support::docker().await;
     let s3 = seaweed();
-    let bucket = support::unique_name("pg").to_lowercase();
-    s3.create_bucket(&bucket);
-    let host = sandbox.address(0);
-    let postgres = sandbox.push_postgres_image(&docker).await;
-    let setup = Setup {
-        sandbox: &sandbox,
-        host: host.clone(),
-        backup_image: sandbox.push_backup_image(&docker, "backup").await,
-        endpoint: s3.endpoint_for(&host),
-        bucket: bucket.clone(),
-    };
+    let setup = Setup::new(&sandbox, &docker, "backup").await;
+    let (host, postgres, bucket) = (&setup.host, &setup.postgres, &setup.bucket);
     let dir = app_dir();
     secrets(dir.path(), &sandbox, SECRET_KEY);
     let configure = |backup: &str, backup_extra: &str| {
         setup.write(
             dir.path(),
-            &postgres_accessory(&postgres, &host, backup),
+            &postgres_accessory(postgres, host, backup),
             &format!("encryption_key = \"BACKUP_KEY\"\n{backup_extra}"),
         )
     };
     configure("retention = { keep_last = 2 }", "");
     let hoist = |args: &[&str]| context.hoist_in(dir.path(), args);
     let psql = |sql: &str| {
-        let output = hoist(&[
-            "accessory",
-            "exec",
-            "db",
-            "psql",
-            "-U",
-            "app",
-            "-d",
-            "app",
-            "-tAc",
-            sql,
-        ]);
+        let output = psql(&context, dir.path(), "app", sql);
         let (stdout, stderr) = text(&output);
         (output.status.success(), stdout.trim().to_string(), stderr)
     };
-    let ready = || {
-        eventually(Duration::from_secs(90), || {
-            hoist(&[
-                "accessory",
-                "exec",
-                "db",
-                "pg_isready",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "app",
-            ])
-            .status
-            .success()
-        })
-    };
+    let ready = || db_ready(&context, dir.path(), "app");
 
     // Boot: the accessory and its backup agent.
     assert_success(
@@ -194,7 +216,7 @@ async fn postgres_backups_restore_verify_fail_cleanly_and_run_on_schedule() {
         .to_string();
     // Encrypted at rest: the bucket holds no plaintext row.
     let prefix = format!("hello/db/{first}");
-    let dump = s3.get(&bucket, &format!("{prefix}/dump.pgdump.zst"));
+    let dump = s3.get(bucket, &format!("{prefix}/dump.pgdump.zst"));
     assert!(dump.starts_with(b"HOISTENC1"), "the dump object is sealed");
 
     // The data volume destroyed; restore brings every row (and the role) back.
@@ -265,14 +287,14 @@ async fn postgres_backups_restore_verify_fail_cleanly_and_run_on_schedule() {
     );
     configure("retention = { keep_last = 2 }", "");
     assert_eq!(
-        manifests(s3, &bucket, "hello/db/"),
+        manifests(s3, bucket, "hello/db/"),
         BTreeSet::from([first.clone()])
     );
     assert_eq!(
-        s3.keys(&bucket, "hello/db/").len(),
+        s3.keys(bucket, "hello/db/").len(),
         3 + 1,
         "only the first backup's objects (roles, dump, manifest, verify): {:?}\n{stderr}",
-        s3.keys(&bucket, "hello/db/")
+        s3.keys(bucket, "hello/db/")
     );
     assert_eq!(psql("SELECT count(*) FROM items").1, "5000");
     let details = text(&hoist(&["details"])).0;
@@ -283,17 +305,17 @@ async fn postgres_backups_restore_verify_fail_cleanly_and_run_on_schedule() {
 
     // A damaged object: verify fails clearly and says so in the list; restore refuses it.
     assert_success(&hoist(&["backup", "now", "db"]), "a second backup");
-    let ids = manifests(s3, &bucket, "hello/db/");
+    let ids = manifests(s3, bucket, "hello/db/");
     let second = ids
         .iter()
         .find(|id| **id != first)
         .expect("a second backup")
         .clone();
     let key = format!("hello/db/{second}/dump.pgdump.zst");
-    let mut damaged = s3.get(&bucket, &key);
+    let mut damaged = s3.get(bucket, &key);
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0x40;
-    s3.put(&bucket, &key, &damaged);
+    s3.put(bucket, &key, &damaged);
     let output = hoist(&["backup", "verify", "db", &second]);
     assert!(
         !output.status.success(),
@@ -323,14 +345,14 @@ async fn postgres_backups_restore_verify_fail_cleanly_and_run_on_schedule() {
     assert_success(&hoist(&["backup", "boot"]), "hoist backup boot");
     let mut seen = BTreeSet::new();
     let enough = eventually(Duration::from_secs(90), || {
-        seen.extend(manifests(s3, &bucket, "hello/db/"));
+        seen.extend(manifests(s3, bucket, "hello/db/"));
         seen.len() >= 2 + 4
     });
     assert!(enough, "scheduled backups: only {seen:?}");
     configure("retention = { keep_last = 3 }", "");
     assert_success(&hoist(&["backup", "boot"]), "unscheduled again");
-    seen.extend(manifests(s3, &bucket, "hello/db/"));
-    let kept = manifests(s3, &bucket, "hello/db/");
+    seen.extend(manifests(s3, bucket, "hello/db/"));
+    let kept = manifests(s3, bucket, "hello/db/");
     let newest: BTreeSet<String> = seen.iter().rev().take(3).cloned().collect();
     assert_eq!(
         kept, newest,
@@ -339,7 +361,7 @@ async fn postgres_backups_restore_verify_fail_cleanly_and_run_on_schedule() {
     let details = text(&hoist(&["details"])).0;
     assert!(details.contains("last success"), "{details}");
 
-    support::remove_images(&docker, &[&postgres, &setup.backup_image]).await;
+    support::remove_images(&docker, &[postgres, &setup.backup_image]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,18 +369,8 @@ async fn a_volume_round_trips_byte_for_byte() {
     let context = TestContext::new();
     let (_guard, sandbox) = Sandbox::up(&context, "backupvol", 1);
     let docker = support::docker().await;
-    let s3 = seaweed();
-    let bucket = support::unique_name("vol").to_lowercase();
-    s3.create_bucket(&bucket);
-    let host = sandbox.address(0);
-    let image = sandbox.push_postgres_image(&docker).await;
-    let setup = Setup {
-        sandbox: &sandbox,
-        host: host.clone(),
-        backup_image: sandbox.push_backup_image(&docker, "backupvol").await,
-        endpoint: s3.endpoint_for(&host),
-        bucket: bucket.clone(),
-    };
+    let setup = Setup::new(&sandbox, &docker, "backupvol").await;
+    let (host, image) = (&setup.host, &setup.postgres);
     let dir = app_dir();
     secrets(dir.path(), &sandbox, SECRET_KEY);
     // Any long-running container with a named volume; this one exits at once on TERM.
@@ -401,7 +413,7 @@ async fn a_volume_round_trips_byte_for_byte() {
     assert!(!after.contains("junk"));
     let verified = hoist(&["backup", "verify", "files"]);
     assert_success(&verified, "verify files");
-    support::remove_images(&docker, &[&image, &setup.backup_image]).await;
+    support::remove_images(&docker, &[image, &setup.backup_image]).await;
 }
 
 /// `examples/postgres-loki` on a sandbox server: its deploy.toml with only what a sandbox needs
@@ -415,12 +427,8 @@ async fn the_example_stack_sets_up_and_its_backup_restores() {
     let context = TestContext::new();
     let (_guard, sandbox) = Sandbox::up(&context, "backupex", 1);
     let docker = support::docker().await;
-    let s3 = seaweed();
-    let bucket = support::unique_name("ex").to_lowercase();
-    s3.create_bucket(&bucket);
-    let host = sandbox.address(0);
-    let postgres = sandbox.push_postgres_image(&docker).await;
-    let backup_image = sandbox.push_backup_image(&docker, "backupex").await;
+    let setup = Setup::new(&sandbox, &docker, "backupex").await;
+    let (host, postgres, backup_image) = (&setup.host, &setup.postgres, &setup.backup_image);
     let proxy_image = sandbox.push_proxy_image(&docker, "backupex").await;
     let (username, password) = sandbox.registry_credentials();
     let dir = testapp_dir(&format!(
@@ -453,7 +461,7 @@ async fn the_example_stack_sets_up_and_its_backup_restores() {
     set(
         &mut config,
         &["servers", "web", "hosts"],
-        toml::Value::Array(vec![s(&host)]),
+        toml::Value::Array(vec![s(host)]),
     );
     let proxy = config["proxy"].as_table_mut().expect("[proxy]");
     proxy.remove("hosts");
@@ -470,11 +478,11 @@ async fn the_example_stack_sets_up_and_its_backup_restores() {
     );
     config.insert("ssh".to_string(), toml::Value::Table(ssh));
     for accessory in ["db", "loki"] {
-        set(&mut config, &["accessories", accessory, "host"], s(&host));
+        set(&mut config, &["accessories", accessory, "host"], s(host));
         set(
             &mut config,
             &["accessories", accessory, "image"],
-            s(&postgres),
+            s(postgres),
         );
     }
     set(
@@ -482,14 +490,10 @@ async fn the_example_stack_sets_up_and_its_backup_restores() {
         &["accessories", "loki", "cmd"],
         s("sh -c 'trap \"exit 0\" TERM; mkdir -p /loki/chunks; while true; do sleep 0.2; done'"),
     );
-    set(
-        &mut config,
-        &["backup", "endpoint"],
-        s(&s3.endpoint_for(&host)),
-    );
+    set(&mut config, &["backup", "endpoint"], s(&setup.endpoint));
     set(&mut config, &["backup", "region"], s(support::s3::REGION));
-    set(&mut config, &["backup", "bucket"], s(&bucket));
-    set(&mut config, &["backup", "image"], s(&backup_image));
+    set(&mut config, &["backup", "bucket"], s(&setup.bucket));
+    set(&mut config, &["backup", "image"], s(backup_image));
     std::fs::write(
         dir.path().join("deploy.toml"),
         toml::to_string(&config).expect("TOML"),
@@ -505,36 +509,14 @@ async fn the_example_stack_sets_up_and_its_backup_restores() {
     let (status, body) = support::http_get(&format!("{host}:80"), "/").expect("GET /");
     assert_eq!(status, 200, "{body}");
     let psql = |sql: &str| {
-        let output = hoist(&[
-            "accessory",
-            "exec",
-            "db",
-            "psql",
-            "-U",
-            "shop",
-            "-d",
-            "shop",
-            "-tAc",
-            sql,
-        ]);
+        let output = psql(&context, dir.path(), "shop", sql);
         assert_success(&output, sql);
         text(&output).0.trim().to_string()
     };
-    let ready = eventually(Duration::from_secs(90), || {
-        hoist(&[
-            "accessory",
-            "exec",
-            "db",
-            "pg_isready",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "shop",
-        ])
-        .status
-        .success()
-    });
-    assert!(ready, "PostgreSQL did not come up");
+    assert!(
+        db_ready(&context, dir.path(), "shop"),
+        "PostgreSQL did not come up"
+    );
     psql(
         "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 300);",
     );
@@ -563,5 +545,5 @@ async fn the_example_stack_sets_up_and_its_backup_restores() {
     let (status, _) = support::http_get(&format!("{host}:80"), "/").expect("GET / after");
     assert_eq!(status, 200, "the app is live again after the restore");
     assert_success(&hoist(&["backup", "verify", "loki"]), "verify loki's files");
-    support::remove_images(&docker, &[&postgres, &backup_image, &proxy_image]).await;
+    support::remove_images(&docker, &[postgres, backup_image, &proxy_image]).await;
 }

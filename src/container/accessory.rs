@@ -179,14 +179,7 @@ pub async fn boot(prepared: &Prepared, server: &Server, reporter: &Reporter) -> 
         ));
     }
 
-    progress.step(format!("pulling {image}"));
-    docker::pull(docker, image, prepared.credentials.clone(), |p| {
-        if p.total > 0 {
-            progress.step(format!("pulling {image} ({p})"));
-        }
-    })
-    .await
-    .with_context(|| format!("on `{}`", server.host))?;
+    pull_reporting(server, image, prepared.credentials.clone(), &progress).await?;
 
     docker::ensure_network(docker).await?;
     progress.step(format!("starting {container}"));
@@ -204,6 +197,23 @@ pub async fn boot(prepared: &Prepared, server: &Server, reporter: &Reporter) -> 
         .hint(format!("see its output with `hoist accessory logs {name}`"))?;
     progress.done(format!("booted {container} ({image})"));
     Ok(())
+}
+
+/// Pull `image` on `server`, its progress on the host's line.
+pub async fn pull_reporting(
+    server: &Server,
+    image: &str,
+    credentials: Option<DockerCredentials>,
+    progress: &crate::reporter::HostProgress<'_>,
+) -> Result<()> {
+    progress.step(format!("pulling {image}"));
+    docker::pull(&server.docker, image, credentials, |p| {
+        if p.total > 0 {
+            progress.step(format!("pulling {image} ({p})"));
+        }
+    })
+    .await
+    .with_context(|| format!("on `{}`", server.host))
 }
 
 pub async fn remove(docker: &Docker, container: &str) -> Result<()> {

@@ -15,7 +15,7 @@ use bollard::query_parameters::CreateContainerOptionsBuilder;
 use hoist_backup::spec::{AccessoryBackup, AgentSpec, DOCKER_SOCKET, SPEC_ENV, STATE_DIR, Target};
 
 use crate::config::{BackupConfig, Config};
-use crate::container::accessory::remove;
+use crate::container::accessory::{pull_reporting, remove};
 use crate::docker;
 use crate::naming::{LABEL_SERVICE, accessory_container, backup_container};
 use crate::registry;
@@ -144,14 +144,7 @@ impl Agent {
             }
         }
         let image = &self.spec.image;
-        progress.step(format!("pulling {image}"));
-        docker::pull(docker, image, self.credentials.clone(), |p| {
-            if p.total > 0 {
-                progress.step(format!("pulling {image} ({p})"));
-            }
-        })
-        .await
-        .with_context(|| format!("on `{}`", server.host))?;
+        pull_reporting(server, image, self.credentials.clone(), &progress).await?;
         docker::ensure_network(docker).await?;
         let body = ContainerCreateBody {
             image: Some(image.clone()),

@@ -95,6 +95,9 @@ fn start() -> Seaweed {
         .arg(format!("-s3.config={}", config.display()))
         // Listeners on fixed ports that two test processes would fight over.
         .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+        // Each bucket takes volumes of its own: room for many small ones (the default allows
+        // 8, which the third bucket runs out of).
+        .args(["-volume.max=100", "-master.volumeSizeLimitMB=64"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(log)

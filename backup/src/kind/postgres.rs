@@ -81,56 +81,29 @@ pub async fn restore_into(
     user: &str,
     database: &str,
 ) -> Result<()> {
-    let part = |name: &str| {
-        manifest
-            .part(name)
-            .with_context(|| format!("Backup {} has no `{name}` part", manifest.id))
-    };
     say(format!("{}: restoring roles", job.accessory));
-    let roles = pipeline::download(job.store, &manifest.id, part("roles")?, job.key).await?;
     // Roles that exist already make psql complain and go on; that is the point.
-    let ended = dock::exec_writer(
-        job.docker,
-        container,
-        &[
-            "psql",
-            "--username",
-            user,
-            "--dbname",
-            "postgres",
-            "--quiet",
-            "--file=-",
-        ],
-        &[],
-        roles,
-    )
-    .await?;
+    let psql = [
+        "psql",
+        "--username",
+        user,
+        "--dbname",
+        "postgres",
+        "--quiet",
+        "--file=-",
+    ];
+    let ended = feed(job, container, manifest, "roles", &psql).await?;
     if !ended.ok() {
         bail!(
             "restoring roles with psql in `{container}` {}",
             ended.describe()
         );
     }
-    let exists = dock::capture(
-        job.docker,
-        container,
-        &[
-            "psql",
-            "--username",
-            user,
-            "--dbname",
-            "postgres",
-            "--tuples-only",
-            "--no-align",
-            "--command",
-            &format!(
-                "SELECT 1 FROM pg_database WHERE datname = '{}'",
-                database.replace('\'', "''")
-            ),
-        ],
-        &[],
-    )
-    .await?;
+    let sql = format!(
+        "SELECT 1 FROM pg_database WHERE datname = '{}'",
+        database.replace('\'', "''")
+    );
+    let exists = query(job, container, user, "postgres", &sql).await?;
     if !exists.ok() {
         bail!(
             "asking `{container}` for its databases {}",
@@ -138,13 +111,8 @@ pub async fn restore_into(
         );
     }
     if exists.output.trim() != "1" {
-        let created = dock::capture(
-            job.docker,
-            container,
-            &["createdb", "--username", user, database],
-            &[],
-        )
-        .await?;
+        let createdb = ["createdb", "--username", user, database];
+        let created = dock::capture(job.docker, container, &createdb, &[]).await?;
         if !created.ok() {
             bail!(
                 "createdb `{database}` in `{container}` {}",
@@ -156,25 +124,18 @@ pub async fn restore_into(
         "{}: restoring database `{database}`",
         job.accessory
     ));
-    let dump = pipeline::download(job.store, &manifest.id, part("dump")?, job.key).await?;
-    let ended = dock::exec_writer(
-        job.docker,
-        container,
-        &[
-            "pg_restore",
-            "--username",
-            user,
-            "--dbname",
-            database,
-            "--clean",
-            "--if-exists",
-            "--single-transaction",
-            "--exit-on-error",
-        ],
-        &[],
-        dump,
-    )
-    .await?;
+    let pg_restore = [
+        "pg_restore",
+        "--username",
+        user,
+        "--dbname",
+        database,
+        "--clean",
+        "--if-exists",
+        "--single-transaction",
+        "--exit-on-error",
+    ];
+    let ended = feed(job, container, manifest, "dump", &pg_restore).await?;
     if !ended.ok() {
         bail!(
             "pg_restore in `{container}` {}; the database was left as it was",
@@ -184,6 +145,44 @@ pub async fn restore_into(
     Ok(())
 }
 
+/// Stream part `name` of `manifest` into the stdin of `cmd` run in `container`.
+async fn feed(
+    job: &Job<'_>,
+    container: &str,
+    manifest: &Manifest,
+    name: &str,
+    cmd: &[&str],
+) -> Result<dock::Ended> {
+    let part = manifest
+        .part(name)
+        .with_context(|| format!("Backup {} has no `{name}` part", manifest.id))?;
+    let reader = pipeline::download(job.store, &manifest.id, part, job.key).await?;
+    dock::exec_writer(job.docker, container, cmd, &[], reader).await
+}
+
+/// `sql` through psql as `user` in `database`: its answer, unaligned, without headers.
+async fn query(
+    job: &Job<'_>,
+    container: &str,
+    user: &str,
+    database: &str,
+    sql: &str,
+) -> Result<dock::Ended> {
+    let psql = [
+        "psql",
+        "--username",
+        user,
+        "--dbname",
+        database,
+        "--tuples-only",
+        "--no-align",
+        "--set=ON_ERROR_STOP=1",
+        "--command",
+        sql,
+    ];
+    dock::capture(job.docker, container, &psql, &[]).await
+}
+
 /// Restore `manifest` into a throwaway container of the accessory's image (with its
 /// environment, so the same users exist) and run `query`; the answer, or the error.
 pub async fn verify(
@@ -191,7 +190,7 @@ pub async fn verify(
     manifest: &Manifest,
     user: &str,
     database: &str,
-    query: Option<&str>,
+    verify_query: Option<&str>,
 ) -> Result<String> {
     let inspected = job
         .docker
@@ -230,33 +229,16 @@ pub async fn verify(
             .with_context(|| format!("Failed to start `{name}`"))?;
         wait_ready(job, &name, user).await?;
         restore_into(job, &name, manifest, user, database).await?;
-        let query = query.unwrap_or(DEFAULT_QUERY);
-        let answer = dock::capture(
-            job.docker,
-            &name,
-            &[
-                "psql",
-                "--username",
-                user,
-                "--dbname",
-                database,
-                "--tuples-only",
-                "--no-align",
-                "--set=ON_ERROR_STOP=1",
-                "--command",
-                query,
-            ],
-            &[],
-        )
-        .await?;
+        let query_text = verify_query.unwrap_or(DEFAULT_QUERY);
+        let answer = query(job, &name, user, database, query_text).await?;
         if !answer.ok() {
             bail!("the check query {}", answer.describe());
         }
         let answer = answer.output.trim().replace('\n', " ");
-        Ok(if query == DEFAULT_QUERY {
+        Ok(if query_text == DEFAULT_QUERY {
             format!("restored into a throwaway {image}: {answer} tables")
         } else {
-            format!("restored into a throwaway {image}: `{query}` answered {answer}")
+            format!("restored into a throwaway {image}: `{query_text}` answered {answer}")
         })
     }
     .await;
