@@ -294,4 +294,30 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
         let (_, body) = http_get(&address(index), "/version").expect("GET");
         assert_eq!(body.trim(), "v4");
     }
+
+    // `hoist prune`: with retain_containers lowered to 1, each host keeps the live v4 and one
+    // stopped version (v2), and says so in its audit log.
+    let containers = |index: usize| {
+        let output = sandbox.ssh(index, "docker ps -a --filter label=service=hello --filter label=role=web --format '{{.Names}}'");
+        text(&output).0.lines().count()
+    };
+    assert_eq!(containers(0), 3, "v4 live, v2 and v1 stopped");
+    let toml = std::fs::read_to_string(dir.path().join("deploy.toml")).expect("read");
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!("retain_containers = 1\n{toml}"),
+    )
+    .expect("write");
+    assert_success(&hoist(&["prune"]), "hoist prune");
+    for index in 0..2 {
+        assert_eq!(
+            containers(index),
+            2,
+            "host {index} keeps the live one and one stopped"
+        );
+        let (_, body) = http_get(&address(index), "/version").expect("GET");
+        assert_eq!(body.trim(), "v4", "the live version is untouched");
+    }
+    let (audit, _) = text(&hoist(&["audit"]));
+    assert!(audit.contains("Pruned"), "{audit}");
 }

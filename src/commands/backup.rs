@@ -89,6 +89,9 @@ pub async fn run(
         if let BackupCommand::Boot = command {
             return Ok(());
         }
+        // Each accessory in turn; one failing doesn't stop the others, and the first failure
+        // is the command's error.
+        let mut failed: Option<anyhow::Error> = None;
         for name in &names {
             let Some(agent) = agents.iter().find(|a| a.backs_up(name)) else {
                 continue;
@@ -97,9 +100,14 @@ pub async fn run(
             let Some(server) = servers.first() else {
                 continue;
             };
-            one(&command, name, agent, server, config, printer).await?;
+            if let Err(err) = one(&command, name, agent, server, config, printer).await {
+                if names.len() > 1 {
+                    printer.warn(format!("{name}: {err:#}"));
+                }
+                failed.get_or_insert(err);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
     .await;
     fleet.close().await;

@@ -13,6 +13,7 @@ mod init;
 mod lock;
 mod logs;
 pub mod proxy;
+mod prune;
 mod sandbox;
 mod versions;
 
@@ -96,12 +97,16 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
             let hosts = select_hosts(&config, &cli.global)?;
             logs::run(args, &config, &hosts, &cli.global.roles, printer).await
         }
+        Command::Prune(ref destination) => {
+            let config = load_config(&cli.global, destination)?;
+            let hosts = select_hosts(&config, &cli.global)?;
+            prune::run(&config, &hosts, &cli.global.roles, printer).await
+        }
         Command::Audit(ref args) => {
             let config = load_config(&cli.global, &args.destination)?;
             let hosts = select_hosts(&config, &cli.global)?;
             audit::run(&config, &hosts, args.lines, printer).await
         }
-        other => Err(not_yet(&other)),
     }
 }
 
@@ -146,20 +151,4 @@ fn select_hosts(config: &Config, global: &GlobalArgs) -> Result<Vec<String>> {
         hosts.retain(|host| global.hosts.contains(host));
     }
     Ok(hosts)
-}
-
-/// Commands declared in the CLI whose implementation has not landed yet.
-fn not_yet(command: &Command) -> anyhow::Error {
-    let name = format!("{command:?}");
-    let name = name
-        .split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("this")
-        .to_lowercase();
-    hinted(
-        format!("`hoist {name}` is not implemented yet"),
-        "`hoist sandbox`, `init`, `config`, `details`, `accessory`, `proxy`, `deploy`, \
-         `redeploy`, `rollback`, `versions`, `lock`, `logs`, `exec`, `app maintenance|live` and \
-         `audit` work today; see README.md",
-    )
 }
