@@ -112,6 +112,10 @@ async fn run(command: Command) -> Result<()> {
             .map(|a| {
                 let mut status = state.load(&a.name);
                 status.schedule = a.schedule.clone();
+                if a.schedule.is_none() {
+                    // A next run recorded under an earlier, scheduled spec.
+                    status.next_run = None;
+                }
                 status
             })
             .collect();
