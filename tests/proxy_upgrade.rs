@@ -34,19 +34,7 @@ async fn the_proxy_is_replaced_under_load_without_a_failed_request() {
     let retag = |tag: &str| format!("{repository}:{tag}");
     let (second, third) = (retag("second"), retag("third"));
     for image in [&second, &third] {
-        let (repo, tag) = image.rsplit_once(':').expect("a tag");
-        docker
-            .tag_image(
-                &first,
-                Some(
-                    bollard::query_parameters::TagImageOptionsBuilder::new()
-                        .repo(repo)
-                        .tag(tag)
-                        .build(),
-                ),
-            )
-            .await
-            .expect("tag the proxy image");
+        support::tag_image(&docker, &first, image).await;
         sandbox.push(&docker, image).await;
     }
     let exits = retag("exits");

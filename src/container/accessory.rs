@@ -183,20 +183,39 @@ pub async fn boot(prepared: &Prepared, server: &Server, reporter: &Reporter) -> 
 
     docker::ensure_network(docker).await?;
     progress.step(format!("starting {container}"));
-    docker
+    create_and_start(
+        server,
+        container,
+        prepared.body.clone(),
+        format!("see its output with `hoist accessory logs {name}`"),
+    )
+    .await?;
+    progress.done(format!("booted {container} ({image})"));
+    Ok(())
+}
+
+/// Create `container` on `server` from `body` and start it; `hint` says where its output is if
+/// it fails to start.
+pub async fn create_and_start(
+    server: &Server,
+    container: &str,
+    body: ContainerCreateBody,
+    hint: String,
+) -> Result<()> {
+    server
+        .docker
         .create_container(
             Some(CreateContainerOptionsBuilder::new().name(container).build()),
-            prepared.body.clone(),
+            body,
         )
         .await
         .with_context(|| format!("Failed to create `{container}` on `{}`", server.host))?;
-    docker
+    server
+        .docker
         .start_container(container, None)
         .await
         .with_context(|| format!("Failed to start `{container}` on `{}`", server.host))
-        .hint(format!("see its output with `hoist accessory logs {name}`"))?;
-    progress.done(format!("booted {container} ({image})"));
-    Ok(())
+        .hint(hint)
 }
 
 /// Pull `image` on `server`, its progress on the host's line.

@@ -10,17 +10,15 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::CreateContainerOptionsBuilder;
 
 use hoist_backup::spec::{AccessoryBackup, AgentSpec, DOCKER_SOCKET, SPEC_ENV, STATE_DIR, Target};
 
 use crate::config::{BackupConfig, Config};
-use crate::container::accessory::{pull_reporting, remove};
+use crate::container::accessory::{create_and_start, pull_reporting, remove};
 use crate::docker;
 use crate::naming::{LABEL_SERVICE, accessory_container, backup_container};
 use crate::registry;
 use crate::remote::Server;
-use crate::report::HintExt;
 use crate::reporter::Reporter;
 use crate::secrets::Secrets;
 
@@ -164,20 +162,13 @@ impl Agent {
             }),
             ..Default::default()
         };
-        docker
-            .create_container(
-                Some(CreateContainerOptionsBuilder::new().name(container).build()),
-                body,
-            )
-            .await
-            .with_context(|| format!("Failed to create `{container}` on `{}`", server.host))?;
-        docker
-            .start_container(container, None)
-            .await
-            .with_context(|| format!("Failed to start `{container}` on `{}`", server.host))
-            .hint(format!(
-                "see its output with `hoist logs --container {container}`"
-            ))?;
+        create_and_start(
+            server,
+            container,
+            body,
+            format!("see its output with `hoist logs --container {container}`"),
+        )
+        .await?;
         let names: Vec<&str> = self
             .spec
             .accessories
