@@ -175,6 +175,27 @@ impl LoadBalancer {
         pick(&self.writers, &self.next_writer)
     }
 
+    /// Claims a healthy target not in `tried` for a request sent again, from the set
+    /// [`claim`](Self::claim) would pick from: readers for a read when there are healthy ones,
+    /// writers otherwise.
+    pub fn claim_other(&self, read: bool, tried: &[Arc<Target>]) -> Option<RequestGuard> {
+        let untried = |target: &&Arc<Target>| {
+            target.is_healthy() && !tried.iter().any(|done| Arc::ptr_eq(done, target))
+        };
+        let readers_up = read && self.readers.iter().any(|target| target.is_healthy());
+        let set = if readers_up {
+            &self.readers
+        } else {
+            &self.writers
+        };
+        set.iter().filter(untried).find_map(|target| target.claim())
+    }
+
+    /// How many targets this balancer has, readers included.
+    pub fn len(&self) -> usize {
+        self.writers.len() + self.readers.len()
+    }
+
     /// True when this balancer splits reads from writes, so writes set the affinity cookie.
     pub fn has_readers(&self) -> bool {
         !self.readers.is_empty()

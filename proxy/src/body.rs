@@ -269,6 +269,34 @@ impl Buffered {
     pub fn spilled(&self) -> bool {
         self.held_disk > 0
     }
+
+    /// An empty body, for a request sent again whose own body had nothing in it.
+    pub fn empty(budget: &Arc<BufferBudget>) -> Self {
+        Buffered {
+            memory: Bytes::new(),
+            spill: None,
+            tail: None,
+            length: 0,
+            sent_memory: false,
+            read_buffer: BytesMut::new(),
+            budget: Arc::clone(budget),
+            held_memory: 0,
+            held_disk: 0,
+        }
+    }
+
+    /// A second copy of a body held whole in memory and not yet sent, for sending the request
+    /// again to another target; `None` for one that spilled to disk or ran out of budget. The
+    /// copy shares the bytes and holds no budget of its own (this one does).
+    pub fn replica(&self) -> Option<Self> {
+        if self.spill.is_some() || self.tail.is_some() || self.sent_memory {
+            return None;
+        }
+        let mut copy = Self::empty(&self.budget);
+        copy.memory = self.memory.clone();
+        copy.length = self.length;
+        Some(copy)
+    }
 }
 
 impl Drop for Buffered {

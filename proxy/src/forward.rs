@@ -48,6 +48,19 @@ thread_local! {
     static CLIENT: UpstreamClient = upstream_client();
 }
 
+/// A second copy of a request body that can be sent again: none (a body with nothing in it),
+/// or one buffered whole in memory.
+fn replay(body: &RequestBody, buffers: &Arc<BufferBudget>) -> Option<RequestBody> {
+    use hyper::body::Body as _;
+    match body {
+        RequestBody::Left(streamed) if streamed.is_end_stream() => {
+            Some(RequestBody::Right(crate::body::Buffered::empty(buffers)))
+        }
+        RequestBody::Left(_) => None,
+        RequestBody::Right(buffered) => buffered.replica().map(RequestBody::Right),
+    }
+}
+
 /// Per-request facts the forwarder needs from the layers above it.
 #[derive(Debug)]
 pub struct ForwardContext<'a> {
@@ -71,6 +84,8 @@ pub struct ForwardContext<'a> {
     pub add_cookie: Option<String>,
     /// Scheme the client used (`http`, `https`), for X-Forwarded-Proto.
     pub scheme: &'static str,
+    /// How many other targets a request that failed before any response may go to.
+    pub retries: usize,
 }
 
 /// How forwarding failed, as the status the client gets.
@@ -121,11 +136,33 @@ impl ForwardError {
     }
 }
 
-/// Sends `request` to the claimed target and returns the target's response, ready for the client.
+/// Sends `request` to the claimed target and returns the target's response, ready for the client,
+/// with the guard of the target that answered (or failed last).
+///
+/// When the request fails before any byte of a response (the connection refused, reset or
+/// closed), it goes again to a target `another` claims, up to `context.retries` times, provided
+/// the body can be sent again: none, or buffered whole in memory. A streamed body, an upgrade,
+/// a timeout and a drain are never retried. A refused connection also takes the target out of
+/// rotation until its health checks bring it back (passive ejection), when there are others.
 pub async fn forward(
-    mut request: Request<Incoming>,
-    guard: &RequestGuard,
+    request: Request<Incoming>,
+    guard: RequestGuard,
     context: ForwardContext<'_>,
+    another: impl FnMut(&[Arc<crate::target::Target>]) -> Option<RequestGuard>,
+) -> (
+    Result<Response<ResponseContent>, ForwardError>,
+    RequestGuard,
+) {
+    let mut guard = guard;
+    let result = forward_to(request, &mut guard, context, another).await;
+    (result, guard)
+}
+
+async fn forward_to(
+    mut request: Request<Incoming>,
+    guard: &mut RequestGuard,
+    context: ForwardContext<'_>,
+    mut another: impl FnMut(&[Arc<crate::target::Target>]) -> Option<RequestGuard>,
 ) -> Result<Response<ResponseContent>, ForwardError> {
     let options = context.options;
     let upgrade = is_upgrade(&request);
@@ -165,9 +202,7 @@ pub async fn forward(
         RequestBody::Left(IdleTimeout::new(body, context.client_timeout))
     };
 
-    let target = guard.target();
-    parts.uri = upstream_uri(&target.authority, context.path, parts.uri.query())
-        .map_err(|error| ForwardError::BadRequest(error.to_string()))?;
+    let query = parts.uri.query().map(str::to_owned);
     if !context.host.is_empty()
         && let Ok(host) = HeaderValue::from_str(context.host)
     {
@@ -185,22 +220,70 @@ pub async fn forward(
         host: context.host,
     };
     let trusted = forwarded::prepare(&mut parts.headers, options, arrival);
-    if let Ok(value) = HeaderValue::from_str(&target.address) {
-        forwarded::append_or_set(&mut parts.headers, X_KAMAL_TARGET, value, trusted);
-    }
 
-    let upstream = Request::from_parts(parts, body);
-    let cancelled = target.request_cancelled();
-    let response = tokio::select! {
-        result = tokio::time::timeout(options.target_timeout, CLIENT.with(|client| client.request(upstream))) => match result {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(ForwardError::BadGateway(innermost_cause(&error))),
-            Err(_) => return Err(ForwardError::Timeout(format!(
-                "no response within the target timeout ({})",
-                crate::duration::format_duration(options.target_timeout)
-            ))),
-        },
-        _ = cancelled.cancelled() => return Err(ForwardError::Drained),
+    let mut tried: Vec<Arc<crate::target::Target>> = Vec::new();
+    let mut body = Some(body);
+    let response = loop {
+        let target = Arc::clone(guard.target());
+        let Some(this_body) = body.take() else {
+            return Err(ForwardError::Internal("request body lost".into()));
+        };
+        // A spare copy of what is sent, for sending it again elsewhere.
+        let spare = if !upgrade && tried.len() < context.retries {
+            replay(&this_body, context.buffers).map(|spare| (parts.headers.clone(), spare))
+        } else {
+            None
+        };
+        let mut headers = std::mem::take(&mut parts.headers);
+        if let Ok(value) = HeaderValue::from_str(&target.address) {
+            forwarded::append_or_set(&mut headers, X_KAMAL_TARGET, value, trusted);
+        }
+        let mut upstream = Request::new(this_body);
+        *upstream.method_mut() = parts.method.clone();
+        *upstream.uri_mut() = upstream_uri(&target.authority, context.path, query.as_deref())
+            .map_err(|error| ForwardError::BadRequest(error.to_string()))?;
+        *upstream.version_mut() = Version::HTTP_11;
+        *upstream.headers_mut() = headers;
+        if spare.is_none() {
+            *upstream.extensions_mut() = std::mem::take(&mut parts.extensions);
+        }
+        let cancelled = target.request_cancelled();
+        let error = tokio::select! {
+            result = tokio::time::timeout(options.target_timeout, CLIENT.with(|client| client.request(upstream))) => match result {
+                Ok(Ok(response)) => break response,
+                Ok(Err(error)) => error,
+                Err(_) => return Err(ForwardError::Timeout(format!(
+                    "no response within the target timeout ({})",
+                    crate::duration::format_duration(options.target_timeout)
+                ))),
+            },
+            _ = cancelled.cancelled() => return Err(ForwardError::Drained),
+        };
+        let detail = innermost_cause(&error);
+        if error.is_connect() && context.retries > 0 && target.set_healthy(false) {
+            tracing::info!(
+                target_address = %target.address,
+                error = %detail,
+                "Target taken out of rotation after a connection error"
+            );
+        }
+        tried.push(target);
+        let Some((headers, spare)) = spare else {
+            return Err(ForwardError::BadGateway(detail));
+        };
+        let Some(next) = another(&tried) else {
+            return Err(ForwardError::BadGateway(detail));
+        };
+        tracing::info!(
+            from = %tried.last().map_or("", |t| t.address.as_str()),
+            to = %next.target().address,
+            error = %detail,
+            "Retrying the request on another target"
+        );
+        context.metrics.retried();
+        parts.headers = headers;
+        body = Some(spare);
+        *guard = next;
     };
 
     let (mut parts, body) = response.into_parts();

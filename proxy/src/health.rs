@@ -153,6 +153,7 @@ impl Prober {
         let mut successes = 0u32;
         let mut failures = 0u32;
         let mut ever_healthy = target.is_healthy();
+        let mut seen_healthy = ever_healthy;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -165,6 +166,11 @@ impl Prober {
                 _ = stop.cancelled() => return,
                 result = self.probe(&target, &options) => result,
             };
+            // Taken out of rotation by a failed request since the last probe (passive
+            // ejection): it comes back after `rise` passing probes, as after failed ones.
+            if seen_healthy && !target.is_healthy() {
+                successes = 0;
+            }
             match result {
                 Ok(()) => {
                     failures = 0;
@@ -195,6 +201,7 @@ impl Prober {
                     }
                 }
             }
+            seen_healthy = target.is_healthy();
         }
     }
 }

@@ -71,6 +71,7 @@ struct Bounds {
     buffered_bytes: Family<PlaceLabels, Gauge>,
     buffer_budget_exceeded: Family<PlaceLabels, Counter>,
     request_body_timeouts: Family<KindLabels, Counter>,
+    retries: Counter,
 }
 
 impl Bounds {
@@ -106,6 +107,12 @@ impl Bounds {
             "hoist_proxy_request_body_timeouts",
             "Request bodies cut because the client was too slow, by kind (idle, deadline)",
             self.request_body_timeouts.clone(),
+        );
+        registry.register(
+            "hoist_proxy_upstream_retries",
+            "Requests sent again to another target after their connection failed before any \
+             response",
+            self.retries.clone(),
         );
         registry.register(
             "hoist_proxy_log_lines_dropped",
@@ -243,6 +250,11 @@ impl Metrics {
             .request_body_timeouts
             .get_or_create(&KindLabels { kind })
             .inc();
+    }
+
+    /// Counts a request sent again to another target.
+    pub fn retried(&self) {
+        self.bounds.retries.inc();
     }
 
     /// The in-flight gauge of a service.

@@ -196,9 +196,13 @@ impl Service {
             host: routed.host,
             add_cookie,
             scheme: routed.scheme,
+            retries: balancer.len().saturating_sub(1).min(MAX_RETRIES),
         };
+        let read = is_read_method(request.method());
+        let another = |tried: &[Arc<crate::target::Target>]| balancer.claim_other(read, tried);
+        let (result, guard) = forward(request, guard, context, another).await;
         let target = Some(guard.target().address.clone());
-        match forward(request, &guard, context).await {
+        match result {
             Ok(response) => {
                 let (parts, content) = response.into_parts();
                 let mut body = ResponseBody::new(content);
@@ -239,6 +243,9 @@ impl Service {
         }
     }
 }
+
+/// Most other targets a request that failed before any response is sent to.
+const MAX_RETRIES: usize = 2;
 
 fn is_read_method(method: &Method) -> bool {
     *method == Method::GET || *method == Method::HEAD

@@ -773,3 +773,57 @@ async fn metrics_h2c_timeouts_and_graceful_shutdown() {
     let status = blocking(move || proxy.child.wait().unwrap()).await;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_goes_away_costs_no_request_retried_elsewhere_and_ejected() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let proxy = Proxy::start(&[&format!("--metrics-port={metrics_port}")]);
+    let control = proxy.control();
+    let targets = format!("{},{}", a.target(), b.target());
+    // Checks far apart, so only failed requests can take b out before the test ends.
+    ok(
+        &control,
+        &[
+            "deploy",
+            "web",
+            "--target",
+            &targets,
+            "--buffer-requests",
+            "--health-check-interval=30s",
+        ],
+    )
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(get(&proxy.url("/version")).await.body);
+    }
+    assert!(seen.contains(&"b".to_owned()), "{seen:?}");
+
+    b.stop();
+    for _ in 0..10 {
+        let got = get(&proxy.url("/version")).await;
+        assert_eq!((got.status, got.body.as_str()), (200, "a"));
+    }
+    let post = send(
+        Request::post(proxy.url("/echo"))
+            .body(Full::new(Bytes::from_static(b"kept for a retry")))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!((post.status, post.body.as_str()), (200, "kept for a retry"));
+    proxy.wait_for_log("Target taken out of rotation after a connection error");
+    proxy.wait_for_log("Retrying the request on another target");
+    let metrics = get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .body;
+    let retries = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hoist_proxy_upstream_retries_total "))
+        .and_then(|count| count.trim().parse::<u64>().ok())
+        .expect("retries counter");
+    assert!(retries >= 1, "{metrics}");
+}

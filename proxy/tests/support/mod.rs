@@ -301,15 +301,19 @@ impl Backend {
                     _ = stop.changed() => return,
                 };
                 let state = Arc::clone(&state);
+                let mut stopped = stop.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         let state = Arc::clone(&state);
                         async move { Ok::<_, Infallible>(state.answer(request).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let connection = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = stopped.changed() => {}
+                    }
                 });
             }
         });
@@ -331,6 +335,7 @@ impl Backend {
         self.healthy.store(healthy, Ordering::SeqCst);
     }
 
+    /// Stops as a crashed server does: the port refuses connections and open ones are cut.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
     }
