@@ -192,7 +192,7 @@ impl LoadBalancer {
     }
 
     /// How many targets this balancer has, readers included.
-    pub fn len(&self) -> usize {
+    pub fn target_count(&self) -> usize {
         self.writers.len() + self.readers.len()
     }
 

@@ -196,7 +196,7 @@ impl Service {
             host: routed.host,
             add_cookie,
             scheme: routed.scheme,
-            retries: balancer.len().saturating_sub(1).min(MAX_RETRIES),
+            retries: balancer.target_count().saturating_sub(1).min(MAX_RETRIES),
         };
         let read = is_read_method(request.method());
         let another = |tried: &[Arc<crate::target::Target>]| balancer.claim_other(read, tried);
