@@ -179,17 +179,7 @@ impl Buffered {
         if max > 0 && body.size_hint().lower() > max {
             return Err(BufferError::TooLarge(max));
         }
-        let mut buffer = Buffered {
-            memory: Bytes::new(),
-            spill: None,
-            tail: None,
-            length: 0,
-            sent_memory: false,
-            read_buffer: BytesMut::new(),
-            budget: Arc::clone(budget),
-            held_memory: 0,
-            held_disk: 0,
-        };
+        let mut buffer = Self::empty(budget);
         let mut memory = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|error| BufferError::Read(error.into()))?;
