@@ -101,6 +101,10 @@ pub enum Command {
     /// Manage accessories (databases, caches) declared in deploy.toml
     #[command(subcommand)]
     Accessory(AccessoryCommand),
+    /// The load balancer of `[loadbalancer]`: which web hosts it sends to, drain one for
+    /// maintenance
+    #[command(subcommand)]
+    Lb(LbCommand),
     /// Back up accessories to S3-compatible storage, list, restore and verify backups
     #[command(subcommand)]
     Backup(BackupCommand),
@@ -335,6 +339,23 @@ impl BackupCommand {
     pub fn needs_name(&self) -> bool {
         matches!(self, BackupCommand::Restore { .. })
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LbCommand {
+    /// Show each web host as the load balancer sees it: in rotation, healthy, drained
+    Details,
+    /// Take a web host out of rotation: the load balancer stops sending it new requests and
+    /// lets those in flight finish
+    Drain {
+        /// The web host, as in `[servers]`
+        host: String,
+    },
+    /// Put a drained web host back in rotation, once it passes its health check
+    Undrain {
+        /// The web host, as in `[servers]`
+        host: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -57,6 +57,10 @@ pub struct ServiceSummary {
     pub state: String,
     pub tls: bool,
     pub rollout_targets: Vec<String>,
+    /// The targets (writers and readers) out of rotation: failing their health checks, or
+    /// taken out after a connection error. Absent from an older proxy's answer.
+    #[serde(default)]
+    pub unhealthy_targets: Vec<String>,
 }
 
 /// A control command failed; the message goes to the CLI as `Error: <message>`.
@@ -476,7 +480,13 @@ impl Router {
             .values()
             .map(|service| {
                 let options = service.config.load().options.clone();
-                let (targets, read_targets) = service.active.load().addresses();
+                let active = service.active.load();
+                let (targets, read_targets) = active.addresses();
+                let unhealthy_targets = active
+                    .targets()
+                    .filter(|target| !target.is_healthy())
+                    .map(|target| target.address.clone())
+                    .collect();
                 ServiceSummary {
                     name: service.name.to_string(),
                     hosts: options.hosts,
@@ -491,6 +501,7 @@ impl Router {
                         .as_ref()
                         .map(|balancer| balancer.addresses().0)
                         .unwrap_or_default(),
+                    unhealthy_targets,
                 }
             })
             .collect()

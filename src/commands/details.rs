@@ -10,6 +10,7 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::container::loadbalancer;
 use crate::docker;
 use crate::fleet::Fleet;
 use crate::lock::{self, LockInfo};
@@ -39,6 +40,9 @@ struct HostDetails {
     /// The backup agent's record of each backed-up accessory here.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     backups: Vec<hoist_backup::manifest::Status>,
+    /// On the load balancer: each web host as it sees it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    web_hosts: Option<Vec<loadbalancer::WebHost>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +87,7 @@ pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result
             containers: Vec::new(),
             lock: None,
             backups: Vec::new(),
+            web_hosts: None,
         });
     }
     // Keep the configured host order.
@@ -96,6 +101,15 @@ pub async fn run(config: &Config, hosts: &[String], printer: &Printer) -> Result
         ));
     } else {
         printer.data(render(&details));
+        for host in &details {
+            if let Some(rows) = &host.web_hosts {
+                printer.data(format!(
+                    "\nLoad balancer {}\n{}",
+                    host.host,
+                    super::lb::render(rows)
+                ));
+            }
+        }
     }
 
     match unreachable.len() {
@@ -126,6 +140,7 @@ async fn gather(config: &Config, server: &Server) -> HostDetails {
         containers: Vec::new(),
         lock: None,
         backups: Vec::new(),
+        web_hosts: None,
     };
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let (listed, proxy_state, lock_state) = tokio::join!(
@@ -148,6 +163,17 @@ async fn gather(config: &Config, server: &Server) -> HostDetails {
     match backups(config, server).await {
         Ok(backups) => details.backups = backups,
         Err(err) => details.error = Some(format!("asking the backup agent: {err:#}")),
+    }
+    if config
+        .loadbalancer
+        .as_ref()
+        .is_some_and(|lb| lb.host == server.host)
+        && details.proxy.as_ref().is_some_and(|p| p.state == "running")
+    {
+        match loadbalancer::status(server, config).await {
+            Ok(rows) => details.web_hosts = rows,
+            Err(err) => details.error = Some(format!("reading the load balancer: {err:#}")),
+        }
     }
     details
 }

@@ -10,6 +10,7 @@ pub mod deploy;
 mod details;
 mod exec;
 mod init;
+mod lb;
 mod lock;
 mod logs;
 pub mod proxy;
@@ -77,6 +78,10 @@ pub async fn run(cli: Cli, printer: &Printer) -> Result<()> {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;
             let hosts = select_hosts(&config, &cli.global)?;
             backup::run(command, &config, &hosts, printer).await
+        }
+        Command::Lb(ref command) => {
+            let config = load_config(&cli.global, &DestinationArg { destination: None })?;
+            lb::run(command, &config, printer).await
         }
         Command::Lock(ref command) => {
             let config = load_config(&cli.global, &DestinationArg { destination: None })?;

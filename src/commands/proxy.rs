@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::cli::ProxyCommand;
 use crate::config::Config;
-use crate::container::{self, handover, proxy};
+use crate::container::{self, handover, loadbalancer, proxy};
 use crate::deploy;
 use crate::docker;
 use crate::fleet::{self, Fleet};
@@ -84,9 +84,28 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
     let vars = deploy::hook_vars(config, &performer, "proxy", "reboot", &[]);
     let hooks = Hooks::new(&config.hooks_path, *printer, vars, started);
     let lock_info = LockInfo::new(&performer, "proxy reboot", None)?;
+    let web_hosts = loadbalancer::web_hosts(config);
+    let lb_env = match &config.loadbalancer {
+        Some(_) => proxy::deploy_env(
+            config,
+            &Secrets::load(&config.root, config.destination.as_deref())?,
+        )?,
+        None => Vec::new(),
+    };
 
     let reporter = Reporter::new(*printer);
-    let connect_to = fleet::with_primary(config, hosts);
+    let mut connect_to = fleet::with_primary(config, hosts);
+    // Web hosts leave the load balancer's rotation while their proxy is replaced.
+    let lb_host = config
+        .loadbalancer
+        .as_ref()
+        .map(|lb| lb.host.clone())
+        .filter(|_| hosts.iter().any(|host| web_hosts.contains(host)));
+    if let Some(lb) = &lb_host
+        && !connect_to.contains(lb)
+    {
+        connect_to.push(lb.clone());
+    }
     let fleet = Fleet::connect(
         config,
         &connect_to,
@@ -95,6 +114,7 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
         "reboot hoist-proxy",
     )
     .await?;
+    let lb_server = lb_host.as_deref().and_then(|host| fleet.server(host));
     let held = fleet
         .lock_now(
             config,
@@ -141,12 +161,26 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
                     "reboot the others with `hoist proxy reboot --hosts …`",
                 ));
             }
+            let out: Vec<String> = batch
+                .iter()
+                .map(|server| server.host.clone())
+                .filter(|host| web_hosts.contains(host))
+                .collect();
+            let balanced = match lb_server {
+                Some(lb) if !out.is_empty() => {
+                    rotate_lb(lb, config, &out, &lb_env, &reporter, true).await?
+                }
+                _ => false,
+            };
             let results = futures_util::future::join_all(
                 batch
                     .iter()
                     .map(|server| reboot_host(config, server, credentials.clone(), &reporter)),
             )
             .await;
+            if let Some(lb) = lb_server.filter(|_| balanced) {
+                rotate_lb(lb, config, &[], &lb_env, &reporter, false).await?;
+            }
             let (mut rebooted, mut failed) = (proxy_servers[..done].to_vec(), Vec::new());
             let mut first = None;
             for (server, result) in batch.iter().zip(results) {
@@ -191,6 +225,41 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
         ),
     );
     Ok(())
+}
+
+/// Take `out` out of the load balancer's rotation (`leaving`) or put every web host not
+/// drained back; false when the LB routes nothing for this app yet.
+async fn rotate_lb(
+    lb: &Server,
+    config: &Config,
+    out: &[String],
+    env: &[String],
+    reporter: &Reporter,
+    leaving: bool,
+) -> Result<bool> {
+    let progress = reporter.host(&lb.host);
+    progress.step(if leaving {
+        format!("taking {} out of rotation", out.join(", "))
+    } else {
+        "putting the web hosts back in rotation".to_string()
+    });
+    match loadbalancer::sync_without(lb, config, out, env).await {
+        Ok(balanced) => {
+            progress.done(match (balanced, leaving) {
+                (false, _) => "routes nothing for this app yet".to_string(),
+                (true, true) => format!("{} out of rotation", out.join(", ")),
+                (true, false) => "web hosts back in rotation".to_string(),
+            });
+            Ok(balanced)
+        }
+        Err(err) => {
+            progress.failed("load balancer not updated");
+            Err(with_hint(
+                err,
+                "`hoist lb details` shows which web hosts the load balancer sends to;                  `hoist lb undrain HOST` puts one back",
+            ))
+        }
+    }
 }
 
 async fn reboot_host(
@@ -469,7 +538,7 @@ async fn host_logs(server: &Server, lines: usize, prefixed: bool) -> Result<()> 
 
 /// The hosts among `hosts` where a role runs behind the proxy; none is an error.
 fn proxy_hosts(config: &Config, hosts: &[String]) -> Result<Vec<String>> {
-    let selected = proxy::hosts(config, hosts);
+    let selected = loadbalancer::proxy_hosts(config, hosts);
     if selected.is_empty() {
         return Err(hinted(
             "No role behind hoist-proxy runs on the selected hosts",
@@ -564,6 +633,7 @@ mod tests {
             state: "running".into(),
             tls: false,
             rollout_targets: vec![],
+            unhealthy_targets: vec![],
         }]);
         let table = render_services(&[serving, row("b", "running", None)]);
         assert_eq!(

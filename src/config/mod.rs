@@ -7,6 +7,7 @@
 mod backup;
 mod error;
 mod load;
+mod loadbalancer;
 mod locate;
 mod options;
 mod resolve;
@@ -61,6 +62,8 @@ pub struct Config {
     pub builder: BuilderConfig,
     pub boot: BootConfig,
     pub accessories: BTreeMap<String, AccessoryConfig>,
+    /// `[loadbalancer]`: hoist-proxy on its own host in front of every web host.
+    pub loadbalancer: Option<LoadBalancerConfig>,
     /// `[backup]`'s own keys (the bucket keys are resolved into each accessory's backup).
     pub backup: AgentConfig,
     pub setup: SetupConfig,
@@ -136,6 +139,28 @@ pub struct AcmeConfig {
     pub challenge: Option<hoist_proxy::options::ChallengeKind>,
     pub eab_kid: Option<String>,
     pub eab_hmac_key: Option<SecretRef>,
+    /// A private ACME CA's root certificate (PEM) on this machine, absolute.
+    pub ca_root: Option<PathBuf>,
+}
+
+/// `[loadbalancer]`: the one public entry. Its hoist-proxy terminates TLS (`proxy.tls`,
+/// `[proxy.acme]`) and balances over every web host's proxy, which then serves plain HTTP and
+/// trusts only the LB's forwarded headers.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadBalancerConfig {
+    pub host: String,
+    /// The LB's address as the web hosts see its connections (default: `host`, when that is an
+    /// IP address).
+    pub private_address: std::net::IpAddr,
+    /// Where the LB reaches each web host, when not at its `[servers]` address.
+    pub web_addresses: BTreeMap<String, String>,
+}
+
+impl LoadBalancerConfig {
+    /// The address the LB reaches web host `host` on.
+    pub fn web_address<'a>(&'a self, host: &'a str) -> &'a str {
+        self.web_addresses.get(host).map_or(host, String::as_str)
+    }
 }
 
 /// An ACME directory: Let's Encrypt's (production or staging) or any other by URL.
@@ -286,18 +311,16 @@ impl Config {
         refs
     }
 
-    /// Every host: roles' (in role order), then accessories'; each once, in that order.
-    #[allow(
-        dead_code,
-        reason = "public API for the deploy commands, which are not wired yet"
-    )]
+    /// Every host: roles' (in role order), then accessories', then the load balancer; each
+    /// once, in that order.
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = Vec::new();
         let all = self
             .roles
             .values()
             .flat_map(|role| &role.hosts)
-            .chain(self.accessories.values().flat_map(|acc| &acc.hosts));
+            .chain(self.accessories.values().flat_map(|acc| &acc.hosts))
+            .chain(self.loadbalancer.iter().map(|lb| &lb.host));
         for host in all {
             if !hosts.contains(host) {
                 hosts.push(host.clone());
@@ -493,20 +516,9 @@ env = { secret = ["DB_PASSWORD"] }
     }
 
     #[test]
-    fn a_load_balancer_table_and_an_unknown_primary_role_are_refused_with_a_way_out() {
+    fn an_unknown_primary_role_is_refused_with_a_way_out() {
         let dir = tempfile::tempdir().expect("temp dir");
         let base = "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\"]\n";
-        write(
-            dir.path(),
-            "deploy.toml",
-            &format!("{base}[loadbalancer]\nhost = \"lb\"\n"),
-        );
-        let err = load(Some(&dir.path().join("deploy.toml")), None).expect_err("refused");
-        let text = format!("{err:#}");
-        assert!(
-            text.contains("`[loadbalancer]` is not supported yet"),
-            "{text}"
-        );
         write(
             dir.path(),
             "deploy.toml",

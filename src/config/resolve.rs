@@ -144,7 +144,7 @@ pub fn resolve(
     }
     let healthcheck = proxy.healthcheck.unwrap_or_default();
     let buffering = proxy.buffering.unwrap_or_default();
-    let acme = resolve_acme(proxy.acme, tls, &fail, &secret)?;
+    let acme = resolve_acme(proxy.acme, tls, &root, &fail, &secret)?;
     let proxy = ProxyConfig {
         image: proxy
             .image
@@ -311,19 +311,30 @@ pub fn resolve(
         accessories.insert(name.0, accessory);
     }
 
-    if schema.loadbalancer.is_some() {
-        // Kept in the schema so the error names the table instead of calling it unknown.
-        return Err(fail(
-            "loadbalancer",
-            "`[loadbalancer]` is not supported yet: hoist does not run a load balancer".to_string(),
-            Some(
-                "remove the table; to run your own load balancer in front of the web hosts, \
-                 list its address in `proxy.trusted_proxies` so the apps see the clients' \
-                 addresses"
-                    .to_string(),
-            ),
-        ));
-    }
+    let loadbalancer = match schema.loadbalancer {
+        Some(lb) => {
+            let hosts_of = |behind: Option<bool>| -> Vec<String> {
+                let mut hosts: Vec<String> = Vec::new();
+                for role in roles.values() {
+                    if behind.is_none_or(|proxy| role.proxy == proxy) {
+                        for host in &role.hosts {
+                            if !hosts.contains(host) {
+                                hosts.push(host.clone());
+                            }
+                        }
+                    }
+                }
+                hosts
+            };
+            Some(super::loadbalancer::resolve_loadbalancer(
+                lb,
+                &hosts_of(Some(true)),
+                &hosts_of(None),
+                &fail,
+            )?)
+        }
+        None => None,
+    };
 
     Ok(Config {
         hooks_path: absolute(
@@ -349,6 +360,7 @@ pub fn resolve(
         builder,
         boot,
         accessories,
+        loadbalancer,
         backup: AgentConfig {
             image: backup_defaults
                 .image
@@ -388,6 +400,7 @@ pub(super) type MakeSecret<'a> = dyn Fn(String, String) -> SecretRef + 'a;
 fn resolve_acme(
     acme: Option<AcmeSchema>,
     tls: bool,
+    root: &Path,
     fail: &Fail,
     secret: &MakeSecret,
 ) -> Result<AcmeConfig, ConfigError> {
@@ -443,11 +456,29 @@ fn resolve_acme(
         }
         _ => {}
     }
+    let ca_root = match acme.ca_root {
+        Some(path) => {
+            let path = absolute(root, &path.0);
+            if let Err(err) = std::fs::metadata(&path) {
+                return Err(fail(
+                    "proxy.acme.ca_root",
+                    format!("can't read `{}`: {err}", path.display()),
+                    Some(
+                        "give the path, on this machine, of the PEM root certificate of your                          ACME server's HTTPS (relative paths start at deploy.toml)"
+                            .to_string(),
+                    ),
+                ));
+            }
+            Some(path)
+        }
+        None => None,
+    };
     Ok(AcmeConfig {
         directory,
         challenge: acme.challenge,
         eab_kid,
         eab_hmac_key,
+        ca_root,
     })
 }
 

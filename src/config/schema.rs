@@ -103,6 +103,8 @@ pub struct AcmeSchema {
     pub eab_kid: Option<NonEmpty>,
     /// The NAME of the secret holding the EAB HMAC key.
     pub eab_hmac_key: Option<EnvName>,
+    /// A PEM file on this machine: the root of a private ACME CA's HTTPS certificate.
+    pub ca_root: Option<NonEmpty>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -172,6 +174,9 @@ pub struct AccessorySchema {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBalancerSchema {
-    #[allow(dead_code, reason = "read only to refuse the table with a clear error")]
     pub host: Option<Host>,
+    /// The LB's address as the web hosts see it (their only trusted peer).
+    pub private_address: Option<Host>,
+    /// Web host (as in `[servers]`) to the address the LB reaches it on.
+    pub web_addresses: Option<BTreeMap<String, Host>>,
 }

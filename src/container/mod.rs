@@ -8,6 +8,7 @@ pub mod accessory;
 pub mod app;
 pub mod backup;
 pub mod handover;
+pub mod loadbalancer;
 pub mod oneoff;
 pub mod owner;
 pub mod proxy;

@@ -342,6 +342,9 @@ pub async fn prepare_deploy(
     env: &[String],
 ) -> Result<docker::Exec> {
     let args = deploy_args(config, service, id)?;
+    if config.proxy.tls && config.loadbalancer.is_none() {
+        upload_ca_root(docker, config).await?;
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     docker::create_exec(docker, PROXY_CONTAINER, &args, env).await
 }
@@ -428,16 +431,39 @@ pub fn deploy_env(config: &Config, secrets: &Secrets) -> Result<Vec<String>> {
 
 /// `hoist-proxy deploy SERVICE --target ID:PORT …` from `[proxy]`: hoist-proxy's own typed
 /// flags ([`DeployArgs`]), filled here and written out by the proxy crate, so no flag name or
-/// value syntax is spelled twice.
-fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> {
+/// value syntax is spelled twice. Behind a load balancer the web proxy serves plain HTTP (the
+/// LB terminates TLS) and trusts forwarded headers from the LB alone.
+pub(super) fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> {
     let proxy = &config.proxy;
     let short_id = &id[..id.len().min(12)];
     let target = format!("{short_id}:{}", proxy.app_port);
-    let mut args = DeployArgs::new(service, &[target])?;
+    let mut args = service_args(config, service, &[target], config.loadbalancer.is_none())?;
+    args.strip_path_prefix = proxy.strip_path_prefix;
+    // One passing probe puts a new container in service, as with kamal-proxy.
+    args.health_check_rise = 1;
+    if let Some(lb) = &config.loadbalancer {
+        args.trusted_proxies = vec![ipnet::IpNet::from(lb.private_address)];
+    }
+    Ok(args.to_args()?)
+}
+
+/// Where the ACME CA root of `[proxy.acme] ca_root` is kept in the proxy's volume.
+pub const CA_ROOT_PATH: &str = "/var/lib/hoist-proxy/acme-ca-root.pem";
+
+/// The flags every service hoist deploys shares, on a web host or the load balancer: the app's
+/// hosts and paths, timeouts, health checks, forwarded headers and buffering from `[proxy]`,
+/// and with `edge` (where TLS is terminated) `proxy.tls` with `[proxy.acme]`.
+pub(super) fn service_args(
+    config: &Config,
+    service: &str,
+    targets: &[String],
+    edge: bool,
+) -> Result<DeployArgs> {
+    let proxy = &config.proxy;
+    let mut args = DeployArgs::new(service, targets)?;
     args.host = proxy.hosts.clone();
     args.path_prefix = proxy.path_prefixes.clone();
-    args.strip_path_prefix = proxy.strip_path_prefix;
-    if proxy.tls {
+    if edge && proxy.tls {
         args.tls = true;
         let acme = &proxy.acme;
         match &acme.directory {
@@ -448,6 +474,9 @@ fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> 
         args.tls_acme_challenge = acme.challenge;
         // Its HMAC key goes in the exec's environment, see [`deploy`].
         args.tls_acme_eab_kid = acme.eab_kid.clone();
+        if acme.ca_root.is_some() {
+            args.tls_acme_ca_root = Some(CA_ROOT_PATH.into());
+        }
     }
     args.deploy_timeout = proxy.deploy_timeout;
     args.drain_timeout = proxy.drain_timeout;
@@ -455,8 +484,6 @@ fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> 
     args.health_check_path = proxy.healthcheck.path.clone();
     args.health_check_interval = proxy.healthcheck.interval;
     args.health_check_timeout = proxy.healthcheck.timeout;
-    // One passing probe puts a new container in service, as with kamal-proxy.
-    args.health_check_rise = 1;
     args.forward_headers = Some(proxy.forward_headers);
     args.trusted_proxies = proxy
         .trusted_proxies
@@ -474,7 +501,28 @@ fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> 
     if buffering.responses {
         args.max_response_body = buffering.max_response_body;
     }
-    Ok(args.to_args()?)
+    Ok(args)
+}
+
+/// Copy `[proxy.acme] ca_root` into the proxy's volume at [`CA_ROOT_PATH`], where a deploy
+/// with `--tls-acme-ca-root` reads it; nothing to do without one.
+pub async fn upload_ca_root(docker: &Docker, config: &Config) -> Result<()> {
+    let Some(path) = &config.proxy.acme.ca_root else {
+        return Ok(());
+    };
+    let pem = std::fs::read(path).with_context(|| {
+        format!(
+            "Failed to read `{}` (`proxy.acme.ca_root`)",
+            crate::config::display_path(path)
+        )
+    })?;
+    docker::upload_files(
+        docker,
+        PROXY_CONTAINER,
+        &[docker::FileSpec::new(CA_ROOT_PATH, pem, 0o644)],
+        &[],
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -669,6 +717,7 @@ mod tests {
             state: "running".into(),
             tls: false,
             rollout_targets: vec![],
+            unhealthy_targets: vec![],
         }];
         assert_eq!(
             live_target(&services, "hello-web").as_deref(),

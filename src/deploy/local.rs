@@ -26,7 +26,10 @@ pub struct Prepared {
     pub app_credentials: Option<DockerCredentials>,
     pub proxy_credentials: Option<DockerCredentials>,
     /// `NAME=value` for `hoist-proxy deploy`'s environment (secrets it must not get as flags).
+    /// Empty behind a load balancer: TLS is terminated there.
     pub proxy_env: Vec<String>,
+    /// The same for the load balancer's `hoist-proxy deploy`.
+    pub lb_env: Vec<String>,
     pub performer: String,
 }
 
@@ -44,7 +47,14 @@ pub fn prepare(
         env,
         app_credentials: registry::credentials_for(config, secrets, &config.image)?,
         proxy_credentials: registry::credentials_for(config, secrets, &config.proxy.image)?,
-        proxy_env: proxy::deploy_env(config, secrets)?,
+        proxy_env: match config.loadbalancer {
+            Some(_) => Vec::new(),
+            None => proxy::deploy_env(config, secrets)?,
+        },
+        lb_env: match config.loadbalancer {
+            Some(_) => proxy::deploy_env(config, secrets)?,
+            None => Vec::new(),
+        },
         performer: version::performer(&config.root),
     })
 }

@@ -18,6 +18,7 @@
 //! Ctrl-C stops at the next safe point (never in the middle of a proxy swap): before the first
 //! switch the new containers are removed, after it every switched unit goes back.
 
+mod balance;
 mod local;
 mod plan;
 mod release;
@@ -37,7 +38,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::container::app;
+use crate::container::{self, app};
 use crate::fleet::{self, Fleet};
 use crate::hooks::{Hook, Hooks};
 use crate::lock::LockInfo;
@@ -171,7 +172,16 @@ pub async fn run(
     //    reading change nothing, and the lock, the first write, waits for the registry's yes.
     let phase = Instant::now();
     let reporter = Reporter::new(*printer);
-    let connect_to = fleet::with_primary(config, &app_hosts);
+    let mut connect_to = fleet::with_primary(config, &app_hosts);
+    // The load balancer follows a release that puts a web host live.
+    let balanced = config.loadbalancer.as_ref().filter(|_| {
+        container::loadbalancer::web_hosts(config)
+            .iter()
+            .any(|host| app_hosts.contains(host))
+    });
+    if let Some(lb) = balanced {
+        connect_to.push(lb.host.clone());
+    }
     let check = check_first.as_ref().map(|version| {
         local::check_registry(config, version, prepared.app_credentials.clone(), printer)
     });
@@ -224,6 +234,7 @@ pub async fn run(
         scope,
         started,
         switched: Mutex::new(Vec::new()),
+        loadbalancer: balanced.and_then(|lb| fleet.server(&lb.host)),
         lock_release,
         lock_released: AtomicBool::new(false),
     };

@@ -60,6 +60,8 @@ pub(super) struct Release<'a> {
     pub scope: String,
     pub started: Instant,
     pub switched: Mutex<Vec<Switched>>,
+    /// The `[loadbalancer]` host, when the release puts a web host live.
+    pub loadbalancer: Option<&'a Server>,
     /// A command releasing the deploy lock, run with the last write on its host when nothing
     /// comes after the finish there (one host, no `post-deploy` hook): a round trip less.
     pub lock_release: Option<(String, String)>,
@@ -146,14 +148,17 @@ impl<'a> Release<'a> {
 
         hooks.run(Hook::PreDeploy, hosts)?;
         let phase = Instant::now();
-        let booted = join_all(
-            servers
-                .iter()
-                .zip(&surveys)
-                .map(|(server, survey)| self.boot_proxy(server, survey)),
-        )
-        .await;
+        let (booted, balancer) = tokio::join!(
+            join_all(
+                servers
+                    .iter()
+                    .zip(&surveys)
+                    .map(|(server, survey)| self.boot_proxy(server, survey)),
+            ),
+            self.boot_loadbalancer()
+        );
         first_error(booted)
+            .and(balancer)
             .map_err(|err| nothing_switched(self, err, "no app container was changed"))?;
         timings.add("proxy", phase);
         if self.kind == Kind::Deploy
@@ -185,6 +190,11 @@ impl<'a> Release<'a> {
         let finished = join_all(fleet.iter().map(|host| self.finish(host, release_lock))).await;
         first_error(finished)?;
         timings.add("stop old and prune", phase);
+        if self.loadbalancer.is_some() {
+            let phase = Instant::now();
+            self.sync_loadbalancer().await?;
+            timings.add("load balancer", phase);
+        }
         hooks.run(Hook::PostDeploy, hosts)?;
         Ok(())
     }

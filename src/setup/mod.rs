@@ -23,7 +23,7 @@ use anyhow::{Context, Result, anyhow};
 use futures_util::future::join_all;
 
 use crate::config::Config;
-use crate::container::{self, accessory, proxy};
+use crate::container::{self, accessory};
 use crate::deploy;
 use crate::docker;
 use crate::fleet::{self, Fleet};
@@ -339,7 +339,7 @@ async fn boot_proxies(
     printer: &Printer,
 ) -> Result<()> {
     let all: Vec<String> = servers.iter().map(|server| server.host.clone()).collect();
-    let proxied = proxy::hosts(config, &all);
+    let proxied = container::loadbalancer::proxy_hosts(config, &all);
     let results = join_all(servers.iter().map(|server| {
         let credentials = credentials.clone();
         let proxied = proxied.contains(&server.host);
