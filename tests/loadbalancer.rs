@@ -1,0 +1,293 @@
+//! The load balancer end to end on five sandbox servers: web hosts A and B (and E, added and
+//! removed), the `[loadbalancer]` host C, a database accessory on D. Every step runs under
+//! continuous load through the LB and counts every failed request: the first deploy, a deploy
+//! of v2, a version failing on B (the fleet goes back), draining and undraining A, A's proxy
+//! stopped and booted again, a third web host added and removed, and last B's whole server
+//! stopped. The app sees the client's address in `X-Forwarded-For`, and a forged one never
+//! reaches it.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::load::Load;
+use support::sandbox::{Sandbox, assert_success, testapp_dir, text, write_config};
+use support::{TestContext, eventually, http_get};
+
+const VERSIONS: [&str; 3] = ["v1", "v2", "v3"];
+
+struct Setup<'a> {
+    context: &'a TestContext,
+    sandbox: Sandbox,
+    dir: tempfile::TempDir,
+    /// A, B (web), C (LB), D (db), E (a third web host, for a while).
+    hosts: [String; 5],
+    base: String,
+}
+
+impl Setup<'_> {
+    /// deploy.toml with `web` as the web role's hosts and `extra` appended.
+    fn configure(&self, web: &[usize], extra: &str) {
+        let web: Vec<String> = web.iter().map(|index| self.hosts[*index].clone()).collect();
+        write_config(
+            self.dir.path(),
+            &self.sandbox,
+            &web,
+            "",
+            &format!("{}\n{extra}", self.base),
+        );
+    }
+
+    fn hoist(&self, args: &[&str]) -> Output {
+        self.context.hoist_in(self.dir.path(), args)
+    }
+
+    fn hoist_ok(&self, args: &[&str]) -> Output {
+        let output = self.hoist(args);
+        assert_success(&output, &format!("hoist {}", args.join(" ")));
+        output
+    }
+
+    fn deploy(&self, version: &str) -> Output {
+        self.hoist(&["deploy", "--skip-build", "--version", version])
+    }
+
+    fn lb(&self) -> String {
+        format!("{}:80", self.hosts[2])
+    }
+
+    /// `(host, in_rotation, healthy, drained)` per web host, from `hoist lb details --json`.
+    fn rotation(&self) -> Vec<(String, bool, Option<bool>, bool)> {
+        let output = self.hoist_ok(&["lb", "details", "--json"]);
+        let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        json["web_hosts"]
+            .as_array()
+            .expect("web_hosts")
+            .iter()
+            .map(|row| {
+                (
+                    row["host"].as_str().expect("host").to_string(),
+                    row["in_rotation"].as_bool().expect("in_rotation"),
+                    row["healthy"].as_bool(),
+                    row["drained"].as_bool().expect("drained"),
+                )
+            })
+            .collect()
+    }
+
+    /// The hosts in rotation and healthy.
+    fn serving(&self) -> Vec<String> {
+        self.rotation()
+            .into_iter()
+            .filter(|(_, in_rotation, healthy, _)| *in_rotation && *healthy == Some(true))
+            .map(|(host, ..)| host)
+            .collect()
+    }
+
+    /// The version each web host's own proxy answers.
+    fn version_on(&self, index: usize) -> String {
+        let (status, body) =
+            http_get(&format!("{}:80", self.hosts[index]), "/version").expect("GET /version");
+        assert_eq!(status, 200, "{body}");
+        body.trim().to_string()
+    }
+
+    /// Run `docker …` inside server `index`.
+    fn docker_on(&self, index: usize, command: &str) {
+        let output = self.sandbox.ssh(index, &format!("docker {command}"));
+        assert_success(&output, &format!("docker {command} on host {index}"));
+    }
+}
+
+/// Load through the LB while `action` runs; asserts zero failed requests.
+fn through_lb<T>(setup: &Setup, what: &str, action: impl FnOnce() -> T) -> T {
+    let load = Load::start(setup.lb(), 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let result = action();
+    std::thread::sleep(Duration::from_millis(300));
+    load.finish_clean(&format!("{what}, through the load balancer"), 20);
+    result
+}
+
+/// A GET through `address` with extra header lines; the body.
+fn get_with(address: &str, path: &str, headers: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// The value of header `name` in a `/headers` body.
+fn header<'b>(body: &'b str, name: &str) -> Option<&'b str> {
+    body.lines().find_map(|line| {
+        let (key, value) = line.split_once(": ")?;
+        key.eq_ignore_ascii_case(name).then_some(value)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_in_front_of_two_web_hosts_costs_no_request_through_deploys_and_failures() {
+    let context = TestContext::new();
+    let (_guard, sandbox) = Sandbox::up(&context, "lb", 5);
+    let docker = support::docker().await;
+    let registry = sandbox.registry();
+    let proxy_image = sandbox.push_proxy_image(&docker, "lb").await;
+    for version in VERSIONS {
+        let image = format!("{registry}/hello:{version}");
+        support::build_testapp_image(&docker, &image, version, false).await;
+        sandbox.push(&docker, &image).await;
+        let _ = docker
+            .remove_image(
+                &image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
+    let (username, password) = sandbox.registry_credentials();
+    let hosts = [0, 1, 2, 3, 4].map(|index| sandbox.address(index));
+    let base = format!(
+        "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\n\
+         password = \"REGISTRY_PASSWORD\"\n\
+         [proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\ndeploy_timeout = \"6s\"\n\
+         drain_timeout = \"2s\"\n\
+         [proxy.healthcheck]\ninterval = \"250ms\"\ntimeout = \"1s\"\n\
+         [accessories.db]\nimage = \"{registry}/hello:v1\"\nhost = \"{db}\"\n\
+         [loadbalancer]\nhost = \"{lb}\"\n",
+        db = hosts[3],
+        lb = hosts[2],
+    );
+    let setup = Setup {
+        context: &context,
+        dir: testapp_dir(&format!("REGISTRY_PASSWORD={password}\n")),
+        sandbox,
+        hosts,
+        base,
+    };
+    let [a, b, _, _, e] = setup.hosts.clone();
+    setup.configure(&[0, 1], "");
+
+    // v1: the LB sends to both web hosts, each answering with its own container.
+    setup.hoist_ok(&["accessory", "boot", "db"]);
+    assert_success(&setup.deploy("v1"), "first deploy");
+    let (status, body) = http_get(&setup.lb(), "/version").expect("GET through the LB");
+    assert_eq!((status, body.trim()), (200, "v1"));
+    let answered: BTreeSet<String> = (0..40)
+        .map(|_| http_get(&setup.lb(), "/").expect("GET /").1)
+        .collect();
+    assert_eq!(answered.len(), 2, "both web hosts answer: {answered:?}");
+    assert_eq!(setup.serving(), [a.clone(), b.clone()]);
+    let details = text(&setup.hoist_ok(&["details"])).0;
+    assert!(details.contains("Load balancer"), "{details}");
+
+    // The app sees the client as the LB saw it, over plain HTTP, and never a forged address.
+    let seen = get_with(&setup.lb(), "/headers", "X-Forwarded-For: 6.6.6.6\r\n");
+    let forwarded = header(&seen, "X-Forwarded-For").expect("X-Forwarded-For");
+    assert!(!forwarded.contains("6.6.6.6"), "{seen}");
+    let client = forwarded.split(',').next().unwrap_or_default().trim();
+    assert_ne!(client, setup.hosts[2], "the client, not the LB: {seen}");
+    assert_eq!(header(&seen, "X-Forwarded-Proto"), Some("http"), "{seen}");
+    // Straight to a web host, a forged header is not trusted either.
+    let direct = get_with(
+        &format!("{a}:80"),
+        "/headers",
+        "X-Forwarded-For: 6.6.6.6\r\n",
+    );
+    assert!(!direct.contains("6.6.6.6"), "{direct}");
+
+    // v2 under load; both hosts then serve it.
+    let output = through_lb(&setup, "deploy v2", || setup.deploy("v2"));
+    assert_success(&output, "deploy v2");
+    assert_eq!(
+        (setup.version_on(0), setup.version_on(1)),
+        ("v2".into(), "v2".into())
+    );
+
+    // v3 never healthy on B: the fleet goes back to v2, and the LB never noticed.
+    setup.configure(
+        &[0, 1],
+        &format!("[env]\nclear = {{ APP_BROKEN_ON_HOST = \"{b}\" }}\n"),
+    );
+    let output = through_lb(&setup, "a version failing on B", || setup.deploy("v3"));
+    assert!(!output.status.success(), "{}", text(&output).1);
+    assert_eq!(
+        (setup.version_on(0), setup.version_on(1)),
+        ("v2".into(), "v2".into())
+    );
+    setup.configure(&[0, 1], "");
+
+    // Drained for maintenance and back.
+    through_lb(&setup, "drain and undrain A", || {
+        setup.hoist_ok(&["lb", "drain", &a]);
+        let rotation = setup.rotation();
+        assert_eq!(rotation[0], (a.clone(), false, None, true), "{rotation:?}");
+        assert_eq!(setup.serving(), [b.clone()]);
+        setup.hoist_ok(&["lb", "undrain", &a]);
+    });
+    assert_eq!(setup.serving(), [a.clone(), b.clone()]);
+
+    // A's proxy stopped: the LB takes it out (a refused connection, then its health checks)
+    // and puts it back once it passes them again.
+    through_lb(&setup, "A's proxy stopped and booted", || {
+        setup.docker_on(0, "stop hoist-proxy-ports");
+        setup.docker_on(0, "stop hoist-proxy");
+        assert!(
+            eventually(Duration::from_secs(10), || setup.serving() == [b.clone()]),
+            "A leaves rotation: {:?}",
+            setup.rotation()
+        );
+        setup.hoist_ok(&["proxy", "boot", "--hosts", &a]);
+        assert!(
+            eventually(Duration::from_secs(10), || setup.serving().len() == 2),
+            "A comes back: {:?}",
+            setup.rotation()
+        );
+    });
+
+    // A third web host joins the rotation with a deploy, and leaves it with the next.
+    through_lb(&setup, "a third web host added", || {
+        setup.configure(&[0, 1, 4], "");
+        assert_success(&setup.deploy("v2"), "deploy with E");
+    });
+    assert_eq!(setup.serving(), [a.clone(), b.clone(), e.clone()]);
+    through_lb(&setup, "the third web host removed", || {
+        setup.configure(&[0, 1], "");
+        assert_success(&setup.deploy("v2"), "deploy without E");
+    });
+    assert_eq!(setup.serving(), [a.clone(), b.clone()]);
+
+    // B's whole server stopped: not one GET fails, and B is out.
+    let server_b = setup.sandbox.server(1)["container"]
+        .as_str()
+        .expect("container")
+        .to_string();
+    through_lb(&setup, "B's server stopped", || {
+        let stopped = std::process::Command::new("docker")
+            .args(["stop", &server_b])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("docker stop");
+        assert!(stopped.success());
+        assert!(
+            eventually(Duration::from_secs(15), || setup.serving() == [a.clone()]),
+            "B leaves rotation: {:?}",
+            setup.rotation()
+        );
+    });
+}
