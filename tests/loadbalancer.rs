@@ -237,7 +237,7 @@ async fn a_load_balancer_in_front_of_two_web_hosts_costs_no_request_through_depl
         setup.hoist_ok(&["lb", "drain", &a]);
         let rotation = setup.rotation();
         assert_eq!(rotation[0], (a.clone(), false, None, true), "{rotation:?}");
-        assert_eq!(setup.serving(), [b.clone()]);
+        assert_eq!(setup.serving(), std::slice::from_ref(&b));
         setup.hoist_ok(&["lb", "undrain", &a]);
     });
     assert_eq!(setup.serving(), [a.clone(), b.clone()]);
@@ -290,4 +290,123 @@ async fn a_load_balancer_in_front_of_two_web_hosts_costs_no_request_through_depl
             setup.rotation()
         );
     });
+}
+
+/// `curl` through the LB at `https://app.test{path}` (resolved to the LB, verified against
+/// `root`), with extra arguments; (HTTP version, body), or curl's error.
+fn curl_https(
+    lb: &str,
+    root: &std::path::Path,
+    path: &str,
+    extra: &[&str],
+) -> Result<(String, String), String> {
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--http2", "--max-time", "10", "--cacert"])
+        .arg(root)
+        .args(["--resolve", &format!("app.test:443:{lb}")])
+        .args(extra)
+        .args(["-w", "\n%{http_version}"])
+        .arg(format!("https://app.test{path}"))
+        .output()
+        .expect("run curl");
+    let (stdout, stderr) = text(&output);
+    if !output.status.success() {
+        return Err(stderr);
+    }
+    let (body, version) = stdout.rsplit_once('\n').unwrap_or_default();
+    Ok((version.to_string(), body.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_balancer_serves_https_over_h2_with_a_certificate_from_pebble() {
+    let context = TestContext::new();
+    let (_guard, sandbox) = Sandbox::up(&context, "lbtls", 3);
+    let docker = support::docker().await;
+    let registry = sandbox.registry();
+    let proxy_image = sandbox.push_proxy_image(&docker, "lbtls").await;
+    let image = format!("{registry}/hello:v1");
+    support::build_testapp_image(&docker, &image, "v1", false).await;
+    sandbox.push(&docker, &image).await;
+    let hosts = [0, 1, 2].map(|index| sandbox.address(index));
+    let subnet = sandbox.json["subnet"].as_str().expect("subnet");
+    let gateway = {
+        let base = subnet.split('/').next().expect("an address");
+        let (prefix, _) = base.rsplit_once('.').expect("IPv4");
+        format!("{prefix}.1")
+    };
+    let pebble = support::pebble::Pebble::start(&gateway, &hosts[2]);
+    let (username, password) = sandbox.registry_credentials();
+    let dir = testapp_dir(&format!("REGISTRY_PASSWORD={password}\n"));
+    write_config(
+        dir.path(),
+        &sandbox,
+        &hosts[..2],
+        "",
+        &format!(
+            "[registry]\nserver = \"{registry}\"\nusername = \"{username}\"\n\
+             password = \"REGISTRY_PASSWORD\"\n\
+             [proxy]\nimage = \"{proxy_image}\"\napp_port = 3000\ntls = true\n\
+             hosts = [\"app.test\"]\n\
+             [proxy.healthcheck]\ninterval = \"250ms\"\ntimeout = \"1s\"\n\
+             [proxy.acme]\ndirectory = \"{directory}\"\nca_root = \"{ca_root}\"\n\
+             [loadbalancer]\nhost = \"{lb}\"\n",
+            directory = pebble.directory(),
+            ca_root = pebble.https_ca.display(),
+            lb = hosts[2],
+        ),
+    );
+    let deploy = context.hoist_in(dir.path(), &["deploy", "--skip-build", "--version", "v1"]);
+    assert_success(&deploy, "deploy with TLS at the LB");
+
+    // A certificate from Pebble, verified by the client, over h2; the app sees https and the
+    // client's address (the gateway, as the LB sees this machine), never a forged one.
+    let root = pebble.issuing_root();
+    let mut last = String::new();
+    let answered = eventually(Duration::from_secs(30), || {
+        match curl_https(
+            &hosts[2],
+            &root,
+            "/headers",
+            &["-H", "X-Forwarded-For: 6.6.6.6"],
+        ) {
+            Ok(got) => {
+                last = format!("{got:?}");
+                true
+            }
+            Err(err) => {
+                last = err;
+                false
+            }
+        }
+    });
+    assert!(answered, "no HTTPS answer through the LB: {last}");
+    let (version, body) = curl_https(
+        &hosts[2],
+        &root,
+        "/headers",
+        &["-H", "X-Forwarded-For: 6.6.6.6"],
+    )
+    .expect("HTTPS through the LB");
+    assert_eq!(version, "2", "{body}");
+    assert!(pebble.issued() >= 1, "Pebble issued the certificate");
+    assert_eq!(header(&body, "X-Forwarded-Proto"), Some("https"), "{body}");
+    let forwarded = header(&body, "X-Forwarded-For").expect("X-Forwarded-For");
+    assert!(!forwarded.contains("6.6.6.6"), "{body}");
+    assert_eq!(
+        forwarded.split(',').next().map(str::trim),
+        Some(gateway.as_str()),
+        "{body}"
+    );
+    let answered: BTreeSet<String> = (0..20)
+        .map(|_| curl_https(&hosts[2], &root, "/", &[]).expect("GET /").1)
+        .collect();
+    assert_eq!(answered.len(), 2, "both web hosts answer: {answered:?}");
+
+    // The web hosts' proxies serve plain HTTP (no redirect, no certificate of their own).
+    let direct = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "-H", "Host: app.test"])
+        .arg(format!("http://{}:80/version", hosts[0]))
+        .output()
+        .expect("curl");
+    assert_eq!(text(&direct).0.trim(), "v1", "{}", text(&direct).1);
 }

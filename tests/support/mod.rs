@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod pebble;
 pub mod s3;
 pub mod sandbox;
 
