@@ -406,6 +406,9 @@ mod tests {
         assert_eq!(config.builder.context, dir.path());
         assert_eq!(config.hooks_path, dir.path().join("hooks"));
         assert!(config.roles["web"].proxy && !config.roles["jobs"].proxy);
+        let lb = config.loadbalancer.as_ref().expect("[loadbalancer]");
+        assert_eq!(lb.private_address.to_string(), "10.0.0.2");
+        assert_eq!(lb.web_address("203.0.113.11"), "10.0.0.11");
     }
 
     #[test]
