@@ -27,6 +27,7 @@ struct Setup<'a> {
     /// A, B (web), C (LB), D (db), E (a third web host, for a while).
     hosts: [String; 5],
     base: String,
+    password: String,
 }
 
 impl Setup<'_> {
@@ -133,6 +134,24 @@ fn get_with(address: &str, path: &str, headers: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The body of a GET through `address` with `Host: host`, which must be a 200.
+fn get_host(address: &str, host: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body);
+    body.unwrap_or_default().trim().to_string()
+}
+
 /// The value of header `name` in a `/headers` body.
 fn header<'b>(body: &'b str, name: &str) -> Option<&'b str> {
     body.lines().find_map(|line| {
@@ -179,6 +198,7 @@ async fn a_load_balancer_in_front_of_two_web_hosts_costs_no_request_through_depl
         sandbox,
         hosts,
         base,
+        password,
     };
     let [a, b, _, _, e] = setup.hosts.clone();
     setup.configure(&[0, 1], "");
@@ -271,6 +291,30 @@ async fn a_load_balancer_in_front_of_two_web_hosts_costs_no_request_through_depl
         assert_success(&setup.deploy("v2"), "deploy without E");
     });
     assert_eq!(setup.serving(), [a.clone(), b.clone()]);
+
+    // hoist proxy reboot on A: A leaves the rotation while its proxy is replaced, then returns.
+    let reboot = through_lb(&setup, "proxy reboot of A", || {
+        setup.hoist_ok(&["proxy", "reboot", "--hosts", &a])
+    });
+    let said = text(&reboot).1;
+    assert!(said.contains(&format!("{a} out of rotation")), "{said}");
+    assert!(said.contains("back in rotation"), "{said}");
+    assert_eq!(setup.serving(), [a.clone(), b.clone()]);
+
+    // A second app behind the same LB, on the same web hosts, routed by its own host name.
+    let other = testapp_dir(&format!("REGISTRY_PASSWORD={}\n", setup.password));
+    let text_of = std::fs::read_to_string(setup.dir.path().join("deploy.toml")).expect("read");
+    let other_config = text_of
+        .replace("service = \"hello\"", "service = \"other\"")
+        .replace(
+            "app_port = 3000\n",
+            "app_port = 3000\nhosts = [\"other.test\"]\n",
+        );
+    std::fs::write(other.path().join("deploy.toml"), other_config).expect("write");
+    let deployed = context.hoist_in(other.path(), &["deploy", "--skip-build", "--version", "v3"]);
+    assert_success(&deployed, "deploy a second app behind the LB");
+    assert_eq!(get_host(&setup.lb(), "other.test", "/version"), "v3");
+    assert_eq!(get_host(&setup.lb(), "hello.test", "/version"), "v2");
 
     // B's whole server stopped: not one GET fails, and B is out.
     let server_b = setup.sandbox.server(1)["container"]

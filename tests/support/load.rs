@@ -86,7 +86,16 @@ impl Load {
             &failures[..failures.len().min(10)]
         );
         assert!(ok >= min_ok, "{what}: only {ok} requests got through");
-        eprintln!("{what}: {ok} requests, 0 failed, versions seen {seen:?}");
+        if seen.len() <= 8 {
+            eprintln!("{what}: {ok} requests, 0 failed, versions seen {seen:?}");
+        } else {
+            eprintln!(
+                "{what}: {ok} requests, 0 failed, versions seen {:?} … {:?} ({} changes)",
+                &seen[..4],
+                &seen[seen.len() - 2..],
+                seen.len() - 1
+            );
+        }
         seen
     }
 }
