@@ -203,7 +203,13 @@ async fn forward_to(
     };
 
     let query = parts.uri.query().map(str::to_owned);
+    // The Host the request was routed by, unless the request already says exactly that.
+    let same_host = parts
+        .headers
+        .get(header::HOST)
+        .is_some_and(|value| value.as_bytes() == context.host.as_bytes());
     if !context.host.is_empty()
+        && !same_host
         && let Ok(host) = HeaderValue::from_str(context.host)
     {
         parts.headers.insert(header::HOST, host);
@@ -235,7 +241,7 @@ async fn forward_to(
             None
         };
         let mut headers = std::mem::take(&mut parts.headers);
-        if let Ok(value) = HeaderValue::from_str(&target.address) {
+        if let Some(value) = target.header.clone() {
             forwarded::append_or_set(&mut headers, X_KAMAL_TARGET, value, trusted);
         }
         let mut upstream = Request::new(this_body);

@@ -40,6 +40,16 @@ pub fn trusts(options: &TargetOptions, peer: IpAddr) -> bool {
             .any(|net| net.contains(&peer))
 }
 
+/// An IP address as a header value, formatted on the stack (one allocation, the value's).
+fn ip_header(ip: std::net::IpAddr) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut buffer = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{ip}").ok()?;
+    let written = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(&buffer[..written]).ok()
+}
+
 /// Rewrites the forwarding headers of a request about to go to a target; returns whether the
 /// peer was trusted (its headers kept and extended).
 pub fn prepare(headers: &mut HeaderMap, options: &TargetOptions, arrival: Arrival<'_>) -> bool {
@@ -47,7 +57,7 @@ pub fn prepare(headers: &mut HeaderMap, options: &TargetOptions, arrival: Arriva
     if !trusted {
         remove_forwarding_headers(headers);
     }
-    if let Ok(ip) = HeaderValue::from_str(&arrival.client_ip.to_string()) {
+    if let Some(ip) = ip_header(arrival.client_ip) {
         append_or_set(headers, X_FORWARDED_FOR, ip, trusted);
     }
     if !headers.contains_key(X_FORWARDED_PROTO) {

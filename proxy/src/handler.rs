@@ -102,7 +102,7 @@ impl Handler {
                 .duration_since(UNIX_EPOCH)
                 .map(|elapsed| elapsed.as_millis())
                 .unwrap_or(0);
-            if let Ok(value) = HeaderValue::from_str(&format!("t={millis}")) {
+            if let Some(value) = request_start(millis) {
                 headers.insert(X_REQUEST_START, value);
             }
         }
@@ -189,7 +189,7 @@ impl Handler {
             count_in_metrics,
             service: service_name,
             method: request.method().clone(),
-            host: host.clone(),
+            host,
             port: self.port,
             uri: request.uri().clone(),
             request_id,
@@ -214,13 +214,15 @@ impl Handler {
             },
             scheme: self.scheme,
             status: 0,
-            target: String::new(),
+            target: None,
             resp_content_length: -1,
             resp_content_type: None,
             extra,
             note: None,
         });
 
+        // The record keeps the host for the log line; the rest of the request borrows it there.
+        let host = record.host.as_str();
         let (mut response, target) = match route {
             None if let Some((status, why)) = refusal => {
                 tracing::debug!(%peer, status = status.as_u16(), why, "Refused a request");
@@ -233,15 +235,15 @@ impl Handler {
                 response::error_page(&ErrorPages::default(), StatusCode::NOT_FOUND, ""),
                 None,
             ),
-            Some(route) if plain && self.redirects_to_https(&route, &host) => (
-                response::redirect(&self.https_location(&host, request.uri())),
+            Some(route) if plain && self.redirects_to_https(&route, host) => (
+                response::redirect(&self.https_location(host, request.uri())),
                 None,
             ),
             Some(route) => {
                 let routed = Routed {
                     scheme: self.scheme,
                     prefix: &route.prefix,
-                    host: &host,
+                    host,
                     peer: peer.ip().to_canonical(),
                     client_ip,
                     client_timeout: self.client_timeout,
@@ -264,7 +266,7 @@ impl Handler {
             }
         };
         record.response(&response);
-        record.target = target.unwrap_or_default();
+        record.target = target;
         response.body_mut().record(record);
         response
     }
@@ -291,6 +293,16 @@ fn detach_head<B>(request: &mut Request<B>) {
     if let Ok(uri) = http::Uri::try_from(request.uri().to_string()) {
         *request.uri_mut() = uri;
     }
+}
+
+/// `t=<milliseconds>`, formatted on the stack (one allocation, the value's).
+fn request_start(millis: u128) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut buffer = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "t={millis}").ok()?;
+    let written = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(&buffer[..written]).ok()
 }
 
 /// The host without its port: `a.example.com:8080` → `a.example.com`, `[::1]:80` → `[::1]`.

@@ -202,7 +202,9 @@ impl<'a> MakeWriter<'a> for LineWriter {
 /// One request, as logged when its response is finished.
 #[derive(Debug, Serialize)]
 pub struct RequestLine<'a> {
-    pub time: String,
+    /// Written straight into the line (no string of its own).
+    #[serde(serialize_with = "serialize_display")]
+    pub time: humantime::Rfc3339Timestamp,
     pub level: &'static str,
     pub msg: &'static str,
     pub host: &'a str,
@@ -255,8 +257,15 @@ pub enum Address<'a> {
 }
 
 /// The current time as RFC 3339 with milliseconds, for `time`.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+pub fn now_rfc3339() -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_millis(SystemTime::now())
+}
+
+fn serialize_display<S: serde::Serializer>(
+    value: &impl std::fmt::Display,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 #[cfg(test)]

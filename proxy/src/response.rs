@@ -158,7 +158,8 @@ pub struct RequestRecord {
     pub proto: &'static str,
     pub scheme: &'static str,
     pub status: u16,
-    pub target: String,
+    /// The target the request went to first, if any.
+    pub target: Option<Arc<crate::target::Target>>,
     pub resp_content_length: i64,
     pub resp_content_type: Option<HeaderValue>,
     pub extra: Map<String, Value>,
@@ -178,6 +179,12 @@ impl RequestRecord {
         self.resp_content_type = headers.get(header::CONTENT_TYPE).cloned();
     }
 
+    fn target_address(&self) -> &str {
+        self.target
+            .as_ref()
+            .map_or("", |target| target.address.as_str())
+    }
+
     fn finish(self: Box<Self>) {
         let elapsed = self.started.elapsed();
         if let Some(note) = self.note {
@@ -185,7 +192,7 @@ impl RequestRecord {
                 path = clip(self.uri.path()),
                 request_id = clip(header_text(Some(&self.request_id))),
                 service = %self.service,
-                target_address = %self.target,
+                target_address = self.target_address(),
                 "{note}"
             );
         }
@@ -206,7 +213,10 @@ impl RequestRecord {
             request_id: clip(header_text(Some(&self.request_id))),
             status: self.status,
             service: &self.service,
-            target: &self.target,
+            target: self
+                .target
+                .as_ref()
+                .map_or("", |target| target.address.as_str()),
             duration: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             method: self.method.as_str(),
             req_content_length: self.req_content_length,

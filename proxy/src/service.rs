@@ -59,7 +59,7 @@ pub struct Routed<'a> {
 /// What handling produced: the response, and the target it went to (for the log).
 pub struct Handled {
     pub response: Response<ResponseBody>,
-    pub target: Option<String>,
+    pub target: Option<Arc<crate::target::Target>>,
 }
 
 impl Service {
@@ -201,7 +201,7 @@ impl Service {
         let read = is_read_method(request.method());
         let another = |tried: &[Arc<crate::target::Target>]| balancer.claim_other(read, tried);
         let (result, guard) = forward(request, guard, context, another).await;
-        let target = Some(guard.target().address.clone());
+        let target = Some(Arc::clone(guard.target()));
         match result {
             Ok(response) => {
                 let (parts, content) = response.into_parts();
@@ -215,7 +215,7 @@ impl Service {
             Err(ForwardError::Drained) => {
                 tracing::info!(
                     service = %self.name,
-                    target_address = target.as_deref().unwrap_or(""),
+                    target_address = target.as_ref().map_or("", |target| target.address.as_str()),
                     "Request cancelled due to draining"
                 );
                 Handled {
@@ -230,7 +230,7 @@ impl Service {
             Err(error) => {
                 tracing::info!(
                     service = %self.name,
-                    target_address = target.as_deref().unwrap_or(""),
+                    target_address = target.as_ref().map_or("", |target| target.address.as_str()),
                     status = error.status().as_u16(),
                     error = error.detail(),
                     "Error while proxying"

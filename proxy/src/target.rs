@@ -23,6 +23,8 @@ pub struct Target {
     pub address: String,
     /// The same, parsed, for upstream request URIs.
     pub authority: Authority,
+    /// The same as a header value (`X-Kamal-Target`), built once: a clone shares its bytes.
+    pub header: Option<http::HeaderValue>,
     healthy: AtomicBool,
     draining: AtomicBool,
     in_flight: AtomicUsize,
@@ -52,6 +54,7 @@ impl Target {
         Ok(Arc::new(Self {
             address: address.to_owned(),
             authority: address.parse()?,
+            header: http::HeaderValue::from_str(address).ok(),
             healthy: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
