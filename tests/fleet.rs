@@ -244,18 +244,7 @@ async fn a_fleet_deploys_in_batches_and_goes_back_as_one_when_any_host_fails() {
     let docker = support::docker().await;
     let registry = sandbox.registry();
     let proxy_image = sandbox.push_proxy_image(&docker, "fleet").await;
-    for version in VERSIONS {
-        let image = format!("{registry}/hello:{version}");
-        support::build_testapp_image(&docker, &image, version, false).await;
-        sandbox.push(&docker, &image).await;
-        let _ = docker
-            .remove_image(
-                &image,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await;
-    }
+    sandbox.push_testapp_versions(&docker, &VERSIONS).await;
     let (username, password) = sandbox.registry_credentials();
     let hosts = [0, 1, 2, 3].map(|index| sandbox.address(index));
     let base = format!(

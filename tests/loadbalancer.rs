@@ -114,15 +114,15 @@ fn through_lb<T>(setup: &Setup, what: &str, action: impl FnOnce() -> T) -> T {
     result
 }
 
-/// A GET through `address` with extra header lines; the body.
-fn get_with(address: &str, path: &str, headers: &str) -> String {
+/// A GET through `address` with `Host: host` and extra header lines; the body of its 200.
+fn get_with(address: &str, host: &str, path: &str, headers: &str) -> String {
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
     )
     .expect("write");
     let mut response = String::new();
@@ -134,22 +134,9 @@ fn get_with(address: &str, path: &str, headers: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The body of a GET through `address` with `Host: host`, which must be a 200.
+/// The trimmed body of a GET through `address` with `Host: host`.
 fn get_host(address: &str, host: &str, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body);
-    body.unwrap_or_default().trim().to_string()
+    get_with(address, host, path, "").trim().to_string()
 }
 
 /// The value of header `name` in a `/headers` body.
@@ -167,18 +154,7 @@ async fn a_load_balancer_in_front_of_two_web_hosts_costs_no_request_through_depl
     let docker = support::docker().await;
     let registry = sandbox.registry();
     let proxy_image = sandbox.push_proxy_image(&docker, "lb").await;
-    for version in VERSIONS {
-        let image = format!("{registry}/hello:{version}");
-        support::build_testapp_image(&docker, &image, version, false).await;
-        sandbox.push(&docker, &image).await;
-        let _ = docker
-            .remove_image(
-                &image,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await;
-    }
+    sandbox.push_testapp_versions(&docker, &VERSIONS).await;
     let (username, password) = sandbox.registry_credentials();
     let hosts = [0, 1, 2, 3, 4].map(|index| sandbox.address(index));
     let base = format!(
@@ -217,7 +193,12 @@ async fn a_load_balancer_in_front_of_two_web_hosts_costs_no_request_through_depl
     assert!(details.contains("Load balancer"), "{details}");
 
     // The app sees the client as the LB saw it, over plain HTTP, and never a forged address.
-    let seen = get_with(&setup.lb(), "/headers", "X-Forwarded-For: 6.6.6.6\r\n");
+    let seen = get_with(
+        &setup.lb(),
+        "hello.test",
+        "/headers",
+        "X-Forwarded-For: 6.6.6.6\r\n",
+    );
     let forwarded = header(&seen, "X-Forwarded-For").expect("X-Forwarded-For");
     assert!(!forwarded.contains("6.6.6.6"), "{seen}");
     let client = forwarded.split(',').next().unwrap_or_default().trim();
@@ -226,6 +207,7 @@ async fn a_load_balancer_in_front_of_two_web_hosts_costs_no_request_through_depl
     // Straight to a web host, a forged header is not trusted either.
     let direct = get_with(
         &format!("{a}:80"),
+        "hello.test",
         "/headers",
         "X-Forwarded-For: 6.6.6.6\r\n",
     );
@@ -368,9 +350,7 @@ async fn the_load_balancer_serves_https_over_h2_with_a_certificate_from_pebble()
     let docker = support::docker().await;
     let registry = sandbox.registry();
     let proxy_image = sandbox.push_proxy_image(&docker, "lbtls").await;
-    let image = format!("{registry}/hello:v1");
-    support::build_testapp_image(&docker, &image, "v1", false).await;
-    sandbox.push(&docker, &image).await;
+    sandbox.push_testapp_versions(&docker, &["v1"]).await;
     let hosts = [0, 1, 2].map(|index| sandbox.address(index));
     let subnet = sandbox.json["subnet"].as_str().expect("subnet");
     let gateway = {

@@ -235,6 +235,7 @@ pub fn refused(err: &anyhow::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::proxy::tests::parse;
     use super::*;
 
     fn config(extra: &str) -> Config {
@@ -250,15 +251,6 @@ mod tests {
         )
         .expect("write");
         crate::config::load(Some(&dir.path().join("deploy.toml")), None).expect("loads")
-    }
-
-    fn parse(args: &[String]) -> hoist_proxy::cli::DeployArgs {
-        let cli = <hoist_proxy::cli::Cli as clap::Parser>::try_parse_from(args)
-            .expect("hoist-proxy parses the argv");
-        match cli.command {
-            hoist_proxy::cli::Command::Deploy(args) => *args,
-            other => panic!("not a deploy: {}", other.name()),
-        }
     }
 
     #[test]

@@ -526,7 +526,7 @@ pub async fn upload_ca_root(docker: &Docker, config: &Config) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn config_with(dir: &std::path::Path, proxy: &str) -> Config {
@@ -727,7 +727,7 @@ mod tests {
     }
 
     /// The argv as hoist-proxy parses it.
-    fn parse(args: &[String]) -> DeployArgs {
+    pub(in crate::container) fn parse(args: &[String]) -> DeployArgs {
         let cli = <hoist_proxy::cli::Cli as clap::Parser>::try_parse_from(args)
             .expect("hoist-proxy parses the argv");
         match cli.command {

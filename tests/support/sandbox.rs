@@ -78,6 +78,23 @@ impl Sandbox {
         image
     }
 
+    /// The test app answering `/version` with each of `versions`, pushed as
+    /// `<registry>/hello:<version>` and removed from the local engine again.
+    pub async fn push_testapp_versions(&self, docker: &bollard::Docker, versions: &[&str]) {
+        for version in versions {
+            let image = format!("{}/hello:{version}", self.registry());
+            super::build_testapp_image(docker, &image, version, false).await;
+            self.push(docker, &image).await;
+            let _ = docker
+                .remove_image(
+                    &image,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+        }
+    }
+
     /// hoist-backup built from this repository, pushed as `<registry>/hoist-backup:<unique tag>`.
     pub async fn push_backup_image(&self, docker: &bollard::Docker, prefix: &str) -> String {
         let image = format!("{}/hoist-backup:{}", self.registry(), unique_name(prefix));
