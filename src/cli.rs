@@ -362,6 +362,13 @@ pub enum LbCommand {
 pub enum LockCommand {
     /// Show who holds the deploy lock
     Status,
+    /// Take the deploy lock by hand (a migration, an incident), so no deploy starts until
+    /// `hoist lock release`
+    Acquire {
+        /// Why: shown to whoever finds the lock held
+        #[arg(short, long, value_name = "MESSAGE")]
+        message: String,
+    },
     /// Release the deploy lock
     Release,
 }

@@ -505,6 +505,32 @@ async fn the_lock_admits_one_deploy_pre_deploy_can_veto_ctrl_c_is_safe_and_old_v
             .starts_with("Unlocked")
     );
 
+    // Taken by hand with a message: a deploy is refused naming the holder and the message, a
+    // second acquire too, until `hoist lock release`.
+    app.hoist_ok(&[
+        "lock",
+        "acquire",
+        "-m",
+        "restoring the database",
+        "-d",
+        "staging",
+    ]);
+    let status = text(&app.hoist_ok(&["lock", "status", "-d", "staging"])).0;
+    assert!(
+        status.starts_with("Locked") && status.contains("restoring the database"),
+        "{status}"
+    );
+    let output = app.hoist(&["deploy", "staging", "--skip-build", "--version", &v1]);
+    let (_, stderr) = text(&output);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("restoring the database"), "{stderr}");
+    let again = app.hoist(&["lock", "acquire", "-m", "twice", "-d", "staging"]);
+    let (_, stderr) = text(&again);
+    assert!(!again.status.success(), "{stderr}");
+    assert!(stderr.contains("already held by"), "{stderr}");
+    app.hoist_ok(&["lock", "release", "-d", "staging"]);
+    assert_eq!(app.version(), "v1");
+
     // Retention: after 7 deploys, exactly 5 stopped versions remain (and the live one), and the
     // image of the oldest pruned version is gone from the server.
     app.hoist_ok(&["deploy", "staging"]); // v2

@@ -1,4 +1,4 @@
-//! `hoist lock status|release`: the deploy lock on the primary host.
+//! `hoist lock status|acquire|release`: the deploy lock on the primary host.
 
 use anyhow::{Context, Result};
 
@@ -9,7 +9,9 @@ use crate::lock;
 use crate::naming;
 use crate::printer::Printer;
 use crate::remote::Connector;
+use crate::report::hinted;
 use crate::reporter::Reporter;
+use crate::ssh::Session;
 
 pub async fn run(command: &LockCommand, config: &Config, printer: &Printer) -> Result<()> {
     let primary = primary_host(config).context("The configuration has no app hosts")?;
@@ -39,6 +41,18 @@ pub async fn run(command: &LockCommand, config: &Config, printer: &Printer) -> R
                 }
             }
         }),
+        LockCommand::Acquire { message } => acquire(session, &scope, &primary, config, message)
+            .await
+            .map(|info| {
+                printer.status(
+                    "Acquired",
+                    format!(
+                        "the deploy lock on {primary}: {}; `hoist lock release` lets deploys \
+                         run again",
+                        info.describe()
+                    ),
+                );
+            }),
         LockCommand::Release => lock::release(session, &scope, None).await.map(|removed| {
             if removed {
                 printer.status("Released", format!("the deploy lock on {primary}"));
@@ -49,4 +63,32 @@ pub async fn run(command: &LockCommand, config: &Config, printer: &Printer) -> R
     };
     session.close().await;
     result
+}
+
+/// Take the lock for `hoist lock acquire`, with the user's message; an error names the holder.
+async fn acquire(
+    session: &Session,
+    scope: &str,
+    primary: &str,
+    config: &Config,
+    message: &str,
+) -> Result<lock::LockInfo> {
+    let mut info = lock::LockInfo::new(
+        &crate::version::performer(&config.root),
+        "lock acquire",
+        None,
+    )?;
+    // Released by `hoist lock release`, which removes whatever lock is held.
+    info.id = None;
+    info.message = Some(message.to_string());
+    match lock::try_acquire(session, scope, &info).await? {
+        None => Ok(info),
+        Some(holder) => Err(hinted(
+            format!(
+                "The deploy lock on `{primary}` is already held by {}",
+                holder.describe()
+            ),
+            "wait for it to be released, or `hoist lock release` if you are sure no one needs it",
+        )),
+    }
 }
