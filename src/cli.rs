@@ -263,6 +263,10 @@ pub enum ProxyCommand {
     Boot,
     /// Replace hoist-proxy with the configured version
     Reboot,
+    /// Stop hoist-proxy (its requests in flight finish; nothing is served until `start`)
+    Stop,
+    /// Start a stopped hoist-proxy, with its routes (as `boot`)
+    Start,
     /// Show hoist-proxy logs
     Logs {
         /// Lines from the end of each server's log

@@ -143,6 +143,26 @@ async fn proxy_boots_once_shows_its_routes_reboots_keeping_them_and_prints_its_l
         text(&output)
     );
 
+    // Stop: nothing listens on port 80 any more; start: the same container serves its routes.
+    let output = hoist(&["proxy", "stop"]);
+    assert_success(&output, "hoist proxy stop");
+    let stopped = hoist(&["proxy", "details", "--json"]);
+    assert_eq!(
+        stopped.status.code(),
+        Some(1),
+        "details fails on a stopped proxy"
+    );
+    let json: Value = serde_json::from_str(&text(&stopped).0).expect("details --json is JSON");
+    assert_eq!(json["hosts"][0]["state"], "exited", "{json}");
+    let refused = std::net::TcpStream::connect(format!("{host}:80"));
+    assert!(refused.is_err(), "port 80 still answers after proxy stop");
+    let output = hoist(&["proxy", "start"]);
+    assert_success(&output, "hoist proxy start");
+    let started = details();
+    assert_eq!(started["state"], "running", "{started}");
+    assert_eq!(started["id"], rebooted["id"], "{started}");
+    assert!(routed(&started), "the route was lost: {started}");
+
     // Logs: the new proxy's start.
     let output = hoist(&["proxy", "logs"]);
     assert_success(&output, "hoist proxy logs");

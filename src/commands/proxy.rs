@@ -39,7 +39,8 @@ pub async fn run(
 ) -> Result<()> {
     let hosts = proxy_hosts(config, hosts)?;
     match command {
-        ProxyCommand::Boot => boot(config, &hosts, printer).await,
+        ProxyCommand::Boot | ProxyCommand::Start => boot(config, &hosts, printer).await,
+        ProxyCommand::Stop => stop(config, &hosts, printer).await,
         ProxyCommand::Reboot => reboot(config, &hosts, printer).await,
         ProxyCommand::Details => details(config, &hosts, printer).await,
         ProxyCommand::Logs { lines } => logs(config, &hosts, lines, printer).await,
@@ -67,6 +68,54 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
         "Finished",
         format!(
             "hoist-proxy runs on {} ({:.1}s)",
+            printer::plural(hosts.len(), "host"),
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// `stop`: under the deploy lock (no deploy may switch through a proxy going away), the proxy
+/// on every host at once.
+async fn stop(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    let started = Instant::now();
+    let performer = version::performer(&config.root);
+    let lock_info = LockInfo::new(&performer, "proxy stop", None)?;
+    let reporter = Reporter::new(*printer);
+    let connect_to = fleet::with_primary(config, hosts);
+    let fleet = Fleet::connect(config, &connect_to, &reporter, printer, "stop hoist-proxy").await?;
+    let held = fleet
+        .lock_now(
+            config,
+            lock_info,
+            printer,
+            "`hoist proxy details` shows each proxy",
+        )
+        .await?;
+    let results = futures_util::future::join_all(fleet.among(hosts).into_iter().map(|server| {
+        let progress = reporter.host(&server.host);
+        async move {
+            progress.step("stopping hoist-proxy");
+            match proxy::stop(&server.docker).await {
+                Ok(()) => {
+                    progress.done("hoist-proxy stopped");
+                    Ok(())
+                }
+                Err(err) => {
+                    progress.failed("hoist-proxy stop failed");
+                    Err(err.context(format!("on `{}`", server.host)))
+                }
+            }
+        }
+    }))
+    .await;
+    held.release(&fleet, printer).await;
+    fleet.close().await;
+    first_error(results, printer)?;
+    printer.status(
+        "Finished",
+        format!(
+            "stopped hoist-proxy on {} ({:.1}s); `hoist proxy start` starts it again",
             printer::plural(hosts.len(), "host"),
             started.elapsed().as_secs_f64()
         ),

@@ -167,6 +167,14 @@ pub async fn ensure(
     Ok(ensured)
 }
 
+/// Stop hoist-proxy on this server: the ports container first, then the proxy, which lets go of
+/// the listening sockets (new connections are refused from then on) and finishes the requests
+/// in flight. Stopped or missing already is fine; [`ensure`] starts both again.
+pub async fn stop(docker: &Docker) -> Result<()> {
+    super::app::stop(docker, PORTS_CONTAINER).await?;
+    super::app::stop(docker, PROXY_CONTAINER).await
+}
+
 /// The ports container, created or started if it does not run.
 pub(super) async fn ensure_ports(docker: &Docker, config: &Config) -> Result<()> {
     match docker.inspect_container(PORTS_CONTAINER, None).await {
