@@ -142,7 +142,9 @@ impl ForwardError {
 /// When the request fails before any byte of a response (the connection refused, reset or
 /// closed), it goes again to a target `another` claims, up to `context.retries` times, provided
 /// the body can be sent again: none, or buffered whole in memory. A streamed body, an upgrade,
-/// a timeout and a drain are never retried. A refused connection also takes the target out of
+/// a timeout and a drain are never retried. So is a request another hoist-proxy answered with
+/// its own mark that it reached no application there (see [`unserved`]); when no other target
+/// takes it, that answer goes to the client. A refused connection also takes the target out of
 /// rotation until its health checks bring it back (passive ejection), when there are others.
 pub async fn forward(
     request: Request<Incoming>,
@@ -254,10 +256,24 @@ async fn forward_to(
             *upstream.extensions_mut() = std::mem::take(&mut parts.extensions);
         }
         let cancelled = target.request_cancelled();
-        let error = tokio::select! {
+        // A failure, and the answer to pass on when the request cannot go elsewhere.
+        let (detail, answer) = tokio::select! {
             result = tokio::time::timeout(options.target_timeout, CLIENT.with(|client| client.request(upstream))) => match result {
-                Ok(Ok(response)) => break response,
-                Ok(Err(error)) => error,
+                Ok(Ok(response)) => match unserved(&response, &parts.method) {
+                    Some(detail) if spare.is_some() => (detail, Some(response)),
+                    _ => break response,
+                },
+                Ok(Err(error)) => {
+                    let detail = innermost_cause(&error);
+                    if error.is_connect() && context.retries > 0 && target.set_healthy(false) {
+                        tracing::info!(
+                            target_address = %target.address,
+                            error = %detail,
+                            "Target taken out of rotation after a connection error"
+                        );
+                    }
+                    (detail, None)
+                }
                 Err(_) => return Err(ForwardError::Timeout(format!(
                     "no response within the target timeout ({})",
                     crate::duration::format_duration(options.target_timeout)
@@ -265,20 +281,13 @@ async fn forward_to(
             },
             _ = cancelled.cancelled() => return Err(ForwardError::Drained),
         };
-        let detail = innermost_cause(&error);
-        if error.is_connect() && context.retries > 0 && target.set_healthy(false) {
-            tracing::info!(
-                target_address = %target.address,
-                error = %detail,
-                "Target taken out of rotation after a connection error"
-            );
-        }
         tried.push(target);
-        let Some((headers, spare)) = spare else {
-            return Err(ForwardError::BadGateway(detail));
-        };
-        let Some(next) = another(&tried) else {
-            return Err(ForwardError::BadGateway(detail));
+        let next = spare.and_then(|spare| Some((spare, another(&tried)?)));
+        let Some(((headers, spare), next)) = next else {
+            match answer {
+                Some(response) => break response,
+                None => return Err(ForwardError::BadGateway(detail)),
+            }
         };
         tracing::info!(
             from = %tried.last().map_or("", |t| t.address.as_str()),
@@ -370,6 +379,34 @@ const X_WRITER_AFFINITY: HeaderName = HeaderName::from_static("x-writer-affinity
 const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Why a response from another hoist-proxy (a web host behind the load balancer) says the
+/// request reached no application there, when sending it to another host is safe: a 503 with no
+/// target never reached one; a 502 may have, so only idempotent methods go again.
+fn unserved<B>(response: &Response<B>, method: &http::Method) -> Option<String> {
+    use crate::response::Unserved;
+    match Unserved::of(response)? {
+        Unserved::NoTarget => Some("the target's proxy has no application in rotation".into()),
+        Unserved::Unreachable if is_idempotent(method) => {
+            Some("the target's proxy could not reach its application".into())
+        }
+        Unserved::Unreachable => None,
+    }
+}
+
+/// GET, HEAD, OPTIONS, TRACE, PUT and DELETE (RFC 9110 9.2.2): sending one twice does no harm.
+fn is_idempotent(method: &http::Method) -> bool {
+    use http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
 
 /// A request asking to switch protocols (WebSocket and the like), over HTTP/1.1. An `h2c`
 /// upgrade is not one: passing it on would let the client speak HTTP/2 to the target past the

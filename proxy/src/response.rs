@@ -261,6 +261,48 @@ pub fn error_page(pages: &ErrorPages, status: StatusCode, message: &str) -> Resp
     response
 }
 
+/// Marks the proxy's own answers that say the request reached no application: `unreachable`
+/// (502, the target could not be reached or broke off) and `no-target` (503, none in rotation).
+/// A hoist-proxy in front of this one (the load balancer) sends such a request to another host;
+/// maintenance pages and the application's own errors carry no mark and pass through.
+pub const X_HOIST_PROXY_ERROR: header::HeaderName =
+    header::HeaderName::from_static("x-hoist-proxy-error");
+
+/// Why a request reached no application, as [`X_HOIST_PROXY_ERROR`] says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unserved {
+    /// 502: the target could not be reached or broke off before answering.
+    Unreachable,
+    /// 503: no target in rotation.
+    NoTarget,
+}
+
+impl Unserved {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unserved::Unreachable => "unreachable",
+            Unserved::NoTarget => "no-target",
+        }
+    }
+
+    /// The mark a response from another hoist-proxy carries, if any.
+    pub fn of<B>(response: &Response<B>) -> Option<Unserved> {
+        let mark = response.headers().get(X_HOIST_PROXY_ERROR)?.as_bytes();
+        match (response.status(), mark) {
+            (StatusCode::BAD_GATEWAY, b"unreachable") => Some(Unserved::Unreachable),
+            (StatusCode::SERVICE_UNAVAILABLE, b"no-target") => Some(Unserved::NoTarget),
+            _ => None,
+        }
+    }
+
+    /// Marks `response` with this reason.
+    pub fn mark<B>(self, response: &mut Response<B>) {
+        response
+            .headers_mut()
+            .insert(X_HOIST_PROXY_ERROR, HeaderValue::from_static(self.as_str()));
+    }
+}
+
 /// A plain-text response.
 pub fn text(status: StatusCode, text: String) -> Response<ResponseBody> {
     let body = ResponseContent::Full(Some(Bytes::from(text)));

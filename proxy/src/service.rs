@@ -17,7 +17,7 @@ use crate::forward::{ForwardContext, ForwardError, forward};
 use crate::metrics::Metrics;
 use crate::options::ServiceOptions;
 use crate::pause::{Gate, Mode, PauseController, PauseState};
-use crate::response::{self, ResponseBody};
+use crate::response::{self, ResponseBody, Unserved};
 use crate::rollout::{ROLLOUT_COOKIE, RolloutSplit};
 use crate::routes::strip_prefix;
 
@@ -167,12 +167,11 @@ impl Service {
             }
         }
         let Some((balancer, guard)) = claimed else {
+            let mut response =
+                response::error_page(&config.error_pages, StatusCode::SERVICE_UNAVAILABLE, "");
+            Unserved::NoTarget.mark(&mut response);
             return Handled {
-                response: response::error_page(
-                    &config.error_pages,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "",
-                ),
+                response,
                 target: None,
             };
         };
@@ -235,10 +234,11 @@ impl Service {
                     error = error.detail(),
                     "Error while proxying"
                 );
-                Handled {
-                    response: response::error_page(&config.error_pages, error.status(), ""),
-                    target,
+                let mut response = response::error_page(&config.error_pages, error.status(), "");
+                if matches!(error, ForwardError::BadGateway(_)) {
+                    Unserved::Unreachable.mark(&mut response);
                 }
+                Handled { response, target }
             }
         }
     }
