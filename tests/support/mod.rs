@@ -168,8 +168,37 @@ pub fn tar_context(files: &[(&str, Vec<u8>, u32)]) -> Vec<u8> {
     context.into_inner().expect("tar")
 }
 
-/// Build an image through the Engine API (classic builder: nothing is pulled).
+/// The local name every test image is built under first (see [`build_image`]); scripts/test
+/// removes these images, with every tag given to them, when the suite ends.
+pub const BUILD_CACHE: &str = "hoist-test-cache";
+
+/// Build an image through the Engine API (classic builder: nothing is pulled) and name it `tag`.
+///
+/// The image is built once per content under `hoist-test-cache:<hash>`, a name no test removes,
+/// then tagged: tests running side by side build identical images, and one test removing its
+/// tag must not delete an image another test is still building on.
 pub async fn build_image(
+    docker: &Docker,
+    context: Vec<u8>,
+    tag: &str,
+    target: Option<&str>,
+    args: &HashMap<String, String>,
+) {
+    let built = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut sorted: Vec<_> = args.iter().collect();
+        sorted.sort();
+        (&context, target, sorted).hash(&mut hasher);
+        format!("{BUILD_CACHE}:{:016x}", hasher.finish())
+    };
+    if docker.inspect_image(&built).await.is_err() {
+        build_uncached(docker, context, &built, target, args).await;
+    }
+    tag_image(docker, &built, tag).await;
+}
+
+async fn build_uncached(
     docker: &Docker,
     context: Vec<u8>,
     tag: &str,
