@@ -240,10 +240,12 @@ fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum AppCommand {
-    /// Stop the app's containers
+    /// Stop the app's containers (proxied services show the maintenance page meanwhile)
     Stop,
-    /// Start the app's containers
+    /// Start the live version's containers again and send requests to them
     Start,
+    /// List the app's containers on each host: version, state, which one is live
+    Details,
     /// Answer every request with the maintenance page (503), on every proxy host
     Maintenance {
         /// Message shown on the maintenance page
@@ -285,8 +287,24 @@ pub enum AccessoryCommand {
     Reboot { name: String },
     /// Remove an accessory's container
     Remove { name: String },
+    /// Start an accessory's stopped container (as booted: same definition, same data)
+    Start { name: String },
+    /// Stop an accessory's container (its data and definition stay; `start` brings it back)
+    Stop { name: String },
+    /// Stop and start an accessory's container
+    Restart { name: String },
+    /// Show an accessory's container on each of its hosts: state, image, ports, start time
+    Details { name: String },
     /// Show an accessory's logs
-    Logs { name: String },
+    Logs {
+        name: String,
+        /// Keep following the logs as lines arrive (until Ctrl-C)
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Lines from the end of each host's log
+        #[arg(short = 'n', long, default_value_t = 200, value_name = "N")]
+        lines: usize,
+    },
     /// Run a command in an accessory's container
     Exec {
         name: String,

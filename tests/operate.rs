@@ -246,6 +246,57 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
     let output = hoist(&["audit", "-n", "1"]);
     assert_eq!(text(&output).0.lines().count(), 1, "{}", text(&output).0);
 
+    // `hoist app details`, `stop`, `start`: the live containers stop on both hosts (the proxy
+    // answers 503 meanwhile, not a broken connection) and come back serving.
+    let app_details = || {
+        let output = hoist(&["app", "details"]);
+        assert_success(&output, "hoist app details");
+        text(&output).0
+    };
+    let live_row = |table: &str, host: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(host) && l.trim_end().ends_with("yes"))
+            .map(str::to_string)
+    };
+    let table = app_details();
+    for host in &hosts {
+        let row = live_row(&table, host).unwrap_or_else(|| panic!("{host} live in:\n{table}"));
+        assert!(row.contains("running"), "{table}");
+    }
+    assert_success(&hoist(&["app", "stop"]), "hoist app stop");
+    for index in 0..2 {
+        let (status, body) = http_get(&address(index), "/version").expect("GET while stopped");
+        assert_eq!(status, 503, "{body}");
+    }
+    let table = app_details();
+    assert!(!table.contains("running"), "{table}");
+    for host in &hosts {
+        assert!(live_row(&table, host).is_some(), "{table}");
+    }
+    assert_success(&hoist(&["app", "start"]), "hoist app start");
+    let loads: Vec<Load> = (0..2).map(|index| Load::start(address(index), 2)).collect();
+    for _ in 0..30 {
+        for index in 0..2 {
+            let (status, body) = http_get(&address(index), "/version").expect("GET after start");
+            assert_eq!((status, body.trim()), (200, "v2"));
+        }
+    }
+    for load in loads {
+        load.finish_clean("traffic after app start", 20);
+    }
+    let audit = text(&hoist(&["audit"])).0;
+    for host in &hosts {
+        for what in ["Stopped app: hello-web-", "Started app: hello-web-"] {
+            assert!(
+                audit
+                    .lines()
+                    .any(|l| l.contains(host.as_str()) && l.contains(what)),
+                "{what} on {host}: {audit}"
+            );
+        }
+    }
+
     // A failing release command stops the deploy before any switch, its output shown.
     let release = |command: &str, version: &str| {
         config(version);

@@ -456,6 +456,77 @@ async fn a_command_secret_reaches_the_accessory_environment_and_nothing_else() {
     );
     assert_eq!(failing.status.code(), Some(1), "a failing exec fails hoist");
 
+    // stop, start, restart and details act on the container as booted.
+    let accessory_details = || {
+        let details = context.hoist_in(app.path(), &["accessory", "details", "edge"]);
+        assert_success(&details, "accessory details");
+        text(&details).0
+    };
+    let running = accessory_details();
+    assert!(
+        running.contains("hello-edge  running") && running.contains("->8080/tcp"),
+        "{running}"
+    );
+    let started = |details: &str| {
+        details
+            .lines()
+            .find(|line| line.contains("hello-edge"))
+            .and_then(|line| line.split_whitespace().last())
+            .map(str::to_string)
+            .expect("a STARTED column")
+    };
+    let first_start = started(&running);
+    let serves = || support::http_get(&format!("{host}:8080"), "/").is_ok();
+    assert_success(
+        &context.hoist_in(app.path(), &["accessory", "stop", "edge"]),
+        "accessory stop",
+    );
+    assert!(accessory_details().contains("hello-edge  exited"));
+    assert!(!serves(), "a stopped accessory does not answer");
+    assert_success(
+        &context.hoist_in(app.path(), &["accessory", "start", "edge"]),
+        "accessory start",
+    );
+    assert!(support::eventually(Duration::from_secs(10), serves));
+    assert_success(
+        &context.hoist_in(app.path(), &["accessory", "restart", "edge"]),
+        "accessory restart",
+    );
+    assert!(support::eventually(Duration::from_secs(10), serves));
+    let restarted = accessory_details();
+    assert!(restarted.contains("hello-edge  running"), "{restarted}");
+    assert_ne!(started(&restarted), first_start, "restart started it anew");
+
+    // logs -n N: the last N lines; logs -f: lines as they arrive.
+    let last = context.hoist_in(app.path(), &["accessory", "logs", "edge", "-n", "1"]);
+    assert_success(&last, "accessory logs -n 1");
+    let (out, _) = text(&last);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let mut follower = context
+        .hoist_command(app.path(), &["accessory", "logs", "edge", "-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start hoist accessory logs -f");
+    let (lines, arrived) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let followed = support::eventually(Duration::from_secs(15), || {
+        let _ = support::http_get(&format!("{host}:8080"), "/followed-path");
+        std::iter::from_fn(|| arrived.recv_timeout(Duration::from_millis(500)).ok())
+            .any(|line| line.contains("/followed-path"))
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(followed, "logs -f shows a line logged after it started");
+
     // details lists it; a second boot is refused with a hint; remove removes it.
     let details = context.hoist_in(app.path(), &["details"]);
     assert_success(&details, "details");

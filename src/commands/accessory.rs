@@ -1,18 +1,20 @@
-//! `hoist accessory boot|reboot|remove|logs|exec NAME`: long-lived containers next to the app
-//! (databases, caches) on their hosts. What an accessory container is and how it boots lives in
-//! container/accessory.rs; this file picks the hosts, reports and prints.
+//! `hoist accessory boot|reboot|remove|start|stop|restart|details|logs|exec NAME`: long-lived
+//! containers next to the app (databases, caches) on their hosts. What an accessory container is
+//! and how it boots, starts and stops lives in container/accessory.rs; this file picks the hosts,
+//! reports and prints.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use bollard::Docker;
 
 use crate::cli::AccessoryCommand;
 use crate::config::{AccessoryConfig, Config};
-use crate::container::accessory::{Prepared, boot, remove};
+use crate::container::accessory::{self, Prepared, boot, remove};
 use crate::container::backup;
-use crate::docker;
+use crate::docker::{self, LogQuery, PrefixedOutput};
 use crate::fleet::Fleet;
 use crate::naming::accessory_container;
-use crate::printer::Printer;
+use crate::printer::{self, Printer};
+use crate::remote::Server;
 use crate::report::hinted;
 use crate::reporter::Reporter;
 use crate::secrets::Secrets;
@@ -22,7 +24,11 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
         AccessoryCommand::Boot { name }
         | AccessoryCommand::Reboot { name }
         | AccessoryCommand::Remove { name }
-        | AccessoryCommand::Logs { name }
+        | AccessoryCommand::Start { name }
+        | AccessoryCommand::Stop { name }
+        | AccessoryCommand::Restart { name }
+        | AccessoryCommand::Details { name }
+        | AccessoryCommand::Logs { name, .. }
         | AccessoryCommand::Exec { name, .. } => name.clone(),
     };
     let accessory = find(config, &name)?;
@@ -46,6 +52,13 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
     let fleet = Fleet::connect(config, &accessory.hosts, &reporter, printer, "run this").await?;
     let servers = &fleet.servers;
     let result = async {
+        match &command {
+            AccessoryCommand::Logs { follow, lines, .. } => {
+                return logs(servers, &container, *lines, *follow).await;
+            }
+            AccessoryCommand::Details { .. } => return details(servers, &container, printer).await,
+            _ => {}
+        }
         for server in servers {
             match (&command, &prepared) {
                 (AccessoryCommand::Boot { .. }, Some(prepared)) => {
@@ -61,16 +74,36 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
                     remove(&server.docker, &container).await?;
                     progress.done(format!("removed {container}"));
                 }
-                (AccessoryCommand::Logs { .. }, _) => {
-                    if servers.len() > 1 {
-                        printer.status("Logs", format!("{container} on {}", server.host));
-                    }
-                    docker::logs(&server.docker, &container, 200, docker::write_output).await?
+                (AccessoryCommand::Start { .. }, _) => {
+                    let progress = reporter.host(&server.host);
+                    progress.step(format!("starting {container}"));
+                    accessory::start(server, &name, &container).await?;
+                    progress.done(format!("started {container}"));
+                }
+                (AccessoryCommand::Stop { .. }, _) => {
+                    let progress = reporter.host(&server.host);
+                    progress.step(format!("stopping {container}"));
+                    accessory::stop(server, &name, &container).await?;
+                    progress.done(format!("stopped {container}"));
+                }
+                (AccessoryCommand::Restart { .. }, _) => {
+                    let progress = reporter.host(&server.host);
+                    progress.step(format!("stopping {container}"));
+                    accessory::stop(server, &name, &container).await?;
+                    progress.step(format!("starting {container}"));
+                    accessory::start(server, &name, &container).await?;
+                    progress.done(format!("restarted {container}"));
                 }
                 (AccessoryCommand::Exec { command, .. }, _) => {
                     exec(&server.docker, &container, &server.host, command).await?
                 }
-                (AccessoryCommand::Boot { .. } | AccessoryCommand::Reboot { .. }, None) => {}
+                (
+                    AccessoryCommand::Boot { .. }
+                    | AccessoryCommand::Reboot { .. }
+                    | AccessoryCommand::Logs { .. }
+                    | AccessoryCommand::Details { .. },
+                    _,
+                ) => {}
             }
             for agent in agents.iter().filter(|agent| agent.host == server.host) {
                 agent.ensure(server, &reporter).await?;
@@ -110,5 +143,69 @@ async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) 
             command.join(" ")
         );
     }
+    Ok(())
+}
+
+/// The last `lines` lines of the accessory's log on every host, each line prefixed with its host
+/// when there are several; with `follow`, read on as lines arrive, from every host at once.
+async fn logs(servers: &[Server], container: &str, lines: usize, follow: bool) -> Result<()> {
+    let several = servers.len() > 1;
+    let reads = servers.iter().map(|server| async move {
+        let mut output = PrefixedOutput::new(several.then(|| server.host.clone()));
+        let query = LogQuery {
+            tail: Some(lines),
+            since: None,
+            follow,
+        };
+        let read = docker::read_log(&server.docker, container, query, false, |stream, data| {
+            output.write(stream, data)
+        })
+        .await;
+        output.finish();
+        read.with_context(|| format!("on `{}`", server.host))
+    });
+    for read in futures_util::future::join_all(reads).await {
+        read?;
+    }
+    Ok(())
+}
+
+/// One row per host: the container's state, image, published ports and start time.
+async fn details(servers: &[Server], container: &str, printer: &Printer) -> Result<()> {
+    let statuses = futures_util::future::join_all(servers.iter().map(|server| async move {
+        let status = accessory::status(&server.docker, container).await;
+        status.with_context(|| format!("on `{}`", server.host))
+    }))
+    .await;
+    let mut rows = vec![vec![
+        "HOST".to_string(),
+        "CONTAINER".to_string(),
+        "STATE".to_string(),
+        "IMAGE".to_string(),
+        "PORTS".to_string(),
+        "STARTED".to_string(),
+    ]];
+    for (server, status) in servers.iter().zip(statuses) {
+        let row = match status? {
+            Some(status) => vec![
+                server.host.clone(),
+                container.to_string(),
+                status.state,
+                status.image,
+                status.ports.join(", "),
+                status.started_at.unwrap_or_else(|| "-".to_string()),
+            ],
+            None => vec![
+                server.host.clone(),
+                container.to_string(),
+                "absent".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+                "-".to_string(),
+            ],
+        };
+        rows.push(row);
+    }
+    printer.data(printer::table(&rows));
     Ok(())
 }

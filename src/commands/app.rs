@@ -1,7 +1,8 @@
 //! `hoist app maintenance|live`: put the app's services on every proxy host into maintenance
 //! (hoist-proxy `stop`: requests get 503 with the maintenance page and the message; the proxy
 //! keeps health-checking the targets) and back (`resume`), under the deploy lock, with a line in
-//! each host's audit log. `stop` and `start` are not built yet and say so.
+//! each host's audit log; the locked run on some hosts that `app stop|start` share
+//! ([`Locked`]). `stop`, `start` and `details` live in app_containers.rs.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,6 @@ use crate::lock::LockInfo;
 use crate::naming::{self, PROXY_CONTAINER};
 use crate::printer::{self, Printer};
 use crate::remote::Server;
-use crate::report::hinted;
 use crate::reporter::Reporter;
 use crate::version;
 
@@ -38,10 +38,9 @@ pub async fn run(
             change_mode(config, hosts, change, printer).await
         }
         AppCommand::Live => change_mode(config, hosts, Change::Live, printer).await,
-        AppCommand::Stop | AppCommand::Start => Err(hinted(
-            "`hoist app stop` and `hoist app start` are not implemented yet",
-            "`hoist app maintenance` answers every request with a maintenance page instead",
-        )),
+        AppCommand::Stop => super::app_containers::stop(config, hosts, printer).await,
+        AppCommand::Start => super::app_containers::start(config, hosts, printer).await,
+        AppCommand::Details => super::app_containers::details(config, hosts, printer).await,
     }
 }
 
@@ -131,7 +130,6 @@ async fn change_mode(
     change: Change,
     printer: &Printer,
 ) -> Result<()> {
-    let started = Instant::now();
     let proxy_hosts = proxy::hosts(config, hosts);
     if proxy_hosts.is_empty() {
         bail!("No host among those selected runs a role behind hoist-proxy");
@@ -140,55 +138,104 @@ async fn change_mode(
         Change::Maintenance { .. } => ("maintenance", "put into maintenance"),
         Change::Live => ("live", "made live"),
     };
+    let scope = naming::scope(&config.service, config.destination.as_deref());
     let performer = version::performer(&config.root);
-    let info = LockInfo::new(&performer, &format!("app {subcommand}"), None)?;
-    let reporter = Reporter::new(*printer);
-    let connect_to = fleet::with_primary(config, &proxy_hosts);
-    let fleet = Fleet::connect(
+    let locked = Locked::begin(
         config,
-        &connect_to,
-        &reporter,
+        &proxy_hosts,
+        subcommand,
+        "`hoist-proxy list` on each host shows each service's state",
         printer,
-        "change the app's mode",
     )
     .await?;
-    let held = fleet
-        .lock_now(
+    let results = futures_util::future::join_all(locked.servers().iter().map(|server| {
+        apply(
             config,
-            info,
-            printer,
-            "`hoist-proxy list` on each host shows each service's state",
+            server,
+            &change,
+            &scope,
+            &performer,
+            &locked.reporter,
         )
-        .await?;
-    let scope = naming::scope(&config.service, config.destination.as_deref());
-    let servers = fleet.among(&proxy_hosts);
-    let results = futures_util::future::join_all(
-        servers
-            .iter()
-            .map(|server| apply(config, server, &change, &scope, &performer, &reporter)),
-    )
+    }))
     .await;
-    held.release(&fleet, printer).await;
-    fleet.close().await;
-    let mut failed = None;
-    for (server, result) in servers.iter().zip(results) {
-        if let Err(err) = result {
-            failed.get_or_insert(err.context(format!("on `{}`", server.host)));
+    locked.finish(config, results, verb, printer).await
+}
+
+/// An `hoist app` command running on some hosts under the deploy lock: [`Locked::begin`]
+/// connects (to the primary host too, for the lock) and locks; the command works on
+/// [`Locked::servers`]; [`Locked::finish`] releases, closes and reports.
+pub(super) struct Locked {
+    fleet: Fleet,
+    held: fleet::Held,
+    hosts: Vec<String>,
+    pub reporter: Reporter,
+    started: Instant,
+}
+
+impl Locked {
+    /// `subcommand` names the lock's holder (`app stop`); `hint` says where to look when a
+    /// host fails.
+    pub async fn begin(
+        config: &Config,
+        hosts: &[String],
+        subcommand: &str,
+        hint: &'static str,
+        printer: &Printer,
+    ) -> Result<Locked> {
+        let started = Instant::now();
+        let performer = version::performer(&config.root);
+        let info = LockInfo::new(&performer, &format!("app {subcommand}"), None)?;
+        let reporter = Reporter::new(*printer);
+        let connect_to = fleet::with_primary(config, hosts);
+        let fleet = Fleet::connect(config, &connect_to, &reporter, printer, "run this").await?;
+        let held = fleet.lock_now(config, info, printer, hint).await?;
+        Ok(Locked {
+            fleet,
+            held,
+            hosts: hosts.to_vec(),
+            reporter,
+            started,
+        })
+    }
+
+    /// The servers the command works on (not the primary host added for the lock).
+    pub fn servers(&self) -> Vec<&Server> {
+        self.fleet.among(&self.hosts)
+    }
+
+    /// Release the lock, close the connections, and return the first host's error, or say what
+    /// was done (`verb`: "stopped") where.
+    pub async fn finish(
+        self,
+        config: &Config,
+        results: Vec<Result<()>>,
+        verb: &str,
+        printer: &Printer,
+    ) -> Result<()> {
+        self.held.release(&self.fleet, printer).await;
+        self.fleet.close().await;
+        let servers = self.fleet.among(&self.hosts);
+        let mut failed = None;
+        for (server, result) in servers.iter().zip(results) {
+            if let Err(err) = result {
+                failed.get_or_insert(err.context(format!("on `{}`", server.host)));
+            }
         }
+        if let Some(err) = failed {
+            return Err(err);
+        }
+        printer.status(
+            "Finished",
+            format!(
+                "{} {verb} on {} in {:.1}s",
+                config.service,
+                printer::plural(servers.len(), "host"),
+                self.started.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(())
     }
-    if let Some(err) = failed {
-        return Err(err);
-    }
-    printer.status(
-        "Finished",
-        format!(
-            "{} {verb} on {} in {:.1}s",
-            config.service,
-            printer::plural(servers.len(), "host"),
-            started.elapsed().as_secs_f64()
-        ),
-    );
-    Ok(())
 }
 
 /// `change` on every service of `server`, then the audit line.

@@ -3,6 +3,7 @@
 
 pub mod accessory;
 mod app;
+mod app_containers;
 mod audit;
 mod backup;
 mod config;

@@ -1,7 +1,7 @@
 //! Accessory containers on one server (databases, caches next to the app): their definition
 //! from `[accessories.NAME]` (secrets included, resolved before any server is touched), boot
-//! (pull, the `hoist` network, create, start), ensure (boot if missing, start if stopped) and
-//! removal. Secret values travel inside the SSH connection as the body of the create call,
+//! (pull, the `hoist` network, create, start), ensure (boot if missing, start if stopped), start,
+//! stop, status and removal. Secret values travel inside the SSH connection as the body of the create call,
 //! never in an argv or a label.
 
 use std::collections::HashMap;
@@ -249,4 +249,99 @@ pub async fn remove(docker: &Docker, container: &str) -> Result<()> {
         }) => Ok(()),
         Err(err) => Err(err).with_context(|| format!("Failed to remove `{container}`")),
     }
+}
+
+/// What `hoist accessory details` shows of an accessory's container on one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// `running`, `exited`, … (Docker's state).
+    pub state: String,
+    pub image: String,
+    /// Published ports, `host_ip:host_port->container_port/proto`.
+    pub ports: Vec<String>,
+    /// When it last started (RFC 3339), if it ever did.
+    pub started_at: Option<String>,
+}
+
+/// The accessory container's state on this server; `None` when it is not booted there.
+pub async fn status(docker: &Docker, container: &str) -> Result<Option<Status>> {
+    let inspect = match docker.inspect_container(container, None).await {
+        Ok(inspect) => inspect,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("Failed to inspect `{container}`")),
+    };
+    let state = inspect.state.as_ref();
+    let mut ports: Vec<String> = inspect
+        .host_config
+        .as_ref()
+        .and_then(|host| host.port_bindings.as_ref())
+        .into_iter()
+        .flatten()
+        .flat_map(|(port, bindings)| {
+            bindings.iter().flatten().map(move |binding| {
+                let ip = binding.host_ip.as_deref().unwrap_or("");
+                let host_port = binding.host_port.as_deref().unwrap_or("");
+                match ip {
+                    "" => format!("{host_port}->{port}"),
+                    ip => format!("{ip}:{host_port}->{port}"),
+                }
+            })
+        })
+        .collect();
+    ports.sort();
+    Ok(Some(Status {
+        state: state
+            .and_then(|state| state.status)
+            .map_or_else(|| "unknown".to_string(), |status| status.to_string()),
+        image: inspect
+            .config
+            .and_then(|config| config.image)
+            .unwrap_or_default(),
+        ports,
+        started_at: state
+            .and_then(|state| state.started_at.clone())
+            .filter(|at| !at.starts_with("0001-")),
+    }))
+}
+
+/// Start the accessory's stopped container (its definition as booted); running already is fine.
+pub async fn start(server: &Server, name: &str, container: &str) -> Result<()> {
+    match server.docker.start_container(container, None).await {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Err(not_booted(name, &server.host)),
+        Err(err) => Err(err)
+            .with_context(|| format!("Failed to start `{container}` on `{}`", server.host))
+            .hint(format!("see its output with `hoist accessory logs {name}`")),
+    }
+}
+
+/// Stop the accessory's container (SIGTERM, then SIGKILL after its stop timeout, Docker's 10 s
+/// unless the image says otherwise); stopped already is fine. Its data and definition stay.
+pub async fn stop(server: &Server, name: &str, container: &str) -> Result<()> {
+    match server.docker.stop_container(container, None).await {
+        Ok(()) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Err(not_booted(name, &server.host)),
+        Err(err) => {
+            Err(err).with_context(|| format!("Failed to stop `{container}` on `{}`", server.host))
+        }
+    }
+}
+
+fn not_booted(name: &str, host: &str) -> anyhow::Error {
+    hinted(
+        format!("Accessory `{name}` is not booted on `{host}`"),
+        format!("boot it with `hoist accessory boot {name}`"),
+    )
 }

@@ -1,0 +1,237 @@
+//! `hoist app stop|start|details`: the live version's containers on every app host. `stop`
+//! first puts each proxied service into hoist-proxy's stopped state (visitors get the
+//! maintenance page, 503, instead of a broken connection), then stops the role's running
+//! containers. `start` starts each role's live container again (the proxy's target; for a role
+//! without the proxy, the newest container of the version the host's release record names),
+//! waits until it is ready, has the proxy health-check it as a deploy would, and resumes the
+//! service. Both hold the deploy lock and write a line to each host's audit log. `details` lists
+//! every container of each role with its version and state, the live one marked.
+
+use anyhow::{Context, Result};
+
+use super::app::Locked;
+use crate::config::Config;
+use crate::container::{self, RoleContainers, app, proxy};
+use crate::deploy::state;
+use crate::docker;
+use crate::fleet::{self, Fleet};
+use crate::naming::{self, PROXY_CONTAINER};
+use crate::printer::{self, Printer};
+use crate::remote::Server;
+use crate::reporter::Reporter;
+use crate::secrets::Secrets;
+use crate::version;
+
+/// Where to look when a host fails part way.
+const HINT: &str = "`hoist app details` shows what runs where; `hoist app start` starts it again";
+
+pub async fn stop(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    let app_hosts = fleet::app_hosts(config, hosts);
+    let scope = naming::scope(&config.service, config.destination.as_deref());
+    let performer = version::performer(&config.root);
+    let locked = Locked::begin(config, &app_hosts, "stop", HINT, printer).await?;
+    let results = futures_util::future::join_all(
+        locked
+            .servers()
+            .iter()
+            .map(|server| stop_host(config, server, &scope, &performer, &locked.reporter)),
+    )
+    .await;
+    locked.finish(config, results, "stopped", printer).await
+}
+
+pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    // The proxy's deploy environment (an EAB key) comes from the secrets: resolved first.
+    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let proxy_env = proxy::deploy_env(config, &secrets)?;
+    let app_hosts = fleet::app_hosts(config, hosts);
+    let scope = naming::scope(&config.service, config.destination.as_deref());
+    let performer = version::performer(&config.root);
+    let locked = Locked::begin(config, &app_hosts, "start", HINT, printer).await?;
+    let results = futures_util::future::join_all(locked.servers().iter().map(|server| {
+        start_host(
+            config,
+            server,
+            &scope,
+            &performer,
+            &proxy_env,
+            &locked.reporter,
+        )
+    }))
+    .await;
+    locked.finish(config, results, "started", printer).await
+}
+
+/// Each proxied service stopped in the proxy, then every running container of each role.
+async fn stop_host(
+    config: &Config,
+    server: &Server,
+    scope: &str,
+    performer: &str,
+    reporter: &Reporter,
+) -> Result<()> {
+    let progress = reporter.host(&server.host);
+    let roles = container::role_containers(config, server).await?;
+    let mut stopped = Vec::new();
+    for role in &roles {
+        if config.roles[&role.role].proxy {
+            let service = service(config, &role.role);
+            progress.step(format!("{service}: maintenance page"));
+            let drain = format!(
+                "--drain-timeout={}",
+                crate::config::format_duration(config.proxy.drain_timeout)
+            );
+            proxy_command(server, &["hoist-proxy", "stop", &service, &drain]).await?;
+        }
+        for running in role.containers.iter().filter(|c| c.running) {
+            progress.step(format!("stopping {}", running.name));
+            app::stop(&server.docker, &running.name).await?;
+            stopped.push(running.name.clone());
+        }
+    }
+    audit(
+        server,
+        scope,
+        performer,
+        &format!("Stopped app: {}", list(&stopped)),
+    )
+    .await;
+    progress.done(format!("stopped {}", list(&stopped)));
+    Ok(())
+}
+
+/// Each role's live container started, ready, health-checked by the proxy and resumed there.
+async fn start_host(
+    config: &Config,
+    server: &Server,
+    scope: &str,
+    performer: &str,
+    proxy_env: &[String],
+    reporter: &Reporter,
+) -> Result<()> {
+    let progress = reporter.host(&server.host);
+    let roles = container::role_containers(config, server).await?;
+    let record = state::read(&server.session, scope).await?;
+    let mut started = Vec::new();
+    for role in &roles {
+        let Some(live) = live_container(role, record.as_ref().map(|r| r.version.as_str())) else {
+            progress.step(format!("{}: nothing deployed", role.role));
+            continue;
+        };
+        if !live.running {
+            progress.step(format!("starting {}", live.name));
+            app::start(&server.docker, &live.name).await?;
+        }
+        progress.step(format!("waiting for {} to be ready", live.name));
+        app::wait_ready(&server.docker, &live.name, config.proxy.deploy_timeout).await?;
+        if config.roles[&role.role].proxy {
+            let service = service(config, &role.role);
+            progress.step(format!("{service}: health check"));
+            proxy::deploy(&server.docker, config, &service, &live.id, proxy_env)
+                .await
+                .with_context(|| format!("hoist-proxy did not take `{}` back", live.name))?;
+            proxy_command(server, &["hoist-proxy", "resume", &service]).await?;
+        }
+        started.push(format!("{} ({})", live.name, live.version));
+    }
+    audit(
+        server,
+        scope,
+        performer,
+        &format!("Started app: {}", list(&started)),
+    )
+    .await;
+    progress.done(format!("started {}", list(&started)));
+    Ok(())
+}
+
+/// The container `start` brings back: the proxy's target; for a role without the proxy, the
+/// newest container of the version the release record names, else the newest.
+fn live_container<'a>(
+    role: &'a RoleContainers,
+    recorded: Option<&str>,
+) -> Option<&'a app::AppContainer> {
+    if role.live.is_some() {
+        return role.containers.iter().find(|c| role.is_live(c));
+    }
+    recorded
+        .and_then(|version| role.containers.iter().find(|c| c.version == version))
+        .or_else(|| role.containers.first())
+}
+
+fn service(config: &Config, role: &str) -> String {
+    naming::role_scope(&config.service, role, config.destination.as_deref())
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+async fn proxy_command(server: &Server, args: &[&str]) -> Result<()> {
+    let output = docker::exec(&server.docker, PROXY_CONTAINER, args).await?;
+    if output.exit_code != 0 {
+        let said = output.stderr.trim().trim_start_matches("Error: ");
+        anyhow::bail!("`{}` failed: {said}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// A line in the host's audit log, best effort: what was done is done either way.
+async fn audit(server: &Server, scope: &str, performer: &str, what: &str) {
+    let line = crate::audit::line(performer, what);
+    let (Ok(append), Ok(dir)) = (
+        crate::audit::append_command(scope, &line),
+        crate::ssh::quote(&naming::state_dir(scope)),
+    ) else {
+        return;
+    };
+    let _ = server
+        .session
+        .exec(&format!("mkdir -p {dir} && {append}"))
+        .await;
+}
+
+/// Every container of each role on every host: version, state, and which is live.
+pub async fn details(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    let app_hosts = fleet::app_hosts(config, hosts);
+    let reporter = Reporter::new(*printer);
+    let fleet = Fleet::connect(config, &app_hosts, &reporter, printer, "list them").await?;
+    let listed = futures_util::future::join_all(
+        fleet
+            .servers
+            .iter()
+            .map(|server| container::role_containers(config, server)),
+    )
+    .await;
+    fleet.close().await;
+    let mut rows = vec![
+        ["HOST", "ROLE", "CONTAINER", "VERSION", "STATE", "LIVE"]
+            .map(str::to_string)
+            .to_vec(),
+    ];
+    for (server, roles) in fleet.servers.iter().zip(listed) {
+        let roles = roles.with_context(|| format!("on `{}`", server.host))?;
+        for role in &roles {
+            for container in &role.containers {
+                rows.push(vec![
+                    server.host.clone(),
+                    role.role.clone(),
+                    container.name.clone(),
+                    container.version.clone(),
+                    container.state.clone(),
+                    if role.is_live(container) { "yes" } else { "" }.to_string(),
+                ]);
+            }
+        }
+    }
+    if rows.len() == 1 {
+        printer.status("Details", "no container of the app on these hosts");
+        return Ok(());
+    }
+    printer.data(printer::table(&rows));
+    Ok(())
+}
