@@ -55,6 +55,10 @@ pub struct GlobalArgs {
     /// Machine-readable JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Run no hook (hooks/pre-deploy and the others)
+    #[arg(short = 'H', long, global = true)]
+    pub skip_hooks: bool,
 }
 
 /// A destination given positionally (`hoist deploy staging`), as an alternative to `-d`.
@@ -115,11 +119,17 @@ pub enum Command {
     Prune(DestinationArg),
     /// Show what hoist changed on the servers: every host's audit log, merged by time
     Audit(AuditArgs),
+    /// Remove the app from its servers: containers, accessories and their volumes, images,
+    /// routes, hoist's files, and hoist-proxy where no other app uses it
+    Remove(RemoveArgs),
     /// Print the merged configuration, secrets redacted
     Config(DestinationArg),
     /// Local throw-away servers and a registry to try a deploy on
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// `hoist NAME ARGS...`: an alias from `[aliases]` in deploy.toml
+    #[command(external_subcommand)]
+    Alias(Vec<String>),
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +176,16 @@ pub struct ExecArgs {
     /// Command and its arguments (after `--`)
     #[arg(trailing_var_arg = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    pub destination: DestinationArg,
+
+    /// Don't ask for confirmation
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +289,12 @@ pub enum ProxyCommand {
     Stop,
     /// Start a stopped hoist-proxy, with its routes (as `boot`)
     Start,
+    /// Remove hoist-proxy with its routes and certificates (`boot` creates it again)
+    Remove {
+        /// Remove it even when it routes other apps' services too (they go offline)
+        #[arg(long)]
+        force: bool,
+    },
     /// Show hoist-proxy logs
     Logs {
         /// Lines from the end of each server's log

@@ -2,7 +2,8 @@
 //! primary (it holds the deploy lock), connecting to all of them or reporting which could not be
 //! reached, holding the deploy lock with the Ctrl-C listener while a command changes servers, and
 //! closing every connection once. Commands that change servers (deploy, rollback, proxy reboot)
-//! and commands that read them (details, versions) go through here instead of repeating it.
+//! and commands that read them (details, versions) go through here instead of repeating it;
+//! [`Locked`] is the whole run of a command that changes some hosts at once under the lock.
 
 use std::time::{Duration, Instant};
 
@@ -277,6 +278,81 @@ pub fn unreachable_error(
         format!("{count} of {total} hosts are unreachable"),
         "see the warnings above for each host",
     )
+}
+
+/// A command changing some hosts at once under the deploy lock (`app stop`, `proxy stop`):
+/// [`Locked::begin`] connects (to the primary host too, for the lock) and locks without waiting;
+/// the command works on [`Locked::servers`] with [`Locked::reporter`]; [`Locked::finish`]
+/// releases the lock, closes every connection and returns the first host's error.
+pub struct Locked {
+    fleet: Fleet,
+    held: Held,
+    hosts: Vec<String>,
+    pub reporter: Reporter,
+    started: Instant,
+}
+
+impl Locked {
+    /// `command` names the lock's holder (`app stop`); `on_quit` says where to look when the
+    /// command is quit mid-way.
+    pub async fn begin(
+        config: &Config,
+        hosts: &[String],
+        command: &str,
+        on_quit: &'static str,
+        printer: &Printer,
+    ) -> Result<Locked> {
+        let started = Instant::now();
+        let performer = crate::version::performer(&config.root);
+        let info = LockInfo::new(&performer, command, None)?;
+        let reporter = Reporter::new(*printer);
+        let connect_to = with_primary(config, hosts);
+        let what = format!("run `hoist {command}`");
+        let fleet = Fleet::connect(config, &connect_to, &reporter, printer, &what).await?;
+        let held = fleet.lock_now(config, info, printer, on_quit).await?;
+        Ok(Locked {
+            fleet,
+            held,
+            hosts: hosts.to_vec(),
+            reporter,
+            started,
+        })
+    }
+
+    /// The servers the command works on (not the primary host when added only for the lock).
+    pub fn servers(&self) -> Vec<&Server> {
+        self.fleet.among(&self.hosts)
+    }
+
+    /// Close the connections of a command that removed the lock itself, with other work on the
+    /// primary host (`hoist remove` deletes the directory the lock lives in).
+    pub async fn finish_released(self) -> Duration {
+        self.held.released();
+        self.fleet.close().await;
+        self.started.elapsed()
+    }
+
+    /// Release the lock and close the connections; then the first failure of `results` (one
+    /// per server, in [`Locked::servers`]'s order) with its host, the others as warnings, or
+    /// how long the command took.
+    pub async fn finish(self, results: Vec<Result<()>>, printer: &Printer) -> Result<Duration> {
+        self.held.release(&self.fleet, printer).await;
+        self.fleet.close().await;
+        let mut first = None;
+        for (server, result) in self.fleet.among(&self.hosts).iter().zip(results) {
+            if let Err(err) = result {
+                let err = err.context(format!("on `{}`", server.host));
+                match first {
+                    None => first = Some(err),
+                    Some(_) => printer.warn(format!("{err:#}")),
+                }
+            }
+        }
+        match first {
+            Some(err) => Err(err),
+            None => Ok(self.started.elapsed()),
+        }
+    }
 }
 
 #[cfg(test)]

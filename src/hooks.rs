@@ -64,6 +64,8 @@ pub struct Hooks {
     /// Secret values, for the hooks that get them.
     secrets: Vec<(String, String)>,
     started: Instant,
+    /// `-H`/`--skip-hooks`: none runs.
+    skip: bool,
 }
 
 impl Hooks {
@@ -80,6 +82,20 @@ impl Hooks {
             vars,
             secrets: Vec::new(),
             started,
+            skip: false,
+        }
+    }
+
+    /// The hooks of `config` (`hooks_path`), none when it was loaded with `-H`/`--skip-hooks`.
+    pub fn for_config(
+        config: &crate::config::Config,
+        printer: Printer,
+        vars: Vec<(String, String)>,
+        started: Instant,
+    ) -> Self {
+        Self {
+            skip: config.skip_hooks,
+            ..Self::new(&config.hooks_path, printer, vars, started)
         }
     }
 
@@ -97,7 +113,7 @@ impl Hooks {
 
     /// Whether `hook` exists (executable or not: [`Self::run`] warns about the latter).
     pub fn exists(&self, hook: Hook) -> bool {
-        self.dir.join(hook.name()).is_file()
+        !self.skip && self.dir.join(hook.name()).is_file()
     }
 
     /// Run `hook` if it exists, with `HOIST_HOSTS` set to `hosts`. Its output is shown prefixed
@@ -107,6 +123,11 @@ impl Hooks {
         let Ok(metadata) = std::fs::metadata(&path) else {
             return Ok(());
         };
+        if self.skip {
+            self.printer
+                .detail(format!("hook {} skipped (--skip-hooks)", hook.name()));
+            return Ok(());
+        }
         if !metadata.is_file() || metadata.permissions().mode() & 0o111 == 0 {
             self.printer.warn(format!(
                 "`{}` is not an executable file, so it does not run as a hook (chmod +x it)",

@@ -447,3 +447,83 @@ fn config_file_option_reads_another_file_and_its_destinations() {
         "{err}"
     );
 }
+
+#[test]
+fn aliases_expand_to_commands_and_a_destination_can_be_required() {
+    let app = App::new(&[
+        (
+            "deploy.toml",
+            &format!(
+                "{BASE}\n[aliases]\nshow = \"config --json\"\nloop = \"show\"\n\
+                 bad = \"deploy --no-such-flag\"\n"
+            ),
+        ),
+        (
+            "deploy.staging.toml",
+            "[servers.web]\nhosts = [\"203.0.113.9\"]\n",
+        ),
+    ]);
+    // `hoist show` runs `hoist config --json`; the command line's global options still apply.
+    let output = app.hoist(&["show", "-d", "staging"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    assert_eq!(json["servers"]["web"]["hosts"][0], "203.0.113.9", "{json}");
+    // An alias never expands to another, nor to a bad command line; a typo gets a suggestion.
+    let output = app.hoist(&["loop"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("never to another alias"),
+        "{}",
+        stderr(&output)
+    );
+    let output = app.hoist(&["bad"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("The alias `bad` (`deploy --no-such-flag`) is not a hoist"),
+        "{}",
+        stderr(&output)
+    );
+    let output = app.hoist(&["confg"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("did you mean `hoist config`?"),
+        "{}",
+        stderr(&output)
+    );
+    let output = app.hoist(&["nothing-like-it"]);
+    assert!(
+        stderr(&output).contains("aliases: `bad`, `loop`, `show`"),
+        "{}",
+        stderr(&output)
+    );
+
+    // An alias named like a command would never run: refused.
+    app.write(
+        "deploy.toml",
+        &format!("{BASE}\n[aliases]\ndeploy = \"config\"\n"),
+    );
+    let output = app.hoist(&["config"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output)
+            .contains("The alias `deploy` in `[aliases]` has the name of a hoist command"),
+        "{}",
+        stderr(&output)
+    );
+
+    // `require_destination = true`: no command runs without one.
+    app.write(
+        "deploy.toml",
+        &format!("require_destination = true\n{BASE}"),
+    );
+    let output = app.hoist(&["config"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("`require_destination = true`")
+            && stderr(&output).contains("-d staging"),
+        "{}",
+        stderr(&output)
+    );
+    let output = app.hoist(&["config", "-d", "staging"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}

@@ -371,4 +371,48 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
     }
     let (audit, _) = text(&hoist(&["audit"]));
     assert!(audit.contains("Pruned"), "{audit}");
+
+    // `hoist remove`: an accessory with a named volume on the second host, then everything goes.
+    sandbox.push_testapp_versions(&docker, &["cache"]).await;
+    let path = dir.path().join("deploy.toml");
+    let mut toml = std::fs::read_to_string(&path).expect("read deploy.toml");
+    toml.push_str(&format!(
+        "\n[accessories.cache]\nimage = \"{}/hello:cache\"\nhosts = [\"{}\"]\n\
+         volumes = [\"operate-cache:/data\"]\n",
+        sandbox.registry(),
+        hosts[1]
+    ));
+    std::fs::write(&path, toml).expect("write deploy.toml");
+    assert_success(
+        &hoist(&["accessory", "boot", "cache"]),
+        "accessory boot cache",
+    );
+    let what_is_left = |index: usize| {
+        let output = sandbox.ssh(
+            index,
+            "docker ps -aq; docker volume ls -q; docker network ls -q --filter name=^hoist$; \
+             docker images -q; ls -A .hoist 2>/dev/null; true",
+        );
+        text(&output).0.trim().to_string()
+    };
+    assert!(
+        what_is_left(1).contains("operate-cache"),
+        "{}",
+        what_is_left(1)
+    );
+    // Without a terminal to confirm on, --yes is needed, and nothing goes.
+    let output = hoist(&["remove"]);
+    assert_eq!(output.status.code(), Some(1), "{:?}", text(&output));
+    assert!(text(&output).1.contains("--yes"), "{}", text(&output).1);
+    assert_eq!(http_get(&address(0), "/version").expect("GET").0, 200);
+    assert_success(&hoist(&["remove", "--yes"]), "hoist remove --yes");
+    for index in 0..2 {
+        assert_eq!(what_is_left(index), "", "left on host {index}");
+    }
+    let output = hoist(&["lock", "status"]);
+    assert!(
+        text(&output).0.starts_with("Unlocked"),
+        "{:?}",
+        text(&output)
+    );
 }

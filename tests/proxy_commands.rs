@@ -1,6 +1,7 @@
-//! `hoist proxy boot|reboot|details|logs` end to end against one sandbox server: hoist-proxy built
-//! from the repo's Dockerfile and pushed to the sandbox registry (with a password), booted,
-//! inspected, rebooted (handed over) with its routes kept, and its logs read.
+//! `hoist proxy boot|reboot|stop|start|remove|details|logs` end to end against one sandbox
+//! server: hoist-proxy built from the repo's Dockerfile and pushed to the sandbox registry (with
+//! a password), booted, inspected, rebooted (handed over) with its routes kept, stopped and
+//! started, its logs read, and removed.
 
 mod support;
 
@@ -136,6 +137,14 @@ async fn proxy_boots_once_shows_its_routes_reboots_keeping_them_and_prints_its_l
         hooks,
         format!("pre-proxy-reboot proxy reboot {host}\npost-proxy-reboot proxy reboot {host}\n")
     );
+    // `-H` runs no hook.
+    assert_success(&hoist(&["proxy", "reboot", "-H"]), "hoist proxy reboot -H");
+    assert_eq!(
+        std::fs::read_to_string(&markers).expect("markers"),
+        hooks,
+        "a hook ran under -H"
+    );
+    let rebooted = details();
     let output = hoist(&["lock", "status"]);
     assert!(
         text(&output).0.starts_with("Unlocked"),
@@ -171,4 +180,34 @@ async fn proxy_boots_once_shows_its_routes_reboots_keeping_them_and_prints_its_l
         stdout.contains("Server started") || stderr.contains("Server started"),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
+
+    // Remove: refused while another app's service routes through the proxy, and nothing goes;
+    // with --force, its containers and its state volume go, and the lock is free again.
+    let output = hoist(&["proxy", "remove"]);
+    let stderr = text(&output).1;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("also routes probe-web") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(details()["state"], "running");
+    let output = hoist(&["proxy", "remove", "--force"]);
+    assert_success(&output, "hoist proxy remove --force");
+    let left = sandbox.ssh(
+        0,
+        "docker ps -a --format '{{.Names}}' | grep hoist-proxy; \
+         docker volume ls -q | grep -x hoist-proxy; true",
+    );
+    assert_eq!(text(&left).0.trim(), "", "left behind");
+    let output = hoist(&["lock", "status"]);
+    assert!(
+        text(&output).0.starts_with("Unlocked"),
+        "{:?}",
+        text(&output)
+    );
+    // Boot makes a fresh one: the old routes went with the volume.
+    assert_success(&hoist(&["proxy", "boot"]), "hoist proxy boot after remove");
+    let fresh = details();
+    assert_eq!(fresh["state"], "running", "{fresh}");
+    assert!(!routed(&fresh), "{fresh}");
 }

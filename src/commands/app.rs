@@ -1,10 +1,9 @@
 //! `hoist app maintenance|live`: put the app's services on every proxy host into maintenance
 //! (hoist-proxy `stop`: requests get 503 with the maintenance page and the message; the proxy
 //! keeps health-checking the targets) and back (`resume`), under the deploy lock, with a line in
-//! each host's audit log; the locked run on some hosts that `app stop|start` share
-//! ([`Locked`]). `stop`, `start` and `details` live in app_containers.rs.
+//! each host's audit log. `stop`, `start` and `details` live in app_containers.rs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 
@@ -12,8 +11,7 @@ use crate::cli::AppCommand;
 use crate::config::{Config, format_duration};
 use crate::container::proxy;
 use crate::docker;
-use crate::fleet::{self, Fleet};
-use crate::lock::LockInfo;
+use crate::fleet::Locked;
 use crate::naming::{self, PROXY_CONTAINER};
 use crate::printer::{self, Printer};
 use crate::remote::Server;
@@ -143,7 +141,7 @@ async fn change_mode(
     let locked = Locked::begin(
         config,
         &proxy_hosts,
-        subcommand,
+        &format!("app {subcommand}"),
         "`hoist-proxy list` on each host shows each service's state",
         printer,
     )
@@ -159,83 +157,17 @@ async fn change_mode(
         )
     }))
     .await;
-    locked.finish(config, results, verb, printer).await
-}
-
-/// An `hoist app` command running on some hosts under the deploy lock: [`Locked::begin`]
-/// connects (to the primary host too, for the lock) and locks; the command works on
-/// [`Locked::servers`]; [`Locked::finish`] releases, closes and reports.
-pub(super) struct Locked {
-    fleet: Fleet,
-    held: fleet::Held,
-    hosts: Vec<String>,
-    pub reporter: Reporter,
-    started: Instant,
-}
-
-impl Locked {
-    /// `subcommand` names the lock's holder (`app stop`); `hint` says where to look when a
-    /// host fails.
-    pub async fn begin(
-        config: &Config,
-        hosts: &[String],
-        subcommand: &str,
-        hint: &'static str,
-        printer: &Printer,
-    ) -> Result<Locked> {
-        let started = Instant::now();
-        let performer = version::performer(&config.root);
-        let info = LockInfo::new(&performer, &format!("app {subcommand}"), None)?;
-        let reporter = Reporter::new(*printer);
-        let connect_to = fleet::with_primary(config, hosts);
-        let fleet = Fleet::connect(config, &connect_to, &reporter, printer, "run this").await?;
-        let held = fleet.lock_now(config, info, printer, hint).await?;
-        Ok(Locked {
-            fleet,
-            held,
-            hosts: hosts.to_vec(),
-            reporter,
-            started,
-        })
-    }
-
-    /// The servers the command works on (not the primary host added for the lock).
-    pub fn servers(&self) -> Vec<&Server> {
-        self.fleet.among(&self.hosts)
-    }
-
-    /// Release the lock, close the connections, and return the first host's error, or say what
-    /// was done (`verb`: "stopped") where.
-    pub async fn finish(
-        self,
-        config: &Config,
-        results: Vec<Result<()>>,
-        verb: &str,
-        printer: &Printer,
-    ) -> Result<()> {
-        self.held.release(&self.fleet, printer).await;
-        self.fleet.close().await;
-        let servers = self.fleet.among(&self.hosts);
-        let mut failed = None;
-        for (server, result) in servers.iter().zip(results) {
-            if let Err(err) = result {
-                failed.get_or_insert(err.context(format!("on `{}`", server.host)));
-            }
-        }
-        if let Some(err) = failed {
-            return Err(err);
-        }
-        printer.status(
-            "Finished",
-            format!(
-                "{} {verb} on {} in {:.1}s",
-                config.service,
-                printer::plural(servers.len(), "host"),
-                self.started.elapsed().as_secs_f64()
-            ),
-        );
-        Ok(())
-    }
+    let took = locked.finish(results, printer).await?;
+    printer.status(
+        "Finished",
+        format!(
+            "{} {verb} on {} in {:.1}s",
+            config.service,
+            printer::plural(proxy_hosts.len(), "host"),
+            took.as_secs_f64()
+        ),
+    );
+    Ok(())
 }
 
 /// `change` on every service of `server`, then the audit line.

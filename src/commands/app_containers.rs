@@ -7,14 +7,15 @@
 //! service. Both hold the deploy lock and write a line to each host's audit log. `details` lists
 //! every container of each role with its version and state, the live one marked.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 
-use super::app::Locked;
 use crate::config::Config;
 use crate::container::{self, RoleContainers, app, proxy};
 use crate::deploy::state;
 use crate::docker;
-use crate::fleet::{self, Fleet};
+use crate::fleet::{self, Fleet, Locked};
 use crate::naming::{self, PROXY_CONTAINER};
 use crate::printer::{self, Printer};
 use crate::remote::Server;
@@ -29,7 +30,7 @@ pub async fn stop(config: &Config, hosts: &[String], printer: &Printer) -> Resul
     let app_hosts = fleet::app_hosts(config, hosts);
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let performer = version::performer(&config.root);
-    let locked = Locked::begin(config, &app_hosts, "stop", HINT, printer).await?;
+    let locked = Locked::begin(config, &app_hosts, "app stop", HINT, printer).await?;
     let results = futures_util::future::join_all(
         locked
             .servers()
@@ -37,7 +38,9 @@ pub async fn stop(config: &Config, hosts: &[String], printer: &Printer) -> Resul
             .map(|server| stop_host(config, server, &scope, &performer, &locked.reporter)),
     )
     .await;
-    locked.finish(config, results, "stopped", printer).await
+    let took = locked.finish(results, printer).await?;
+    finished(config, "stopped", app_hosts.len(), took, printer);
+    Ok(())
 }
 
 pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
@@ -47,7 +50,7 @@ pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Resu
     let app_hosts = fleet::app_hosts(config, hosts);
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let performer = version::performer(&config.root);
-    let locked = Locked::begin(config, &app_hosts, "start", HINT, printer).await?;
+    let locked = Locked::begin(config, &app_hosts, "app start", HINT, printer).await?;
     let results = futures_util::future::join_all(locked.servers().iter().map(|server| {
         start_host(
             config,
@@ -59,7 +62,21 @@ pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Resu
         )
     }))
     .await;
-    locked.finish(config, results, "started", printer).await
+    let took = locked.finish(results, printer).await?;
+    finished(config, "started", app_hosts.len(), took, printer);
+    Ok(())
+}
+
+fn finished(config: &Config, verb: &str, hosts: usize, took: Duration, printer: &Printer) {
+    printer.status(
+        "Finished",
+        format!(
+            "{} {verb} on {} in {:.1}s",
+            config.service,
+            printer::plural(hosts, "host"),
+            took.as_secs_f64()
+        ),
+    );
 }
 
 /// Each proxied service stopped in the proxy, then every running container of each role.

@@ -1,4 +1,4 @@
-//! `hoist proxy boot|reboot|details|logs`: the `hoist-proxy` container on the hosts of the roles
+//! `hoist proxy boot|reboot|stop|start|remove|details|logs`: the `hoist-proxy` container on the hosts of the roles
 //! that run behind it (narrowed by `--hosts`/`--roles`). This file picks the hosts, reports per
 //! host and prints; what the container is, how it is created and replaced, lives in
 //! container/proxy.rs and container/handover.rs. A reboot hands each host's ports and routes to
@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::container::{self, handover, loadbalancer, proxy};
 use crate::deploy;
 use crate::docker;
-use crate::fleet::{self, Fleet};
+use crate::fleet::{self, Fleet, Locked};
 use crate::hooks::{Hook, Hooks};
 use crate::lock::LockInfo;
 use crate::naming::PROXY_CONTAINER;
@@ -31,6 +31,9 @@ use crate::version;
 /// The hint for a host whose proxy is missing or stopped.
 const BOOT_HINT: &str = "start it with `hoist proxy boot`";
 
+/// Where to look when a locked proxy command is quit mid-way.
+const DETAILS_HINT: &str = "`hoist proxy details` shows each proxy";
+
 pub async fn run(
     command: ProxyCommand,
     config: &Config,
@@ -41,6 +44,7 @@ pub async fn run(
     match command {
         ProxyCommand::Boot | ProxyCommand::Start => boot(config, &hosts, printer).await,
         ProxyCommand::Stop => stop(config, &hosts, printer).await,
+        ProxyCommand::Remove { force } => remove(config, &hosts, force, printer).await,
         ProxyCommand::Reboot => reboot(config, &hosts, printer).await,
         ProxyCommand::Details => details(config, &hosts, printer).await,
         ProxyCommand::Logs { lines } => logs(config, &hosts, lines, printer).await,
@@ -78,49 +82,86 @@ async fn boot(config: &Config, hosts: &[String], printer: &Printer) -> Result<()
 /// `stop`: under the deploy lock (no deploy may switch through a proxy going away), the proxy
 /// on every host at once.
 async fn stop(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
-    let started = Instant::now();
-    let performer = version::performer(&config.root);
-    let lock_info = LockInfo::new(&performer, "proxy stop", None)?;
-    let reporter = Reporter::new(*printer);
-    let connect_to = fleet::with_primary(config, hosts);
-    let fleet = Fleet::connect(config, &connect_to, &reporter, printer, "stop hoist-proxy").await?;
-    let held = fleet
-        .lock_now(
-            config,
-            lock_info,
-            printer,
-            "`hoist proxy details` shows each proxy",
-        )
-        .await?;
-    let results = futures_util::future::join_all(fleet.among(hosts).into_iter().map(|server| {
-        let progress = reporter.host(&server.host);
+    let locked = Locked::begin(config, hosts, "proxy stop", DETAILS_HINT, printer).await?;
+    let results = futures_util::future::join_all(locked.servers().into_iter().map(|server| {
+        let progress = locked.reporter.host(&server.host);
         async move {
             progress.step("stopping hoist-proxy");
-            match proxy::stop(&server.docker).await {
-                Ok(()) => {
-                    progress.done("hoist-proxy stopped");
-                    Ok(())
-                }
-                Err(err) => {
-                    progress.failed("hoist-proxy stop failed");
-                    Err(err.context(format!("on `{}`", server.host)))
-                }
+            let stopped = proxy::stop(&server.docker).await;
+            match &stopped {
+                Ok(()) => progress.done("hoist-proxy stopped"),
+                Err(_) => progress.failed("hoist-proxy stop failed"),
             }
+            stopped
         }
     }))
     .await;
-    held.release(&fleet, printer).await;
-    fleet.close().await;
-    first_error(results, printer)?;
+    let took = locked.finish(results, printer).await?;
     printer.status(
         "Finished",
         format!(
             "stopped hoist-proxy on {} ({:.1}s); `hoist proxy start` starts it again",
             printer::plural(hosts.len(), "host"),
-            started.elapsed().as_secs_f64()
+            took.as_secs_f64()
         ),
     );
     Ok(())
+}
+
+/// `remove`: under the deploy lock, hoist-proxy's containers and its state volume (routes,
+/// certificates) on every host at once. A proxy that also routes another app's services is left
+/// alone unless `force`: removing it would take that app offline too.
+async fn remove(config: &Config, hosts: &[String], force: bool, printer: &Printer) -> Result<()> {
+    let locked = Locked::begin(config, hosts, "proxy remove", DETAILS_HINT, printer).await?;
+    let results = futures_util::future::join_all(locked.servers().into_iter().map(|server| {
+        let progress = locked.reporter.host(&server.host);
+        async move {
+            let others = other_apps_services(config, server).await?;
+            if !others.is_empty() && !force {
+                progress.failed("another app routes through it");
+                return Err(hinted(
+                    format!(
+                        "hoist-proxy on `{}` also routes {}, not of this app",
+                        server.host,
+                        others.join(", ")
+                    ),
+                    "remove those apps first, or pass `--force` to take them offline too",
+                ));
+            }
+            progress.step("removing hoist-proxy");
+            let removed = proxy::remove(&server.docker).await;
+            match &removed {
+                Ok(()) => progress.done("hoist-proxy removed, with its routes and certificates"),
+                Err(_) => progress.failed("hoist-proxy remove failed"),
+            }
+            removed
+        }
+    }))
+    .await;
+    let took = locked.finish(results, printer).await?;
+    printer.status(
+        "Finished",
+        format!(
+            "removed hoist-proxy from {} ({:.1}s); `hoist proxy boot` creates it again",
+            printer::plural(hosts.len(), "host"),
+            took.as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// The services the proxy on `server` routes that are not this configuration's (its roles' and
+/// its load balancer's); none when no proxy answers there.
+async fn other_apps_services(config: &Config, server: &Server) -> Result<Vec<String>> {
+    let Ok(services) = proxy::list(&server.docker).await else {
+        return Ok(Vec::new());
+    };
+    let ours = container::proxy::service_names(config);
+    Ok(services
+        .into_iter()
+        .map(|service| service.name)
+        .filter(|name| !ours.contains(name))
+        .collect())
 }
 
 /// `reboot`: under the deploy lock, `pre-proxy-reboot`, then in batches of `[boot] limit` hosts
@@ -131,7 +172,7 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
     let credentials = credentials(config)?;
     let performer = version::performer(&config.root);
     let vars = deploy::hook_vars(config, &performer, "proxy", "reboot", &[]);
-    let hooks = Hooks::new(&config.hooks_path, *printer, vars, started);
+    let hooks = Hooks::for_config(config, *printer, vars, started);
     let lock_info = LockInfo::new(&performer, "proxy reboot", None)?;
     let web_hosts = loadbalancer::web_hosts(config);
     let lb_env = match &config.loadbalancer {

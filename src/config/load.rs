@@ -435,6 +435,8 @@ mod tests {
             "setup.docker",
             "setup.firewall",
             "deploy.release_command",
+            "require_destination",
+            "aliases.console",
         ];
 
         /// A TOML value of any type, with strings shaped like what the keys expect (durations,

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use backup::{AgentConfig, BackupConfig};
-pub use error::ConfigError;
+pub use error::{ConfigError, did_you_mean};
 pub use load::{destination, load};
 pub use locate::{Location, display_path};
 pub use options::{Arch, BootLimit, DockerPackages, HostKeyChecking, JumpHost, PublishedPort};
@@ -46,6 +46,9 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     #[serde(skip)]
     pub destination: Option<String>,
+    /// `-H`/`--skip-hooks` on the command line: no hook runs.
+    #[serde(skip)]
+    pub skip_hooks: bool,
     pub service: String,
     pub image: String,
     pub retain_containers: u32,
@@ -68,6 +71,10 @@ pub struct Config {
     pub backup: AgentConfig,
     pub setup: SetupConfig,
     pub deploy: DeployConfig,
+    /// Every command needs a destination (`-d staging`): none is refused.
+    pub require_destination: bool,
+    /// `[aliases]`: `hoist NAME ARGS...` runs `hoist <its words> ARGS...`.
+    pub aliases: BTreeMap<String, Vec<String>>,
 }
 
 /// `[deploy]`: what a deploy does besides switching.

@@ -68,6 +68,35 @@ pub fn resolve(
         location: locator.location(&path),
     };
 
+    let require_destination = schema.require_destination.unwrap_or(false);
+    if require_destination && destination.is_none() {
+        return Err(fail(
+            "require_destination",
+            "`require_destination = true`: this configuration is only used with a destination"
+                .to_string(),
+            Some(
+                "name one: `hoist deploy staging`, or `-d staging` (deploy.staging.toml)"
+                    .to_string(),
+            ),
+        ));
+    }
+    let mut aliases = BTreeMap::new();
+    for (name, command) in schema.aliases.clone().unwrap_or_default() {
+        let words = shlex::split(&command.0)
+            .filter(|words| !words.is_empty())
+            .ok_or_else(|| {
+                fail(
+                    &format!("aliases.{}", name.0),
+                    format!(
+                        "can't split the alias `{}` into words: `{}`",
+                        name.0, command.0
+                    ),
+                    Some("check its quotes".to_string()),
+                )
+            })?;
+        aliases.insert(name.0, words);
+    }
+
     let service = schema.service.map(|name| name.0).ok_or_else(|| {
         fail(
             "",
@@ -346,6 +375,9 @@ pub fn resolve(
         root,
         files,
         destination,
+        skip_hooks: false,
+        require_destination,
+        aliases,
         service,
         image,
         retain_containers: schema

@@ -32,6 +32,8 @@ pub struct FileSchema {
     pub backup: Option<super::backup::BackupSchema>,
     pub setup: Option<SetupSchema>,
     pub deploy: Option<DeploySchema>,
+    pub require_destination: Option<bool>,
+    pub aliases: Option<BTreeMap<Name, NonEmpty>>,
 }
 
 /// `[deploy]`: what a deploy does besides switching.

@@ -1,7 +1,7 @@
 //! The container layer: what hoist runs on one server and the moves it makes there, for the
 //! commands and the release engine to call (never the other way round). App containers
 //! ([`app`]), hoist-proxy ([`proxy`]), accessories ([`accessory`]), who owns a proxy route
-//! ([`owner`]), retention ([`prune`]); here, a role's containers with the live one, and booting
+//! ([`owner`]), retention ([`prune`]), removal ([`teardown`]); here, a role's containers with the live one, and booting
 //! the proxy with its network.
 
 pub mod accessory;
@@ -13,6 +13,7 @@ pub mod oneoff;
 pub mod owner;
 pub mod proxy;
 pub mod prune;
+pub mod teardown;
 
 use anyhow::Result;
 use bollard::auth::DockerCredentials;

@@ -17,7 +17,10 @@ use hoist_proxy::router::ServiceSummary;
 
 use crate::config::{AcmeDirectory, Config, format_duration};
 use crate::docker;
-use crate::naming::{PORTS_CONTAINER, PROXY_CONTAINER, PROXY_STATE_DIR, PROXY_USER, PROXY_VOLUME};
+use crate::naming::{
+    self, NEXT_PROXY_CONTAINER, OLD_PROXY_CONTAINER, PORTS_CONTAINER, PROXY_CONTAINER,
+    PROXY_STATE_DIR, PROXY_USER, PROXY_VOLUME,
+};
 use crate::report::hinted;
 use crate::secrets::Secrets;
 use hoist_proxy::paths::STATE_DIR_ENV;
@@ -173,6 +176,46 @@ pub async fn ensure(
 pub async fn stop(docker: &Docker) -> Result<()> {
     super::app::stop(docker, PORTS_CONTAINER).await?;
     super::app::stop(docker, PROXY_CONTAINER).await
+}
+
+/// Remove hoist-proxy from this server: the ports container first (new connections are
+/// refused from then on), the proxy (its requests in flight finish within the stop timeout),
+/// any container a handover left, and the state volume with its routes and certificates.
+/// Missing already is fine.
+pub async fn remove(docker: &Docker) -> Result<()> {
+    stop(docker).await?;
+    for name in [
+        PORTS_CONTAINER,
+        PROXY_CONTAINER,
+        NEXT_PROXY_CONTAINER,
+        OLD_PROXY_CONTAINER,
+    ] {
+        docker::remove_container_force(docker, name).await?;
+    }
+    docker::ignore_not_found(
+        docker
+            .remove_volume(
+                PROXY_VOLUME,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await,
+    )
+    .with_context(|| format!("Failed to remove the `{PROXY_VOLUME}` volume"))
+}
+
+/// Every proxy service this configuration makes: one per role behind the proxy, and the load
+/// balancer's.
+pub fn service_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .roles
+        .iter()
+        .filter(|(_, role)| role.proxy)
+        .map(|(name, _)| naming::role_scope(&config.service, name, config.destination.as_deref()))
+        .collect();
+    if config.loadbalancer.is_some() {
+        names.push(super::loadbalancer::service(config));
+    }
+    names
 }
 
 /// The ports container, created or started if it does not run.

@@ -152,7 +152,7 @@ pub async fn run(
         })
         .collect::<Result<Vec<_>>>()?;
     let mut hooks =
-        Hooks::new(&config.hooks_path, *printer, hook_vars, started).with_secrets(hook_secrets);
+        Hooks::for_config(config, *printer, hook_vars, started).with_secrets(hook_secrets);
     hooks.set("HOIST_VERSION", version.as_deref().unwrap_or_default());
 
     hooks.run(Hook::PreConnect, &app_hosts)?;

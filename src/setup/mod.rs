@@ -134,8 +134,8 @@ pub async fn run(
     let bootstrapped = started.elapsed();
 
     // 3. The docker-setup hook, then what runs in Docker.
-    let mut hooks = Hooks::new(
-        &config.hooks_path,
+    let mut hooks = Hooks::for_config(
+        config,
         *printer,
         deploy::hook_vars(
             config,

@@ -1,0 +1,124 @@
+//! `hoist remove [DEST] [--yes]`: the app off every one of its servers (app hosts, accessory
+//! hosts, the load balancer), after a confirmation: under the deploy lock, each host at once
+//! loses the app's routes, containers, accessories with their named volumes, backup agent,
+//! images, and hoist-proxy with the `hoist` network where no other app routes through it
+//! (container/teardown.rs). Once every host is done, hoist's files there go, the primary host's
+//! last since the lock lives among them. A host that fails keeps its files and the lock is
+//! released as usual, so running `hoist remove` again finishes the job.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::container::teardown;
+use crate::fleet::{self, Locked};
+use crate::printer::{self, Printer};
+use crate::remote::Server;
+use crate::report::hinted;
+use crate::reporter::Reporter;
+
+pub async fn run(yes: bool, config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    if !yes {
+        confirm(config, hosts)?;
+    }
+    let locked = Locked::begin(
+        config,
+        hosts,
+        "remove",
+        "`hoist details` shows what is left; `hoist remove` again finishes the job",
+        printer,
+    )
+    .await?;
+    let results = futures_util::future::join_all(
+        locked
+            .servers()
+            .into_iter()
+            .map(|server| remove_host(config, server, &locked.reporter)),
+    )
+    .await;
+    if results.iter().any(Result::is_err) {
+        locked.finish(results, printer).await?;
+        return Ok(());
+    }
+
+    // The files, the primary host's (with the lock) last.
+    let primary = fleet::primary_host(config);
+    let command = teardown::files_command(config)?;
+    let mut servers = locked.servers();
+    servers.sort_by_key(|server| Some(&server.host) == primary.as_ref());
+    for server in servers {
+        let output = server.session.exec(&command).await?;
+        if output.status != Some(0) {
+            printer.warn(format!(
+                "could not remove hoist's files on `{}`: {}",
+                server.host,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+    }
+    let took = locked.finish_released().await;
+    printer.status(
+        "Finished",
+        format!(
+            "removed {} from {} in {:.1}s",
+            config.service,
+            printer::plural(hosts.len(), "host"),
+            took.as_secs_f64()
+        ),
+    );
+    Ok(())
+}
+
+/// Ask for the service's name on a terminal; without one, `--yes` is needed.
+fn confirm(config: &Config, hosts: &[String]) -> Result<()> {
+    let service = &config.service;
+    if !std::io::stdin().is_terminal() {
+        return Err(hinted(
+            "`hoist remove` asks for confirmation, and there is no terminal to ask on",
+            "pass `--yes` to remove it without asking",
+        ));
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "This removes {service} from {} ({}): its containers, accessories and their volumes \
+         (data included), images and routes.\nType `{service}` to go on: ",
+        printer::plural(hosts.len(), "host"),
+        hosts.join(", ")
+    );
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != service {
+        anyhow::bail!("Not removed: the answer was not `{service}`");
+    }
+    Ok(())
+}
+
+async fn remove_host(config: &Config, server: &Server, reporter: &Reporter) -> Result<()> {
+    let progress = reporter.host(&server.host);
+    progress.step(format!("removing {}", config.service));
+    let removed = match teardown::remove_app(&server.docker, config).await {
+        Ok(removed) => removed,
+        Err(err) => {
+            progress.failed("remove failed");
+            return Err(err);
+        }
+    };
+    let mut said = vec![printer::plural(removed.containers.len(), "container")];
+    if !removed.volumes.is_empty() {
+        said.push(format!("volumes {}", removed.volumes.join(", ")));
+    }
+    said.push(printer::plural(removed.images, "image"));
+    if removed.proxy {
+        said.push("hoist-proxy".to_string());
+    } else if !removed.others.is_empty() {
+        said.push(format!(
+            "hoist-proxy kept for {}",
+            removed.others.join(", ")
+        ));
+    }
+    progress.done(format!("removed {}", said.join(", ")));
+    Ok(())
+}
