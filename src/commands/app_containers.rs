@@ -140,7 +140,14 @@ async fn start_host(
             app::start(&server.docker, &live.name).await?;
         }
         progress.step(format!("waiting for {} to be ready", live.name));
-        app::wait_ready(&server.docker, &live.name, config.proxy.deploy_timeout).await?;
+        let delay = config.roles[&role.role].container.readiness_delay;
+        app::wait_ready(
+            &server.docker,
+            &live.name,
+            delay,
+            config.proxy.deploy_timeout,
+        )
+        .await?;
         if config.roles[&role.role].proxy {
             let service = service(config, &role.role);
             progress.step(format!("{service}: health check"));

@@ -437,6 +437,18 @@ mod tests {
             "deploy.release_command",
             "require_destination",
             "aliases.console",
+            "volumes",
+            "options.memory",
+            "options.ulimits",
+            "logging.driver",
+            "logging.options",
+            "stop_timeout",
+            "readiness_delay",
+            "servers.web.volumes",
+            "servers.web.options.cpus",
+            "servers.web.logging",
+            "servers.web.stop_timeout",
+            "servers.web.readiness_delay",
         ];
 
         /// A TOML value of any type, with strings shaped like what the keys expect (durations,

@@ -5,6 +5,7 @@
 //! Secret values are not here: the config only names them (see crate::secrets).
 
 mod backup;
+mod container;
 mod error;
 mod load;
 mod loadbalancer;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 pub use backup::{AgentConfig, BackupConfig};
+pub use container::ContainerSettings;
 pub use error::{ConfigError, did_you_mean};
 pub use load::{destination, load};
 pub use locate::{Location, display_path};
@@ -109,6 +111,10 @@ pub struct RoleConfig {
     pub labels: BTreeMap<String, String>,
     /// This role's own `[servers.<role>.env]`; [`Config::role_env`] merges it with `[env]`.
     pub env: EnvConfig,
+    /// Volumes, options, logging, stop timeout and readiness delay: the root's with the
+    /// role's over them.
+    #[serde(flatten)]
+    pub container: ContainerSettings,
 }
 
 #[derive(Debug, Clone, Serialize)]

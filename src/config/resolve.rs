@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::backup::{
     AccessoryFacts, AgentConfig, BackupSchema, DEFAULT_BACKUP_IMAGE, resolve_backup,
 };
+use super::container::ContainerSchema;
 use super::error::ConfigError;
 use super::locate::Locator;
 use super::options::{Arch, HostKeyChecking};
@@ -140,6 +141,13 @@ pub fn resolve(
             .map(|name| secret("registry.password".to_string(), name.0)),
     };
 
+    let root_container = ContainerSchema {
+        volumes: schema.volumes,
+        options: schema.options,
+        logging: schema.logging,
+        stop_timeout: schema.stop_timeout,
+        readiness_delay: schema.readiness_delay,
+    };
     let servers = schema.servers.unwrap_or_default();
     if servers.is_empty() {
         return Err(fail(
@@ -152,7 +160,7 @@ pub fn resolve(
     }
     let mut roles = BTreeMap::new();
     for (name, role) in servers {
-        let role = resolve_role(&name.0, role, &fail, &secret)?;
+        let role = resolve_role(&name.0, role, &root_container, &fail, &secret)?;
         roles.insert(name.0, role);
     }
 
@@ -517,9 +525,11 @@ fn resolve_acme(
 fn resolve_role(
     name: &str,
     role: RoleSchema,
+    root: &ContainerSchema,
     fail: &Fail<'_>,
     secret: &MakeSecret<'_>,
 ) -> Result<RoleConfig, ConfigError> {
+    let container = super::container::merge(root, role.container());
     let path = format!("servers.{name}");
     let hosts = hosts_list(&format!("{path}.hosts"), role.hosts, fail)?.ok_or_else(|| {
         fail(
@@ -550,6 +560,7 @@ fn resolve_role(
         cmd: role.cmd.map(|cmd| cmd.0),
         labels,
         env: resolve_env(&format!("{path}.env"), role.env, fail, secret)?,
+        container,
     })
 }
 

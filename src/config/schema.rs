@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::container::{ContainerSchema, LoggingSchema, OptionsSchema};
 use super::options::{ArchList, BootLimit, HostKeyChecking, JumpHost, PublishedPort, Volume};
 use super::values::{
     DurationValue, EnvName, Host, Image, Name, NonEmpty, PathPrefixes, PlainValue, Port,
@@ -34,6 +35,12 @@ pub struct FileSchema {
     pub deploy: Option<DeploySchema>,
     pub require_destination: Option<bool>,
     pub aliases: Option<BTreeMap<Name, NonEmpty>>,
+    // How every role's containers run (see container.rs); a role's own go over these.
+    pub volumes: Option<Vec<Volume>>,
+    pub options: Option<OptionsSchema>,
+    pub logging: Option<LoggingSchema>,
+    pub stop_timeout: Option<DurationValue>,
+    pub readiness_delay: Option<DurationValue>,
 }
 
 /// `[deploy]`: what a deploy does besides switching.
@@ -67,6 +74,24 @@ pub struct RoleSchema {
     pub cmd: Option<NonEmpty>,
     pub labels: Option<BTreeMap<String, PlainValue>>,
     pub env: Option<EnvSchema>,
+    pub volumes: Option<Vec<Volume>>,
+    pub options: Option<OptionsSchema>,
+    pub logging: Option<LoggingSchema>,
+    pub stop_timeout: Option<DurationValue>,
+    pub readiness_delay: Option<DurationValue>,
+}
+
+impl RoleSchema {
+    /// The role's own container settings.
+    pub fn container(&self) -> ContainerSchema {
+        ContainerSchema {
+            volumes: self.volumes.clone(),
+            options: self.options.clone(),
+            logging: self.logging.clone(),
+            stop_timeout: self.stop_timeout,
+            readiness_delay: self.readiness_delay,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, ContainerSummaryStateEnum};
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, HostConfigLogConfig,
+    ResourcesUlimits,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
 };
 
 use crate::config::Config;
@@ -18,12 +20,8 @@ use crate::docker::{ignore_not_found, remove_container_force};
 use crate::naming::{self, LABEL_DESTINATION, LABEL_ROLE, LABEL_SERVICE, LABEL_VERSION};
 use crate::report::hinted;
 
-/// Seconds a stopping container gets between SIGTERM and SIGKILL.
-const STOP_TIMEOUT_SECS: i32 = 10;
 /// Log lines shown when a new container fails.
 pub const LOG_LINES: usize = 20;
-/// How long a role without the proxy must keep running (no HEALTHCHECK) to count as ready.
-const READINESS_DELAY: Duration = Duration::from_secs(2);
 
 /// One container of a role, as the engine lists it.
 #[derive(Debug, Clone)]
@@ -131,14 +129,51 @@ pub fn definition(
         })?),
         None => None,
     };
+    let settings = &role_config.container;
     Ok(ContainerCreateBody {
         image: Some(format!("{}:{version}", config.image)),
         env: Some(env),
         labels: Some(labels),
         cmd,
-        host_config: Some(crate::docker::long_running()),
+        stop_timeout: Some(settings.stop_timeout.as_secs().max(1) as i64),
+        host_config: Some(host_config(settings)),
         ..Default::default()
     })
+}
+
+/// The role's volumes, options and logging on top of what every long-running container gets.
+fn host_config(settings: &crate::config::ContainerSettings) -> HostConfig {
+    let options = &settings.options;
+    HostConfig {
+        binds: (!settings.volumes.is_empty()).then(|| settings.volumes.clone()),
+        memory: options.memory.map(|size| size.0),
+        memory_reservation: options.memory_reservation.map(|size| size.0),
+        nano_cpus: options.cpus.map(|cpus| (cpus.0 * 1e9) as i64),
+        shm_size: options.shm_size.map(|size| size.0),
+        pids_limit: options.pids_limit,
+        ulimits: options.ulimits.as_ref().map(|ulimits| {
+            ulimits
+                .iter()
+                .map(|(name, limit)| ResourcesUlimits {
+                    name: Some(name.clone()),
+                    soft: Some(limit.soft),
+                    hard: Some(limit.hard),
+                })
+                .collect()
+        }),
+        cap_add: options.cap_add.clone(),
+        cap_drop: options.cap_drop.clone(),
+        init: options.init,
+        log_config: settings
+            .log_driver
+            .as_ref()
+            .map(|driver| HostConfigLogConfig {
+                typ: Some(driver.clone()),
+                config: (!settings.log_options.is_empty())
+                    .then(|| settings.log_options.clone().into_iter().collect()),
+            }),
+        ..crate::docker::long_running()
+    }
 }
 
 /// Create `name` without starting it; returns its id.
@@ -185,17 +220,15 @@ pub async fn still_ready(docker: &Docker, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Stop a container (SIGTERM, then SIGKILL after [`STOP_TIMEOUT_SECS`]); gone already is fine.
+/// Stop a container (SIGTERM, then SIGKILL after its stop timeout: the role's `stop_timeout`
+/// for an app container, set when it was created; Docker's 10 s otherwise); gone already is
+/// fine.
 pub async fn stop(docker: &Docker, name: &str) -> Result<()> {
     ignore_not_found(
         docker
             .stop_container(
                 name,
-                Some(
-                    StopContainerOptionsBuilder::new()
-                        .t(STOP_TIMEOUT_SECS)
-                        .build(),
-                ),
+                None::<bollard::query_parameters::StopContainerOptions>,
             )
             .await,
     )
@@ -232,8 +265,14 @@ pub async fn last_logs(docker: &Docker, name: &str, lines: usize) -> Result<Stri
 }
 
 /// Readiness of a container of a role without the proxy: healthy if the image has a
-/// HEALTHCHECK, else still running after [`READINESS_DELAY`]; fails after `timeout`.
-pub async fn wait_ready(docker: &Docker, name: &str, timeout: Duration) -> Result<()> {
+/// HEALTHCHECK, else still running after `delay` (the role's `readiness_delay`); fails after
+/// `timeout`.
+pub async fn wait_ready(
+    docker: &Docker,
+    name: &str,
+    delay: Duration,
+    timeout: Duration,
+) -> Result<()> {
     let started = Instant::now();
     let mut running_since: Option<Instant> = None;
     loop {
@@ -256,7 +295,7 @@ pub async fn wait_ready(docker: &Docker, name: &str, timeout: Duration) -> Resul
             (true, Some("unhealthy")) => bail!("container `{name}` is unhealthy"),
             (true, Some("none") | None) => {
                 let since = *running_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= READINESS_DELAY {
+                if since.elapsed() >= delay {
                     return Ok(());
                 }
             }

@@ -59,7 +59,9 @@ impl Release<'_> {
             let started = self
                 .interruptible(async {
                     app::start(docker, &unit.name).await?;
-                    app::wait_ready(docker, &unit.name, self.config.proxy.deploy_timeout).await
+                    let delay = self.config.roles[role].container.readiness_delay;
+                    app::wait_ready(docker, &unit.name, delay, self.config.proxy.deploy_timeout)
+                        .await
                 })
                 .await;
             if started.as_ref().is_err_and(super::stage::interrupted) {

@@ -47,6 +47,12 @@ fn main() -> ExitCode {
             }
             return ExitCode::SUCCESS;
         }
+        Some("sleep") => {
+            // `sleep MS`: a process that runs MS milliseconds, then exits 0.
+            let ms = args.next().and_then(|ms| ms.parse().ok()).unwrap_or(1000);
+            std::thread::sleep(Duration::from_millis(ms));
+            return ExitCode::SUCCESS;
+        }
         Some("exit") => {
             let code = args.next().and_then(|code| code.parse().ok()).unwrap_or(1);
             let message: Vec<String> = args.collect();
