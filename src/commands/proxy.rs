@@ -116,17 +116,30 @@ async fn remove(config: &Config, hosts: &[String], force: bool, printer: &Printe
     let results = futures_util::future::join_all(locked.servers().into_iter().map(|server| {
         let progress = locked.reporter.host(&server.host);
         async move {
-            let others = other_apps_services(config, server).await?;
-            if !others.is_empty() && !force {
-                progress.failed("another app routes through it");
-                return Err(hinted(
-                    format!(
-                        "hoist-proxy on `{}` also routes {}, not of this app",
-                        server.host,
-                        others.join(", ")
-                    ),
-                    "remove those apps first, or pass `--force` to take them offline too",
-                ));
+            match other_apps_services(config, server).await? {
+                _ if force => {}
+                Some(others) if others.is_empty() => {}
+                Some(others) => {
+                    progress.failed("another app routes through it");
+                    return Err(hinted(
+                        format!(
+                            "hoist-proxy on `{}` also routes {}, not of this app",
+                            server.host,
+                            others.join(", ")
+                        ),
+                        "remove those apps first, or pass `--force` to take them offline too",
+                    ));
+                }
+                None => {
+                    progress.failed("hoist-proxy does not answer");
+                    return Err(hinted(
+                        format!(
+                            "hoist-proxy on `{}` does not answer, so whom else it routes is unknown",
+                            server.host
+                        ),
+                        "`hoist proxy start` and try again, or pass `--force` to remove it anyway",
+                    ));
+                }
             }
             progress.step("removing hoist-proxy");
             let removed = proxy::remove(&server.docker).await;
@@ -151,17 +164,23 @@ async fn remove(config: &Config, hosts: &[String], force: bool, printer: &Printe
 }
 
 /// The services the proxy on `server` routes that are not this configuration's (its roles' and
-/// its load balancer's); none when no proxy answers there.
-async fn other_apps_services(config: &Config, server: &Server) -> Result<Vec<String>> {
+/// its load balancer's): none when there is no proxy, `None` when one is there but does not
+/// answer.
+async fn other_apps_services(config: &Config, server: &Server) -> Result<Option<Vec<String>>> {
     let Ok(services) = proxy::list(&server.docker).await else {
-        return Ok(Vec::new());
+        return Ok(proxy::inspect(&server.docker)
+            .await?
+            .is_none()
+            .then(Vec::new));
     };
     let ours = container::proxy::service_names(config);
-    Ok(services
-        .into_iter()
-        .map(|service| service.name)
-        .filter(|name| !ours.contains(name))
-        .collect())
+    Ok(Some(
+        services
+            .into_iter()
+            .map(|service| service.name)
+            .filter(|name| !ours.contains(name))
+            .collect(),
+    ))
 }
 
 /// `reboot`: under the deploy lock, `pre-proxy-reboot`, then in batches of `[boot] limit` hosts

@@ -113,6 +113,12 @@ async fn remove_host(config: &Config, server: &Server, reporter: &Reporter) -> R
     said.push(printer::plural(removed.images, "image"));
     if removed.proxy {
         said.push("hoist-proxy".to_string());
+    } else if removed.proxy_silent {
+        said.push(
+            "hoist-proxy kept: it does not answer, so whom else it routes is unknown \
+             (`hoist proxy remove --force` removes it)"
+                .to_string(),
+        );
     } else if !removed.others.is_empty() {
         said.push(format!(
             "hoist-proxy kept for {}",

@@ -28,6 +28,8 @@ pub struct Removed {
     pub proxy: bool,
     /// Services of other apps that keep hoist-proxy (and the network) on this server.
     pub others: Vec<String>,
+    /// hoist-proxy is there but did not answer, so whom it routes is unknown: it stays.
+    pub proxy_silent: bool,
 }
 
 /// Everything of `config`'s app on this server but its files (see the module doc).
@@ -70,14 +72,19 @@ pub async fn remove_app(docker: &Docker, config: &Config) -> Result<Removed> {
         }
     }
     removed.images = remove_images(docker, &config.image).await;
+    if config.accessories.values().any(|a| a.backup.is_some()) {
+        removed.images += remove_images(docker, &config.backup.image).await;
+    }
 
     // hoist-proxy and the network stay for the apps that still use them.
     if routed.is_some() && removed.others.is_empty() {
         proxy::remove(docker).await?;
         removed.proxy = true;
         removed.images += remove_images(docker, &config.proxy.image).await;
+    } else if routed.is_none() {
+        removed.proxy_silent = proxy::inspect(docker).await?.is_some();
     }
-    if removed.others.is_empty() {
+    if removed.others.is_empty() && !removed.proxy_silent {
         // Refused while another container is attached: it stays for that one.
         let _ = docker.remove_network(NETWORK).await;
     }
