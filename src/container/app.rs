@@ -275,12 +275,21 @@ pub async fn wait_ready(
 ) -> Result<()> {
     let started = Instant::now();
     let mut running_since: Option<Instant> = None;
+    let mut restarts: Option<i64> = None;
     loop {
         let inspect = docker
             .inspect_container(name, None)
             .await
             .with_context(|| format!("Failed to inspect container `{name}`"))?;
         let state = inspect.state.unwrap_or_default();
+        // The restart policy brings an exited container back at once: that is a crash too.
+        let restart_count = inspect.restart_count.unwrap_or(0);
+        if *restarts.get_or_insert(restart_count) != restart_count {
+            bail!(
+                "container `{name}` stopped (exit code {}) and was restarted",
+                state.exit_code.unwrap_or(-1)
+            );
+        }
         let running = state.running.unwrap_or(false);
         let health = state
             .health
