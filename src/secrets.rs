@@ -94,8 +94,28 @@ enum Piece {
 
 impl Secrets {
     /// Parse `.hoist/secrets` and `.hoist/secrets.<destination>` under `root`. Missing files
-    /// define nothing. Runs no command.
+    /// define nothing. Runs no command. (Commands use [`Secrets::for_config`].)
+    #[cfg(test)]
     pub fn load(root: &Path, destination: Option<&str>) -> Result<Secrets, SecretsError> {
+        Self::load_from(&root.join(".hoist/secrets"), root, destination)
+    }
+
+    /// The secrets of `config`: its `secrets_path` (default `.hoist/secrets`), then that file
+    /// with `.<destination>` after it.
+    pub fn for_config(config: &crate::config::Config) -> Result<Secrets, SecretsError> {
+        Self::load_from(
+            &config.secrets_path,
+            &config.root,
+            config.destination.as_deref(),
+        )
+    }
+
+    /// `file`, then `file.<destination>` over it; `$(command)`s run in `root`.
+    pub fn load_from(
+        file: &Path,
+        root: &Path,
+        destination: Option<&str>,
+    ) -> Result<Secrets, SecretsError> {
         let mut secrets = Secrets {
             entries: Vec::new(),
             by_name: HashMap::new(),
@@ -103,9 +123,11 @@ impl Secrets {
             destination: destination.map(str::to_string),
             resolved: Mutex::new(HashMap::new()),
         };
-        let mut files = vec![root.join(".hoist/secrets")];
+        let mut files = vec![file.to_path_buf()];
         if let Some(destination) = destination {
-            files.push(root.join(format!(".hoist/secrets.{destination}")));
+            let mut name = file.as_os_str().to_owned();
+            name.push(format!(".{destination}"));
+            files.push(name.into());
         }
         for file in files {
             let text = match std::fs::read_to_string(&file) {

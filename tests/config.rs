@@ -527,3 +527,64 @@ fn aliases_expand_to_commands_and_a_destination_can_be_required() {
     let output = app.hoist(&["config", "-d", "staging"]);
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+#[test]
+fn secrets_path_names_the_secrets_file_and_minimum_version_guards_old_hoists() {
+    let base = format!("{BASE}\n[env]\nsecret = [\"API_KEY\"]\n");
+    let app = App::new(&[
+        (
+            "deploy.toml",
+            &format!("secrets_path = \"config/deploy.env\"\n{base}"),
+        ),
+        ("config/deploy.env", "API_KEY=from-config\n"),
+        ("deploy.staging.toml", ""),
+        ("config/deploy.env.staging", "API_KEY=staging\nnot a definition\n"),
+    ]);
+    let output = app.hoist(&["config"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stdout(&output).contains("from-config"), "a value shown");
+    // The destination's file is that path with `.staging` after it.
+    let output = app.hoist(&["config", "-d", "staging"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("config/deploy.env.staging:2"),
+        "{}",
+        stderr(&output)
+    );
+    // .hoist/secrets is not read once secrets_path names another file.
+    app.write(
+        "deploy.toml",
+        &format!("secrets_path = \"elsewhere.env\"\n{base}"),
+    );
+    app.write(".hoist/secrets", "API_KEY=ignored\n");
+    let output = app.hoist(&["config"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stderr(&output).contains("API_KEY"), "{}", stderr(&output));
+
+    app.write(
+        "deploy.toml",
+        &format!("minimum_version = \"999.0\"\n{BASE}"),
+    );
+    let output = app.hoist(&["config"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("this configuration needs hoist 999.0 or newer"),
+        "{}",
+        stderr(&output)
+    );
+    app.write(
+        "deploy.toml",
+        &format!("minimum_version = \"0.0.1\"\n{BASE}"),
+    );
+    assert!(app.hoist(&["config"]).status.success());
+    app.write(
+        "deploy.toml",
+        &format!("minimum_version = \"soon\"\n{BASE}"),
+    );
+    let output = app.hoist(&["config"]);
+    assert!(
+        stderr(&output).contains("is not a version"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -38,7 +38,7 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
     // A backed-up accessory's agent is made current with it.
     let (prepared, agents) = match &command {
         AccessoryCommand::Boot { .. } | AccessoryCommand::Reboot { .. } => {
-            let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+            let secrets = Secrets::for_config(config)?;
             let prepared = Prepared::new(config, &secrets, &name, accessory, &container)?;
             let agents = match accessory.backup {
                 Some(_) => backup::plan_all(config, &secrets)?,

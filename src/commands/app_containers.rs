@@ -45,7 +45,7 @@ pub async fn stop(config: &Config, hosts: &[String], printer: &Printer) -> Resul
 
 pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
     // The proxy's deploy environment (an EAB key) comes from the secrets: resolved first.
-    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let secrets = Secrets::for_config(config)?;
     let proxy_env = proxy::deploy_env(config, &secrets)?;
     let app_hosts = fleet::app_hosts(config, hosts);
     let scope = naming::scope(&config.service, config.destination.as_deref());

@@ -66,7 +66,7 @@ pub async fn run(
         confirm_restore(&names[0], *yes)?;
     }
     // Secrets first: a missing one stops before any server is touched.
-    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let secrets = Secrets::for_config(config)?;
     let agents: Vec<Agent> = plan_all(config, &secrets)?
         .into_iter()
         .filter(|agent| hosts.contains(&agent.host))

@@ -12,7 +12,7 @@ use crate::printer::Printer;
 use crate::secrets::Secrets;
 
 pub fn run(config: &Config, printer: &Printer) -> Result<()> {
-    Secrets::load(&config.root, config.destination.as_deref())?.check(config)?;
+    Secrets::for_config(config)?.check(config)?;
     if printer.json() {
         let json = serde_json::to_string_pretty(&ConfigJson {
             destination: config.destination.as_deref(),

@@ -40,7 +40,7 @@ pub async fn run(
     let env = if args.reuse {
         HashMap::new()
     } else {
-        let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+        let secrets = Secrets::for_config(config)?;
         let mut env = HashMap::new();
         for (_, role) in &targets {
             if !env.contains_key(role) {

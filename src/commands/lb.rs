@@ -123,7 +123,7 @@ async fn rotate(
             format!("web hosts: {}", web.join(", ")),
         ));
     }
-    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let secrets = Secrets::for_config(config)?;
     let env = proxy::deploy_env(config, &secrets)?;
     let (name, verb) = match change {
         Rotate::Drain => ("lb drain", "drained"),

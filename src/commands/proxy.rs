@@ -195,10 +195,7 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
     let lock_info = LockInfo::new(&performer, "proxy reboot", None)?;
     let web_hosts = loadbalancer::web_hosts(config);
     let lb_env = match &config.loadbalancer {
-        Some(_) => proxy::deploy_env(
-            config,
-            &Secrets::load(&config.root, config.destination.as_deref())?,
-        )?,
+        Some(_) => proxy::deploy_env(config, &Secrets::for_config(config)?)?,
         None => Vec::new(),
     };
 
@@ -660,7 +657,7 @@ fn proxy_hosts(config: &Config, hosts: &[String]) -> Result<Vec<String>> {
 
 /// Registry credentials for `proxy.image`, resolved before any server is touched.
 fn credentials(config: &Config) -> Result<Option<DockerCredentials>> {
-    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let secrets = Secrets::for_config(config)?;
     registry::credentials_for(config, &secrets, &config.proxy.image)
 }
 

@@ -437,6 +437,8 @@ mod tests {
             "deploy.release_command",
             "require_destination",
             "aliases.console",
+            "secrets_path",
+            "minimum_version",
             "volumes",
             "options.memory",
             "options.ulimits",

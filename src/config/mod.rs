@@ -58,6 +58,11 @@ pub struct Config {
     /// `primary_role`, else `web` if there is such a role, else the first role.
     pub primary_role: String,
     pub hooks_path: PathBuf,
+    /// The secrets file (`.hoist/secrets`); `<it>.<destination>` goes over it.
+    pub secrets_path: PathBuf,
+    /// The oldest hoist this configuration is for; an older one refuses it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minimum_version: Option<String>,
     pub registry: RegistryConfig,
     #[serde(rename = "servers")]
     pub roles: BTreeMap<String, RoleConfig>,

@@ -69,6 +69,27 @@ pub fn resolve(
         location: locator.location(&path),
     };
 
+    let minimum_version = schema.minimum_version.clone().map(|version| version.0);
+    if let Some(minimum) = &minimum_version {
+        let running = env!("CARGO_PKG_VERSION");
+        match (parse_version(minimum), parse_version(running)) {
+            (None, _) => {
+                return Err(fail(
+                    "minimum_version",
+                    format!("`minimum_version = \"{minimum}\"` is not a version"),
+                    Some("write it as MAJOR.MINOR or MAJOR.MINOR.PATCH, such as \"0.2\"".into()),
+                ));
+            }
+            (Some(wanted), Some(have)) if wanted > have => {
+                return Err(fail(
+                    "minimum_version",
+                    format!("this configuration needs hoist {minimum} or newer; this is {running}"),
+                    Some("upgrade hoist".to_string()),
+                ));
+            }
+            _ => {}
+        }
+    }
     let require_destination = schema.require_destination.unwrap_or(false);
     if require_destination && destination.is_none() {
         return Err(fail(
@@ -374,6 +395,13 @@ pub fn resolve(
     };
 
     Ok(Config {
+        secrets_path: absolute(
+            &root,
+            &schema
+                .secrets_path
+                .map_or_else(|| ".hoist/secrets".to_string(), |p| p.0),
+        ),
+        minimum_version,
         hooks_path: absolute(
             &root,
             &schema
@@ -768,6 +796,19 @@ fn absolute(root: &Path, path: &str) -> PathBuf {
     normal
 }
 
+/// `1.2` or `1.2.3` (a pre-release suffix after `-` is ignored) as (major, minor, patch).
+fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let core = text.trim().split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|part| part.parse::<u64>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().unwrap_or(Some(0))?;
+    let patch = parts.next().unwrap_or(Some(0))?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((major, minor, patch))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -783,5 +824,15 @@ mod tests {
             assert_eq!(absolute(root, "~/.ssh/id"), home.join(".ssh/id"));
         }
         assert_eq!(absolute(root, "~x"), PathBuf::from("/app/~x"));
+    }
+
+    #[test]
+    fn versions_compare_by_number() {
+        assert_eq!(parse_version("0.2"), Some((0, 2, 0)));
+        assert_eq!(parse_version("1.10.3-beta.1"), Some((1, 10, 3)));
+        assert!(parse_version("1.10") > parse_version("1.9.9"));
+        for bad in ["", "x", "1.x", "1.2.3.4", "-1"] {
+            assert_eq!(parse_version(bad), None, "{bad}");
+        }
     }
 }

@@ -35,6 +35,8 @@ pub struct FileSchema {
     pub deploy: Option<DeploySchema>,
     pub require_destination: Option<bool>,
     pub aliases: Option<BTreeMap<Name, NonEmpty>>,
+    pub secrets_path: Option<NonEmpty>,
+    pub minimum_version: Option<NonEmpty>,
     // How every role's containers run (see container.rs); a role's own go over these.
     pub volumes: Option<Vec<Volume>>,
     pub options: Option<OptionsSchema>,

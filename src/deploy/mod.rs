@@ -127,7 +127,7 @@ pub async fn run(
     let app_hosts = fleet::app_hosts(config, hosts);
 
     // 1. Everything that can fail without touching a server.
-    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let secrets = Secrets::for_config(config)?;
     let prepared = local::prepare(config, &secrets, &roles)?;
     let version = match kind {
         Kind::Deploy | Kind::Redeploy => Some(version::resolve(

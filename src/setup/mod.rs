@@ -65,7 +65,7 @@ pub async fn run(
 ) -> Result<()> {
     let started = Instant::now();
     // 1. What can fail without touching a server.
-    let secrets = Secrets::load(&config.root, config.destination.as_deref())?;
+    let secrets = Secrets::for_config(config)?;
     for reference in config.secret_refs() {
         // A missing secret or a failing `$(command)` stops setup before Docker is installed.
         secrets.resolve(reference)?;
