@@ -538,7 +538,10 @@ fn secrets_path_names_the_secrets_file_and_minimum_version_guards_old_hoists() {
         ),
         ("config/deploy.env", "API_KEY=from-config\n"),
         ("deploy.staging.toml", ""),
-        ("config/deploy.env.staging", "API_KEY=staging\nnot a definition\n"),
+        (
+            "config/deploy.env.staging",
+            "API_KEY=staging\nnot a definition\n",
+        ),
     ]);
     let output = app.hoist(&["config"]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -30,6 +30,13 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
         "REGISTRY_PASSWORD={password}\nAPP_SECRET={SECRET}\n"
     ));
     let hosts = [sandbox.address(0), sandbox.address(1)];
+    // The app's own maintenance page (`error_pages_path`), with the message in it.
+    std::fs::create_dir_all(dir.path().join("pages")).expect("mkdir pages");
+    std::fs::write(
+        dir.path().join("pages/503.html"),
+        "<p>Our own page: {{ .Message }}</p>",
+    )
+    .expect("write 503.html");
     let config = |version: &str| {
         write_testapp_config(
             dir.path(),
@@ -39,6 +46,10 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
             version,
             "\n[env]\nsecret = [\"APP_SECRET\"]\n",
         );
+        let path = dir.path().join("deploy.toml");
+        let toml = std::fs::read_to_string(&path).expect("read deploy.toml");
+        std::fs::write(&path, format!("error_pages_path = \"pages\"\n{toml}"))
+            .expect("write deploy.toml");
     };
     config("v1");
     std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\n").expect("gitignore");
@@ -210,7 +221,7 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
     for index in 0..2 {
         let (status, body) = http_get(&address(index), "/version").expect("GET in maintenance");
         assert_eq!(status, 503, "{body}");
-        assert!(body.contains("Back at five"), "{body}");
+        assert!(body.contains("<p>Our own page: Back at five</p>"), "{body}");
     }
     let output = hoist(&["app", "live"]);
     assert_success(&output, "hoist app live");

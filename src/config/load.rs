@@ -439,6 +439,7 @@ mod tests {
             "aliases.console",
             "secrets_path",
             "minimum_version",
+            "error_pages_path",
             "volumes",
             "options.memory",
             "options.ulimits",

@@ -60,6 +60,10 @@ pub struct Config {
     pub hooks_path: PathBuf,
     /// The secrets file (`.hoist/secrets`); `<it>.<destination>` goes over it.
     pub secrets_path: PathBuf,
+    /// A directory of `<status>.html` pages hoist-proxy answers with for this app (502, 503
+    /// maintenance, …), instead of its built-in ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_pages_path: Option<PathBuf>,
     /// The oldest hoist this configuration is for; an older one refuses it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub minimum_version: Option<String>,

@@ -90,6 +90,24 @@ pub fn resolve(
             _ => {}
         }
     }
+    let error_pages_path = match &schema.error_pages_path {
+        Some(path) => {
+            let path = absolute(&root, &path.0);
+            if !path.is_dir() {
+                return Err(fail(
+                    "error_pages_path",
+                    format!("`{}` is not a directory", path.display()),
+                    Some(
+                        "give a directory (relative to deploy.toml) holding pages such as \
+                         503.html and 502.html"
+                            .to_string(),
+                    ),
+                ));
+            }
+            Some(path)
+        }
+        None => None,
+    };
     let require_destination = schema.require_destination.unwrap_or(false);
     if require_destination && destination.is_none() {
         return Err(fail(
@@ -402,6 +420,7 @@ pub fn resolve(
                 .map_or_else(|| ".hoist/secrets".to_string(), |p| p.0),
         ),
         minimum_version,
+        error_pages_path,
         hooks_path: absolute(
             &root,
             &schema

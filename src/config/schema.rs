@@ -37,6 +37,7 @@ pub struct FileSchema {
     pub aliases: Option<BTreeMap<Name, NonEmpty>>,
     pub secrets_path: Option<NonEmpty>,
     pub minimum_version: Option<NonEmpty>,
+    pub error_pages_path: Option<NonEmpty>,
     // How every role's containers run (see container.rs); a role's own go over these.
     pub volumes: Option<Vec<Volume>>,
     pub options: Option<OptionsSchema>,

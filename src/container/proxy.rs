@@ -392,9 +392,13 @@ pub async fn prepare_deploy(
     id: &str,
     env: &[String],
 ) -> Result<docker::Exec> {
-    let args = deploy_args(config, service, id)?;
+    let pages = error_pages(config, service)?;
+    let args = deploy_args_with_pages(config, service, id, pages.as_ref().map(|p| p.0.as_str()))?;
     if config.proxy.tls && config.loadbalancer.is_none() {
         upload_ca_root(docker, config).await?;
+    }
+    if let Some((_, files)) = &pages {
+        docker::upload_files(docker, PROXY_CONTAINER, files, &[]).await?;
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     docker::create_exec(docker, PROXY_CONTAINER, &args, env).await
@@ -484,7 +488,19 @@ pub fn deploy_env(config: &Config, secrets: &Secrets) -> Result<Vec<String>> {
 /// flags ([`DeployArgs`]), filled here and written out by the proxy crate, so no flag name or
 /// value syntax is spelled twice. Behind a load balancer the web proxy serves plain HTTP (the
 /// LB terminates TLS) and trusts forwarded headers from the LB alone.
+#[cfg(test)]
 pub(super) fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> {
+    deploy_args_with_pages(config, service, id, None)
+}
+
+/// [`deploy_args`] with the error pages directory (in the proxy's volume) the service answers
+/// with.
+fn deploy_args_with_pages(
+    config: &Config,
+    service: &str,
+    id: &str,
+    error_pages: Option<&str>,
+) -> Result<Vec<String>> {
     let proxy = &config.proxy;
     let short_id = &id[..id.len().min(12)];
     let target = format!("{short_id}:{}", proxy.app_port);
@@ -495,7 +511,53 @@ pub(super) fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Ve
     if let Some(lb) = &config.loadbalancer {
         args.trusted_proxies = vec![ipnet::IpNet::from(lb.private_address)];
     }
+    args.error_pages = error_pages.map(Into::into);
     Ok(args.to_args()?)
+}
+
+/// The pages of `error_pages_path` for `service`, and the directory of the proxy's volume they
+/// go to: one per content (`error-pages/<service>/<hash>`), so a page removed here is gone
+/// there too and a deploy switches pages with its container. `None` without the key.
+fn error_pages(config: &Config, service: &str) -> Result<Option<(String, Vec<docker::FileSpec>)>> {
+    use std::hash::{Hash, Hasher};
+    let Some(source) = &config.error_pages_path else {
+        return Ok(None);
+    };
+    let mut pages = Vec::new();
+    for status in hoist_proxy::error_pages::STATUSES {
+        let path = source.join(format!("{status}.html"));
+        match std::fs::read(&path) {
+            Ok(page) => pages.push((status, page)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("Failed to read `{}`", path.display()));
+            }
+        }
+    }
+    if pages.is_empty() {
+        let names: Vec<String> = hoist_proxy::error_pages::STATUSES
+            .iter()
+            .map(|status| format!("{status}.html"))
+            .collect();
+        return Err(hinted(
+            format!(
+                "`error_pages_path` ({}) holds no error page",
+                crate::config::display_path(source)
+            ),
+            format!("name pages by their status: {}", names.join(", ")),
+        ));
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    pages.hash(&mut hasher);
+    let dir = format!(
+        "{PROXY_STATE_DIR}/error-pages/{service}/{:016x}",
+        hasher.finish()
+    );
+    let files = pages
+        .into_iter()
+        .map(|(status, page)| docker::FileSpec::new(format!("{dir}/{status}.html"), page, 0o644))
+        .collect();
+    Ok(Some((dir, files)))
 }
 
 /// Where the ACME CA root of `[proxy.acme] ca_root` is kept in the proxy's volume.
@@ -803,6 +865,41 @@ pub(super) mod tests {
         let parsed = parse(&args);
         assert_eq!(parsed.path_prefix, ["/api"]);
         assert!(parsed.strip_path_prefix, "stripped by default");
+    }
+
+    #[test]
+    fn error_pages_go_to_a_directory_per_content_that_the_proxy_is_told() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("pages")).expect("mkdir");
+        std::fs::write(dir.path().join("pages/503.html"), "down: {{ .Message }}").expect("page");
+        std::fs::write(dir.path().join("pages/notes.txt"), "not a page").expect("file");
+        let config = config_with(dir.path(), "");
+        let config = Config {
+            error_pages_path: Some(dir.path().join("pages")),
+            ..config
+        };
+        let (target, files) = error_pages(&config, "a-web").expect("read").expect("pages");
+        assert!(
+            target.starts_with("/var/lib/hoist-proxy/error-pages/a-web/"),
+            "{target}"
+        );
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path, format!("{target}/503.html"));
+        let args =
+            deploy_args_with_pages(&config, "a-web", "0123456789ab", Some(&target)).expect("args");
+        assert_eq!(parse(&args).error_pages, Some(target.clone().into()));
+        // Another page: another directory.
+        std::fs::write(dir.path().join("pages/502.html"), "broken").expect("page");
+        let (other, _) = error_pages(&config, "a-web").expect("read").expect("pages");
+        assert_ne!(other, target);
+        // None at all is refused.
+        std::fs::remove_file(dir.path().join("pages/502.html")).expect("rm");
+        std::fs::remove_file(dir.path().join("pages/503.html")).expect("rm");
+        let err = error_pages(&config, "a-web").expect_err("no page");
+        assert!(
+            format!("{err:#}").contains("holds no error page"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -41,6 +41,17 @@ pub struct FileSpec {
     pub mode: u32,
 }
 
+/// The path and size only: a file's contents may be a secret.
+impl std::fmt::Debug for FileSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSpec")
+            .field("path", &self.path)
+            .field("bytes", &self.contents.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
 impl FileSpec {
     pub fn new(path: impl Into<String>, contents: impl Into<Vec<u8>>, mode: u32) -> Self {
         Self {
