@@ -308,15 +308,10 @@ pub async fn status(docker: &Docker, container: &str) -> Result<Option<Status>> 
 
 /// Start the accessory's stopped container (its definition as booted); running already is fine.
 pub async fn start(server: &Server, name: &str, container: &str) -> Result<()> {
-    match server.docker.start_container(container, None).await {
-        Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 304, ..
-        }) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Err(not_booted(name, &server.host)),
-        Err(err) => Err(err)
+    match answer(server.docker.start_container(container, None).await) {
+        Answer::Done => Ok(()),
+        Answer::Missing => Err(not_booted(name, &server.host)),
+        Answer::Failed(err) => Err(err)
             .with_context(|| format!("Failed to start `{container}` on `{}`", server.host))
             .hint(format!("see its output with `hoist accessory logs {name}`")),
     }
@@ -325,17 +320,34 @@ pub async fn start(server: &Server, name: &str, container: &str) -> Result<()> {
 /// Stop the accessory's container (SIGTERM, then SIGKILL after its stop timeout, Docker's 10 s
 /// unless the image says otherwise); stopped already is fine. Its data and definition stay.
 pub async fn stop(server: &Server, name: &str, container: &str) -> Result<()> {
-    match server.docker.stop_container(container, None).await {
-        Ok(()) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 304, ..
-        }) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Err(not_booted(name, &server.host)),
-        Err(err) => {
+    match answer(server.docker.stop_container(container, None).await) {
+        Answer::Done => Ok(()),
+        Answer::Missing => Err(not_booted(name, &server.host)),
+        Answer::Failed(err) => {
             Err(err).with_context(|| format!("Failed to stop `{container}` on `{}`", server.host))
         }
+    }
+}
+
+/// What the engine said to a start or a stop.
+enum Answer {
+    /// Done, or done already (304).
+    Done,
+    /// No such container (404).
+    Missing,
+    Failed(bollard::errors::Error),
+}
+
+fn answer(result: Result<(), bollard::errors::Error>) -> Answer {
+    match result {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Answer::Done,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Answer::Missing,
+        Err(err) => Answer::Failed(err),
     }
 }
 

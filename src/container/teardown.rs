@@ -104,10 +104,7 @@ pub fn files_command(config: &Config) -> Result<String> {
 /// Names of every container labelled with the service, in this destination (the backup agent,
 /// which serves every destination, carries none).
 async fn containers(docker: &Docker, config: &Config) -> Result<Vec<String>> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_SERVICE}={}", config.service)],
-    )]);
+    let filters = docker::label_filter(LABEL_SERVICE, &config.service);
     let listed = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::new()
