@@ -40,12 +40,13 @@ pub fn trusts(options: &TargetOptions, peer: IpAddr) -> bool {
             .any(|net| net.contains(&peer))
 }
 
-/// An IP address as a header value, formatted on the stack (one allocation, the value's).
-fn ip_header(ip: std::net::IpAddr) -> Option<HeaderValue> {
+/// A header value formatted on the stack (one allocation, the value's): `{ip}`, `t={millis}`;
+/// `None` past 48 bytes or for bytes a header can't hold.
+pub fn header_value(text: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
     use std::io::Write as _;
     let mut buffer = [0u8; 48];
     let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-    write!(cursor, "{ip}").ok()?;
+    cursor.write_fmt(text).ok()?;
     let written = usize::try_from(cursor.position()).ok()?;
     HeaderValue::from_bytes(&buffer[..written]).ok()
 }
@@ -57,7 +58,7 @@ pub fn prepare(headers: &mut HeaderMap, options: &TargetOptions, arrival: Arriva
     if !trusted {
         remove_forwarding_headers(headers);
     }
-    if let Some(ip) = ip_header(arrival.client_ip) {
+    if let Some(ip) = header_value(format_args!("{}", arrival.client_ip)) {
         append_or_set(headers, X_FORWARDED_FOR, ip, trusted);
     }
     if !headers.contains_key(X_FORWARDED_PROTO) {

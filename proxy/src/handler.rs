@@ -102,7 +102,7 @@ impl Handler {
                 .duration_since(UNIX_EPOCH)
                 .map(|elapsed| elapsed.as_millis())
                 .unwrap_or(0);
-            if let Some(value) = request_start(millis) {
+            if let Some(value) = crate::forwarded::header_value(format_args!("t={millis}")) {
                 headers.insert(X_REQUEST_START, value);
             }
         }
@@ -293,16 +293,6 @@ fn detach_head<B>(request: &mut Request<B>) {
     if let Ok(uri) = http::Uri::try_from(request.uri().to_string()) {
         *request.uri_mut() = uri;
     }
-}
-
-/// `t=<milliseconds>`, formatted on the stack (one allocation, the value's).
-fn request_start(millis: u128) -> Option<HeaderValue> {
-    use std::io::Write as _;
-    let mut buffer = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-    write!(cursor, "t={millis}").ok()?;
-    let written = usize::try_from(cursor.position()).ok()?;
-    HeaderValue::from_bytes(&buffer[..written]).ok()
 }
 
 /// The host without its port: `a.example.com:8080` → `a.example.com`, `[::1]:80` → `[::1]`.
