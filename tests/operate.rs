@@ -223,6 +223,15 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
         assert_eq!(status, 503, "{body}");
         assert!(body.contains("<p>Our own page: Back at five</p>"), "{body}");
     }
+    // A deploy meanwhile goes live behind the maintenance page, and says so.
+    let output = hoist(&["deploy"]);
+    assert_success(&output, "hoist deploy in maintenance");
+    let stderr = text(&output).1;
+    assert!(
+        stderr.contains("`hello-web` is stopped on") && stderr.contains("until `hoist app live`"),
+        "{stderr}"
+    );
+    assert_eq!(http_get(&address(0), "/version").expect("GET").0, 503);
     let output = hoist(&["app", "live"]);
     assert_success(&output, "hoist app live");
     let loads: Vec<Load> = (0..2).map(|index| Load::start(address(index), 2)).collect();

@@ -167,14 +167,25 @@ impl Release<'_> {
                 .get(role)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
+            let service = self.service_of(role);
             self.interruptible(owner::check_route_owner(
                 server,
                 services,
-                &self.service_of(role),
+                &service,
                 &self.owner_of(role),
                 containers,
             ))
             .await?;
+            // Maintenance (`hoist app maintenance` or `app stop`) outlives a deploy: say so.
+            if let Some(summary) = services.iter().find(|summary| summary.name == service)
+                && summary.state != "running"
+            {
+                self.printer.warn(format!(
+                    "`{service}` is {} on `{}`: the new version goes live behind it, and \
+                     requests get the maintenance page until `hoist app live`",
+                    summary.state, server.host
+                ));
+            }
         }
         Ok(())
     }
