@@ -130,6 +130,8 @@ pub async fn probe(args: &ProbeArgs) -> anyhow::Result<()> {
     let options = HealthCheckOptions {
         path: args.path.clone(),
         timeout: args.timeout,
+        port: args.port,
+        host: args.host.clone(),
         ..HealthCheckOptions::default()
     };
     Prober::default()

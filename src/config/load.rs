@@ -391,6 +391,8 @@ mod tests {
             "proxy.healthcheck.path",
             "proxy.healthcheck.interval",
             "proxy.healthcheck.timeout",
+            "proxy.healthcheck.port",
+            "proxy.healthcheck.host",
             "proxy.buffering.requests",
             "proxy.buffering.responses",
             "proxy.buffering.memory",

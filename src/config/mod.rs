@@ -203,6 +203,12 @@ pub struct HealthcheckConfig {
     pub interval: Duration,
     #[serde(serialize_with = "serialize_duration")]
     pub timeout: Duration,
+    /// Port probed instead of `app_port` (an admin or metrics listener).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Host header of the probe, for an app that checks it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

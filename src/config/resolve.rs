@@ -268,6 +268,8 @@ pub fn resolve(
                 "proxy.healthcheck.timeout",
                 &fail,
             )?,
+            port: healthcheck.port.map(|port| port.0),
+            host: healthcheck.host.map(|host| host.0),
         },
         buffering: BufferingConfig {
             requests: buffering.requests.unwrap_or(true),

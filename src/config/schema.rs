@@ -143,6 +143,8 @@ pub struct HealthcheckSchema {
     pub path: Option<UrlPath>,
     pub interval: Option<DurationValue>,
     pub timeout: Option<DurationValue>,
+    pub port: Option<Port>,
+    pub host: Option<Host>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

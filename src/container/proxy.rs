@@ -457,16 +457,33 @@ pub async fn routed_target(docker: &Docker, service: &str) -> Result<Option<Stri
 /// Probe the container `id` once, from the proxy's network, at `[proxy.healthcheck]`'s path
 /// (`hoist-proxy probe`); the error carries the probed URL and what failed.
 pub async fn probe(docker: &Docker, config: &Config, id: &str) -> Result<()> {
-    let proxy = &config.proxy;
-    let target = format!("{}:{}", &id[..id.len().min(12)], proxy.app_port);
-    let path = format!("--path={}", proxy.healthcheck.path);
-    let timeout = format!("--timeout={}", format_duration(proxy.healthcheck.timeout));
-    let args = ["hoist-proxy", "probe", &target, &path, &timeout];
+    let args = probe_args(config, id);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = docker::exec(docker, PROXY_CONTAINER, &args).await?;
     if output.exit_code != 0 {
         bail!("{}", output.stderr.trim().trim_start_matches("Error: "));
     }
     Ok(())
+}
+
+/// `hoist-proxy probe` of the container `id` as `[proxy.healthcheck]` says.
+fn probe_args(config: &Config, id: &str) -> Vec<String> {
+    let check = &config.proxy.healthcheck;
+    let target = format!("{}:{}", &id[..id.len().min(12)], config.proxy.app_port);
+    let mut args = vec![
+        "hoist-proxy".to_string(),
+        "probe".into(),
+        target,
+        format!("--path={}", check.path),
+        format!("--timeout={}", format_duration(check.timeout)),
+    ];
+    if let Some(port) = check.port {
+        args.push(format!("--port={port}"));
+    }
+    if let Some(host) = &check.host {
+        args.push(format!("--host={host}"));
+    }
+    args
 }
 
 /// The environment of `hoist-proxy deploy`: the EAB HMAC key of `[proxy.acme]`, if any.
@@ -506,6 +523,9 @@ fn deploy_args_with_pages(
     let target = format!("{short_id}:{}", proxy.app_port);
     let mut args = service_args(config, service, &[target], config.loadbalancer.is_none())?;
     args.strip_path_prefix = proxy.strip_path_prefix;
+    // The app's own health check port and Host (the LB probes web hosts on port 80).
+    args.health_check_port = proxy.healthcheck.port.unwrap_or(0);
+    args.health_check_host = proxy.healthcheck.host.clone();
     // One passing probe puts a new container in service, as with kamal-proxy.
     args.health_check_rise = 1;
     if let Some(lb) = &config.loadbalancer {
@@ -865,6 +885,37 @@ pub(super) mod tests {
         let parsed = parse(&args);
         assert_eq!(parsed.path_prefix, ["/api"]);
         assert!(parsed.strip_path_prefix, "stripped by default");
+    }
+
+    #[test]
+    fn the_health_check_port_and_host_reach_the_deploy_and_the_probe() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config_with(
+            dir.path(),
+            "[proxy]\nhealthcheck = { port = 9090, host = \"internal.test\" }\n",
+        );
+        let parsed = parse(&deploy_args(&config, "a-web", "0123456789ab").expect("args"));
+        assert_eq!(parsed.health_check_port, 9090);
+        assert_eq!(parsed.health_check_host.as_deref(), Some("internal.test"));
+        let probe = probe_args(&config, "0123456789abcdef");
+        let cli = <hoist_proxy::cli::Cli as clap::Parser>::try_parse_from(&probe)
+            .expect("hoist-proxy parses the probe");
+        let hoist_proxy::cli::Command::Probe(probe) = cli.command else {
+            panic!("not a probe");
+        };
+        assert_eq!(probe.target, "0123456789ab:80");
+        assert_eq!(
+            (probe.port, probe.host.as_deref()),
+            (9090, Some("internal.test"))
+        );
+        // Unset: the target's own port, no Host.
+        let parsed = parse(
+            &deploy_args(&config_with(dir.path(), ""), "a-web", "0123456789ab").expect("args"),
+        );
+        assert_eq!(
+            (parsed.health_check_port, parsed.health_check_host),
+            (0, None)
+        );
     }
 
     #[test]

@@ -165,6 +165,14 @@ pub struct ProbeArgs {
     /// Time the probe has to answer
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub timeout: std::time::Duration,
+
+    /// Port to probe; 0 means the target's port
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub port: u16,
+
+    /// Host header to send
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -268,7 +268,8 @@ fn clear_environment(command: &mut Command) {
     }
 }
 
-/// An in-process backend. Endpoints: `/up` (200, or 503 when unhealthy), `/version` (its
+/// An in-process backend. Endpoints: `/up` (200, or 503 when unhealthy), `/up-internal` (200
+/// only with `Host: internal.test`), `/version` (its
 /// name), `/redirect?to=URL` (302 there), `/slow?ms=N`, `/stream?chunks=N&ms=M` (chunked), `/sse?chunks=N&ms=M`, `/headers`
 /// (the request line and headers it got), `/echo` (the body back), `/ws` (WebSocket echo);
 /// anything else answers its name.
@@ -394,6 +395,15 @@ impl BackendState {
     async fn answer(&self, mut request: Request<Incoming>) -> Response<BoxBody> {
         self.requests.fetch_add(1, Ordering::SeqCst);
         match request.uri().path() {
+            // Healthy only when asked with `Host: internal.test`.
+            "/up-internal" => {
+                let host = request.headers().get("host").map(|h| h.as_bytes());
+                if host == Some(b"internal.test") {
+                    text(StatusCode::OK, "up")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "wrong host")
+                }
+            }
             "/up" => {
                 if self.healthy.load(Ordering::SeqCst) {
                     text(StatusCode::OK, "up")
