@@ -175,6 +175,13 @@ impl LoadBalancer {
         pick(&self.writers, &self.next_writer)
     }
 
+    /// Claims the healthy target whose [`Target::token`] is `token` (a sticky client's), if any.
+    pub fn claim_token(&self, token: &str) -> Option<RequestGuard> {
+        self.targets()
+            .find(|target| target.token == token && target.is_healthy())
+            .and_then(|target| target.claim())
+    }
+
     /// Claims a healthy target not in `tried` for a request sent again, from the set
     /// [`claim`](Self::claim) would pick from: readers for a read when there are healthy ones,
     /// writers otherwise.

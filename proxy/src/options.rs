@@ -121,6 +121,8 @@ pub struct TargetOptions {
     pub log_response_headers: Vec<String>,
     /// Move the Path of cookies set by a prefixed service below its prefix.
     pub scope_cookie_paths: bool,
+    /// Keep a client on its target (the `hoist-target` cookie) while it is healthy.
+    pub sticky_sessions: bool,
 }
 
 impl Default for TargetOptions {
@@ -138,6 +140,7 @@ impl Default for TargetOptions {
             log_request_headers: Vec::new(),
             log_response_headers: Vec::new(),
             scope_cookie_paths: false,
+            sticky_sessions: false,
         }
     }
 }
@@ -305,6 +308,7 @@ impl DeployRequest {
             log_request_headers: args.log_request_header.clone(),
             log_response_headers: args.log_response_header.clone(),
             scope_cookie_paths: args.scope_cookie_paths,
+            sticky_sessions: args.sticky_sessions,
         };
         let mut request = DeployRequest {
             service: args.service.clone(),

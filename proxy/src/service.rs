@@ -155,10 +155,17 @@ impl Service {
 
         // A request that loaded a balancer just before a deploy swapped it may find its targets
         // draining; the next load sees the new balancer.
+        let sticky = crate::cookies::find(request.headers(), STICKY_COOKIE).map(str::to_owned);
         let mut claimed = None;
         for _ in 0..3 {
             let balancer = self.balancer_for(&request);
-            if let Some(guard) = balancer.claim(&request, options.read_target_websockets) {
+            let back = match &sticky {
+                Some(token) if balancer.options.sticky_sessions => balancer.claim_token(token),
+                _ => None,
+            };
+            if let Some(guard) =
+                back.or_else(|| balancer.claim(&request, options.read_target_websockets))
+            {
                 claimed = Some((balancer, guard));
                 break;
             }
@@ -199,11 +206,22 @@ impl Service {
         };
         let read = is_read_method(request.method());
         let another = |tried: &[Arc<crate::target::Target>]| balancer.claim_other(read, tried);
+        let sticky_sessions = target_options.sticky_sessions;
         let (result, guard) = forward(request, guard, context, another).await;
         let target = Some(Arc::clone(guard.target()));
         match result {
             Ok(response) => {
-                let (parts, content) = response.into_parts();
+                let (mut parts, content) = response.into_parts();
+                // A sticky client is told (again) which target answered it.
+                if sticky_sessions && sticky.as_deref() != Some(guard.target().token.as_str()) {
+                    let cookie = format!(
+                        "{STICKY_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
+                        guard.target().token
+                    );
+                    if let Ok(value) = http::HeaderValue::from_str(&cookie) {
+                        parts.headers.append(http::header::SET_COOKIE, value);
+                    }
+                }
                 let mut body = ResponseBody::new(content);
                 body.hold(guard);
                 Handled {
@@ -246,6 +264,9 @@ impl Service {
 
 /// Most other targets a request that failed before any response is sent to.
 const MAX_RETRIES: usize = 2;
+
+/// The cookie that keeps a client on its target under `--sticky-sessions`.
+pub const STICKY_COOKIE: &str = "hoist-target";
 
 fn is_read_method(method: &Method) -> bool {
     *method == Method::GET || *method == Method::HEAD

@@ -25,6 +25,9 @@ pub struct Target {
     pub authority: Authority,
     /// The same as a header value (`X-Kamal-Target`), built once: a clone shares its bytes.
     pub header: Option<http::HeaderValue>,
+    /// What the `hoist-target` cookie says to come back to this target: a hash of its
+    /// address, so the address itself is not shown to clients.
+    pub token: String,
     healthy: AtomicBool,
     draining: AtomicBool,
     in_flight: AtomicUsize,
@@ -55,6 +58,7 @@ impl Target {
             address: address.to_owned(),
             authority: address.parse()?,
             header: http::HeaderValue::from_str(address).ok(),
+            token: token(address),
             healthy: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -218,6 +222,16 @@ impl Drop for UpgradeGuard {
     fn drop(&mut self) {
         self.target.release(&self.target.upgraded);
     }
+}
+
+/// 16 hex digits of FNV-1a over `address`: stable across restarts and processes.
+fn token(address: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in address.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 #[cfg(test)]

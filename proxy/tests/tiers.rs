@@ -169,3 +169,67 @@ async fn a_web_host_with_no_app_in_rotation_hands_any_request_to_another() {
     assert!(paused.body.contains("back soon"), "{paused:?}");
     assert!(!paused.headers.contains_key("x-hoist-proxy-error"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_sessions_keep_a_client_on_its_web_host_while_it_is_healthy() {
+    let tiers = Tiers::start().await;
+    ok(
+        &tiers.lb.control(),
+        &[
+            "deploy",
+            "web",
+            "--target",
+            &format!(
+                "127.0.0.1:{},127.0.0.1:{}",
+                tiers.web_a.port, tiers.web_b.port
+            ),
+            "--sticky-sessions",
+            "--health-check-interval=100ms",
+            "--health-check-fall=1",
+        ],
+    )
+    .await;
+    // The first answer says where to come back to; every request with the cookie goes there.
+    let first = get(&tiers.lb.url("/version")).await;
+    let cookie = first.headers["set-cookie"]
+        .to_str()
+        .expect("text")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    assert!(cookie.starts_with("hoist-target="), "{cookie}");
+    for _ in 0..10 {
+        let again = get_with(&tiers.lb.url("/version"), &[("cookie", &cookie)]).await;
+        assert_eq!(again.body, first.body, "the same web host");
+        assert!(
+            !again.headers.contains_key("set-cookie"),
+            "nothing new to say"
+        );
+    }
+    // Without the cookie, round-robin as before.
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(get(&tiers.lb.url("/version")).await.body);
+    }
+    assert!(
+        seen.contains(&"a".into()) && seen.contains(&"b".into()),
+        "{seen:?}"
+    );
+
+    // Its host gone, the client moves to the other and is told so.
+    let (gone, other) = if first.body == "a" {
+        (&tiers.web_a, "b")
+    } else {
+        (&tiers.web_b, "a")
+    };
+    ok(&gone.control(), &["remove", "web"]).await;
+    tiers.lb.wait_for_log("\"healthy\":false");
+    let moved = get_with(&tiers.lb.url("/version"), &[("cookie", &cookie)]).await;
+    assert_eq!(moved.body, other);
+    let new_cookie = moved.headers["set-cookie"].to_str().expect("text");
+    assert!(
+        new_cookie.starts_with("hoist-target=") && !new_cookie.starts_with(&cookie),
+        "{new_cookie}"
+    );
+}

@@ -433,6 +433,7 @@ mod tests {
             "loadbalancer.host",
             "loadbalancer.private_address",
             "loadbalancer.web_addresses",
+            "loadbalancer.sticky",
             "proxy.acme.ca_root",
             "setup.docker",
             "setup.firewall",

@@ -90,6 +90,7 @@ pub(super) fn resolve_loadbalancer(
         host,
         private_address,
         web_addresses,
+        sticky: schema.sticky.unwrap_or(false),
     })
 }
 

@@ -176,6 +176,8 @@ pub struct LoadBalancerConfig {
     pub private_address: std::net::IpAddr,
     /// Where the LB reaches each web host, when not at its `[servers]` address.
     pub web_addresses: BTreeMap<String, String>,
+    /// Keep each client on the web host that first answered it (a cookie), while healthy.
+    pub sticky: bool,
 }
 
 impl LoadBalancerConfig {

@@ -211,4 +211,5 @@ pub struct LoadBalancerSchema {
     pub private_address: Option<Host>,
     /// Web host (as in `[servers]`) to the address the LB reaches it on.
     pub web_addresses: Option<BTreeMap<String, Host>>,
+    pub sticky: Option<bool>,
 }

@@ -71,6 +71,7 @@ fn deploy_args(config: &Config, hosts: &[String]) -> Result<Vec<String>> {
     let proxy = &config.proxy;
     args.strip_path_prefix = false;
     args.health_check_host = proxy.hosts.first().cloned();
+    args.sticky_sessions = config.loadbalancer.as_ref().is_some_and(|lb| lb.sticky);
     if let Some(prefix) = proxy.path_prefixes.first()
         && proxy.strip_path_prefix
     {
@@ -251,6 +252,15 @@ mod tests {
         )
         .expect("write");
         crate::config::load(Some(&dir.path().join("deploy.toml")), None).expect("loads")
+    }
+
+    #[test]
+    fn sticky_sessions_are_asked_of_the_lb_only_when_configured() {
+        let plain = parse(&deploy_args(&config(""), &["10.0.0.3".into()]).expect("argv"));
+        assert!(!plain.sticky_sessions);
+        let sticky = config("sticky = true\n");
+        let args = parse(&deploy_args(&sticky, &web_hosts(&sticky)).expect("argv"));
+        assert!(args.sticky_sessions);
     }
 
     #[test]

@@ -300,6 +300,20 @@ pub struct DeployArgs {
     )]
     pub scope_cookie_paths: bool,
 
+    /// Keep each client on the target that first answered it (the `hoist-target` cookie), while
+    /// that target is healthy
+    #[arg(
+        long,
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        default_value = "false",
+        value_parser = parse_go_bool
+    )]
+    pub sticky_sessions: bool,
+
     /// How long after a write a client's reads keep going to the writer targets
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub writer_affinity_timeout: Duration,
@@ -433,6 +447,7 @@ impl DeployArgs {
         });
         changed!(error_pages, "error-pages", path);
         changed!(scope_cookie_paths, "scope-cookie-paths", boolean);
+        changed!(sticky_sessions, "sticky-sessions", boolean);
         changed!(writer_affinity_timeout, "writer-affinity-timeout", duration);
         changed!(read_target_websockets, "read-target-websockets", boolean);
         Ok(args)
@@ -509,6 +524,7 @@ mod tests {
         args.exclude_metrics_path = vec!["/up".into()];
         args.error_pages = Some("/pages".into());
         args.scope_cookie_paths = true;
+        args.sticky_sessions = true;
         args.writer_affinity_timeout = Duration::from_secs(5);
         args.read_target_websockets = true;
         let argv = args.to_args().expect("argv");
