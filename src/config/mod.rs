@@ -13,6 +13,7 @@ mod locate;
 mod options;
 mod resolve;
 mod schema;
+mod usage;
 mod values;
 
 use std::collections::BTreeMap;

@@ -69,73 +69,7 @@ pub fn resolve(
         location: locator.location(&path),
     };
 
-    let minimum_version = schema.minimum_version.clone().map(|version| version.0);
-    if let Some(minimum) = &minimum_version {
-        let running = env!("CARGO_PKG_VERSION");
-        match (parse_version(minimum), parse_version(running)) {
-            (None, _) => {
-                return Err(fail(
-                    "minimum_version",
-                    format!("`minimum_version = \"{minimum}\"` is not a version"),
-                    Some("write it as MAJOR.MINOR or MAJOR.MINOR.PATCH, such as \"0.2\"".into()),
-                ));
-            }
-            (Some(wanted), Some(have)) if wanted > have => {
-                return Err(fail(
-                    "minimum_version",
-                    format!("this configuration needs hoist {minimum} or newer; this is {running}"),
-                    Some("upgrade hoist".to_string()),
-                ));
-            }
-            _ => {}
-        }
-    }
-    let error_pages_path = match &schema.error_pages_path {
-        Some(path) => {
-            let path = absolute(&root, &path.0);
-            if !path.is_dir() {
-                return Err(fail(
-                    "error_pages_path",
-                    format!("`{}` is not a directory", path.display()),
-                    Some(
-                        "give a directory (relative to deploy.toml) holding pages such as \
-                         503.html and 502.html"
-                            .to_string(),
-                    ),
-                ));
-            }
-            Some(path)
-        }
-        None => None,
-    };
-    let require_destination = schema.require_destination.unwrap_or(false);
-    if require_destination && destination.is_none() {
-        return Err(fail(
-            "require_destination",
-            "`require_destination = true`: this configuration is only used with a destination"
-                .to_string(),
-            Some(
-                "name one: `hoist deploy staging`, or `-d staging` (deploy.staging.toml)"
-                    .to_string(),
-            ),
-        ));
-    }
-    let mut aliases = BTreeMap::new();
-    for (name, command) in schema.aliases.clone().unwrap_or_default() {
-        let words = shlex::split(&command.0)
-            .filter(|words| !words.is_empty())
-            .ok_or_else(|| {
-                fail(
-                    &format!("aliases.{}", name.0),
-                    format!(
-                        "can't split the alias `{}` into words: `{}`",
-                        name.0, command.0
-                    ),
-                    Some("check its quotes".to_string()),
-                )
-            })?;
-        aliases.insert(name.0, words);
-    }
+    let usage = super::usage::resolve_usage(&schema, &root, destination.as_deref(), &fail)?;
 
     let service = schema.service.map(|name| name.0).ok_or_else(|| {
         fail(
@@ -421,8 +355,8 @@ pub fn resolve(
                 .secrets_path
                 .map_or_else(|| ".hoist/secrets".to_string(), |p| p.0),
         ),
-        minimum_version,
-        error_pages_path,
+        minimum_version: usage.minimum_version,
+        error_pages_path: usage.error_pages_path,
         hooks_path: absolute(
             &root,
             &schema
@@ -433,8 +367,8 @@ pub fn resolve(
         files,
         destination,
         skip_hooks: false,
-        require_destination,
-        aliases,
+        require_destination: usage.require_destination,
+        aliases: usage.aliases,
         service,
         image,
         retain_containers: schema
@@ -795,7 +729,7 @@ fn positive(
 }
 
 /// `~` expanded, then made absolute against `root`, without `.` and `..` components.
-fn absolute(root: &Path, path: &str) -> PathBuf {
+pub(super) fn absolute(root: &Path, path: &str) -> PathBuf {
     let expanded = match path.strip_prefix('~') {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => match std::env::home_dir() {
             Some(home) => home.join(rest.trim_start_matches('/')),
@@ -817,19 +751,6 @@ fn absolute(root: &Path, path: &str) -> PathBuf {
     normal
 }
 
-/// `1.2` or `1.2.3` (a pre-release suffix after `-` is ignored) as (major, minor, patch).
-fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
-    let core = text.trim().split(['-', '+']).next()?;
-    let mut parts = core.split('.').map(|part| part.parse::<u64>().ok());
-    let major = parts.next()??;
-    let minor = parts.next().unwrap_or(Some(0))?;
-    let patch = parts.next().unwrap_or(Some(0))?;
-    if parts.next().is_some() {
-        return None;
-    }
-    Some((major, minor, patch))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -845,15 +766,5 @@ mod tests {
             assert_eq!(absolute(root, "~/.ssh/id"), home.join(".ssh/id"));
         }
         assert_eq!(absolute(root, "~x"), PathBuf::from("/app/~x"));
-    }
-
-    #[test]
-    fn versions_compare_by_number() {
-        assert_eq!(parse_version("0.2"), Some((0, 2, 0)));
-        assert_eq!(parse_version("1.10.3-beta.1"), Some((1, 10, 3)));
-        assert!(parse_version("1.10") > parse_version("1.9.9"));
-        for bad in ["", "x", "1.x", "1.2.3.4", "-1"] {
-            assert_eq!(parse_version(bad), None, "{bad}");
-        }
     }
 }

@@ -7,6 +7,7 @@
 pub mod accessory;
 pub mod app;
 pub mod backup;
+pub mod error_pages;
 pub mod handover;
 pub mod loadbalancer;
 pub mod oneoff;

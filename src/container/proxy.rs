@@ -392,7 +392,7 @@ pub async fn prepare_deploy(
     id: &str,
     env: &[String],
 ) -> Result<docker::Exec> {
-    let pages = error_pages(config, service)?;
+    let pages = super::error_pages::for_service(config, service)?;
     let args = deploy_args_with_pages(config, service, id, pages.as_ref().map(|p| p.0.as_str()))?;
     if config.proxy.tls && config.loadbalancer.is_none() {
         upload_ca_root(docker, config).await?;
@@ -512,7 +512,7 @@ pub(super) fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Ve
 
 /// [`deploy_args`] with the error pages directory (in the proxy's volume) the service answers
 /// with.
-fn deploy_args_with_pages(
+pub(super) fn deploy_args_with_pages(
     config: &Config,
     service: &str,
     id: &str,
@@ -533,51 +533,6 @@ fn deploy_args_with_pages(
     }
     args.error_pages = error_pages.map(Into::into);
     Ok(args.to_args()?)
-}
-
-/// The pages of `error_pages_path` for `service`, and the directory of the proxy's volume they
-/// go to: one per content (`error-pages/<service>/<hash>`), so a page removed here is gone
-/// there too and a deploy switches pages with its container. `None` without the key.
-fn error_pages(config: &Config, service: &str) -> Result<Option<(String, Vec<docker::FileSpec>)>> {
-    use std::hash::{Hash, Hasher};
-    let Some(source) = &config.error_pages_path else {
-        return Ok(None);
-    };
-    let mut pages = Vec::new();
-    for status in hoist_proxy::error_pages::STATUSES {
-        let path = source.join(format!("{status}.html"));
-        match std::fs::read(&path) {
-            Ok(page) => pages.push((status, page)),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => {
-                return Err(err).with_context(|| format!("Failed to read `{}`", path.display()));
-            }
-        }
-    }
-    if pages.is_empty() {
-        let names: Vec<String> = hoist_proxy::error_pages::STATUSES
-            .iter()
-            .map(|status| format!("{status}.html"))
-            .collect();
-        return Err(hinted(
-            format!(
-                "`error_pages_path` ({}) holds no error page",
-                crate::config::display_path(source)
-            ),
-            format!("name pages by their status: {}", names.join(", ")),
-        ));
-    }
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    pages.hash(&mut hasher);
-    let dir = format!(
-        "{PROXY_STATE_DIR}/error-pages/{service}/{:016x}",
-        hasher.finish()
-    );
-    let files = pages
-        .into_iter()
-        .map(|(status, page)| docker::FileSpec::new(format!("{dir}/{status}.html"), page, 0o644))
-        .collect();
-    Ok(Some((dir, files)))
 }
 
 /// Where the ACME CA root of `[proxy.acme] ca_root` is kept in the proxy's volume.
@@ -662,7 +617,7 @@ pub async fn upload_ca_root(docker: &Docker, config: &Config) -> Result<()> {
 pub(super) mod tests {
     use super::*;
 
-    fn config_with(dir: &std::path::Path, proxy: &str) -> Config {
+    pub(in crate::container) fn config_with(dir: &std::path::Path, proxy: &str) -> Config {
         std::fs::write(
             dir.join("deploy.toml"),
             format!("service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\"]\n{proxy}"),
@@ -915,41 +870,6 @@ pub(super) mod tests {
         assert_eq!(
             (parsed.health_check_port, parsed.health_check_host),
             (0, None)
-        );
-    }
-
-    #[test]
-    fn error_pages_go_to_a_directory_per_content_that_the_proxy_is_told() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir(dir.path().join("pages")).expect("mkdir");
-        std::fs::write(dir.path().join("pages/503.html"), "down: {{ .Message }}").expect("page");
-        std::fs::write(dir.path().join("pages/notes.txt"), "not a page").expect("file");
-        let config = config_with(dir.path(), "");
-        let config = Config {
-            error_pages_path: Some(dir.path().join("pages")),
-            ..config
-        };
-        let (target, files) = error_pages(&config, "a-web").expect("read").expect("pages");
-        assert!(
-            target.starts_with("/var/lib/hoist-proxy/error-pages/a-web/"),
-            "{target}"
-        );
-        assert_eq!(files.len(), 1);
-        assert_eq!(files[0].path, format!("{target}/503.html"));
-        let args =
-            deploy_args_with_pages(&config, "a-web", "0123456789ab", Some(&target)).expect("args");
-        assert_eq!(parse(&args).error_pages, Some(target.clone().into()));
-        // Another page: another directory.
-        std::fs::write(dir.path().join("pages/502.html"), "broken").expect("page");
-        let (other, _) = error_pages(&config, "a-web").expect("read").expect("pages");
-        assert_ne!(other, target);
-        // None at all is refused.
-        std::fs::remove_file(dir.path().join("pages/502.html")).expect("rm");
-        std::fs::remove_file(dir.path().join("pages/503.html")).expect("rm");
-        let err = error_pages(&config, "a-web").expect_err("no page");
-        assert!(
-            format!("{err:#}").contains("holds no error page"),
-            "{err:#}"
         );
     }
 
