@@ -392,6 +392,8 @@ mod tests {
             "proxy.healthcheck.interval",
             "proxy.healthcheck.timeout",
             "proxy.healthcheck.port",
+            "proxy.logging.request_headers",
+            "proxy.logging.response_headers",
             "proxy.healthcheck.host",
             "proxy.buffering.requests",
             "proxy.buffering.responses",

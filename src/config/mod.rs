@@ -152,6 +152,9 @@ pub struct ProxyConfig {
     pub healthcheck: HealthcheckConfig,
     pub buffering: BufferingConfig,
     pub acme: AcmeConfig,
+    /// Request and response headers shown in the proxy's request log (`[proxy.logging]`).
+    pub log_request_headers: Vec<String>,
+    pub log_response_headers: Vec<String>,
 }
 
 /// Where `proxy.tls` certificates come from.

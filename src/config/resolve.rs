@@ -154,6 +154,7 @@ pub fn resolve(
     }
     let healthcheck = proxy.healthcheck.unwrap_or_default();
     let buffering = proxy.buffering.unwrap_or_default();
+    let proxy_logging = proxy.logging.unwrap_or_default();
     let acme = resolve_acme(proxy.acme, tls, &root, &fail, &secret)?;
     let proxy = ProxyConfig {
         image: proxy
@@ -205,6 +206,18 @@ pub fn resolve(
             port: healthcheck.port.map(|port| port.0),
             host: healthcheck.host.map(|host| host.0),
         },
+        log_request_headers: proxy_logging
+            .request_headers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|name| name.0)
+            .collect(),
+        log_response_headers: proxy_logging
+            .response_headers
+            .unwrap_or_default()
+            .into_iter()
+            .map(|name| name.0)
+            .collect(),
         buffering: BufferingConfig {
             requests: buffering.requests.unwrap_or(true),
             responses: buffering.responses.unwrap_or(true),

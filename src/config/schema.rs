@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::container::{ContainerSchema, LoggingSchema, OptionsSchema};
 use super::options::{ArchList, BootLimit, HostKeyChecking, JumpHost, PublishedPort, Volume};
 use super::values::{
-    DurationValue, EnvName, Host, Image, Name, NonEmpty, PathPrefixes, PlainValue, Port,
-    RegistryServer, Repository, TrustedProxy, UrlPath,
+    DurationValue, EnvName, HeaderNameValue, Host, Image, Name, NonEmpty, PathPrefixes, PlainValue,
+    Port, RegistryServer, Repository, TrustedProxy, UrlPath,
 };
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -121,6 +121,15 @@ pub struct ProxySchema {
     pub healthcheck: Option<HealthcheckSchema>,
     pub buffering: Option<BufferingSchema>,
     pub acme: Option<AcmeSchema>,
+    pub logging: Option<ProxyLoggingSchema>,
+}
+
+/// `[proxy.logging]`: headers the proxy's request log shows for this app.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyLoggingSchema {
+    pub request_headers: Option<Vec<HeaderNameValue>>,
+    pub response_headers: Option<Vec<HeaderNameValue>>,
 }
 
 /// `[proxy.acme]`: where `tls = true` gets its certificates.

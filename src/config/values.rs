@@ -452,6 +452,23 @@ impl<'de> Deserialize<'de> for TrustedProxy {
     }
 }
 
+/// An HTTP header name (`X-Request-Id`): letters, digits and `!#$%&'*+-.^_`|~`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderNameValue(pub String);
+
+impl<'de> Deserialize<'de> for HeaderNameValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if text.is_empty() || !text.chars().all(token) {
+            return Err(de::Error::custom(format!(
+                "`{text}` is not a header name such as `X-Request-Id`"
+            )));
+        }
+        Ok(HeaderNameValue(text))
+    }
+}
+
 /// A string that must not be empty (a user name, a command, a file name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonEmpty(pub String);

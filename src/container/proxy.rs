@@ -569,6 +569,8 @@ pub(super) fn service_args(
     args.deploy_timeout = proxy.deploy_timeout;
     args.drain_timeout = proxy.drain_timeout;
     args.target_timeout = proxy.response_timeout;
+    args.log_request_header = proxy.log_request_headers.clone();
+    args.log_response_header = proxy.log_response_headers.clone();
     args.health_check_path = proxy.healthcheck.path.clone();
     args.health_check_interval = proxy.healthcheck.interval;
     args.health_check_timeout = proxy.healthcheck.timeout;
@@ -840,6 +842,19 @@ pub(super) mod tests {
         let parsed = parse(&args);
         assert_eq!(parsed.path_prefix, ["/api"]);
         assert!(parsed.strip_path_prefix, "stripped by default");
+    }
+
+    #[test]
+    fn logged_headers_reach_the_proxy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config_with(
+            dir.path(),
+            "[proxy.logging]\nrequest_headers = [\"X-Request-Id\", \"User-Agent\"]\n\
+             response_headers = [\"X-Runtime\"]\n",
+        );
+        let parsed = parse(&deploy_args(&config, "a-web", "0123456789ab").expect("args"));
+        assert_eq!(parsed.log_request_header, ["X-Request-Id", "User-Agent"]);
+        assert_eq!(parsed.log_response_header, ["X-Runtime"]);
     }
 
     #[test]
