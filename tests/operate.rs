@@ -46,10 +46,25 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
             version,
             "\n[env]\nsecret = [\"APP_SECRET\"]\n",
         );
+        // The second host tagged `canary`: its containers get `[env.tags.canary]` too.
         let path = dir.path().join("deploy.toml");
-        let toml = std::fs::read_to_string(&path).expect("read deploy.toml");
-        std::fs::write(&path, format!("error_pages_path = \"pages\"\n{toml}"))
-            .expect("write deploy.toml");
+        let toml = std::fs::read_to_string(&path)
+            .expect("read deploy.toml")
+            .replacen(
+                "[servers.web]\n",
+                &format!(
+                    "[servers.web]\ntags = {{ \"{}\" = [\"canary\"] }}\n",
+                    hosts[1]
+                ),
+                1,
+            );
+        std::fs::write(
+            &path,
+            format!(
+                "error_pages_path = \"pages\"\n{toml}\n[env.tags.canary]\nclear = {{ CANARY = \"yes\" }}\n"
+            ),
+        )
+        .expect("write deploy.toml");
     };
     config("v1");
     std::fs::write(dir.path().join(".gitignore"), ".hoist/secrets*\n").expect("gitignore");
@@ -178,6 +193,19 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
             assert!(stdout.lines().any(|l| l == line), "{line} in:\n{stdout}");
         }
     }
+    // `[env.tags.canary]` on the tagged host only.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == format!("[{}] CANARY=yes", hosts[1])),
+        "{stdout}"
+    );
+    assert!(
+        !stdout
+            .lines()
+            .any(|l| l == format!("[{}] CANARY=yes", hosts[0])),
+        "{stdout}"
+    );
     assert!(
         !stderr.contains(SECRET),
         "the secret reached hoist's log:\n{stderr}"
@@ -207,6 +235,26 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
     let stdout = text(&output).0;
     assert!(stdout.lines().any(|l| l == "APP_VERSION=v2"), "{stdout}");
     assert!(!stdout.contains('['), "one host, no prefix: {stdout}");
+    assert!(
+        !stdout.contains("CANARY"),
+        "the primary host is not tagged: {stdout}"
+    );
+    // The tagged host's live container, as the deploy created it, has its tag's env.
+    let output = hoist(&[
+        "exec",
+        "--reuse",
+        "--hosts",
+        &hosts[1],
+        "--",
+        "/hoist-testapp",
+        "env",
+    ]);
+    assert_success(&output, "hoist exec --reuse on the tagged host");
+    assert!(
+        text(&output).0.lines().any(|l| l == "CANARY=yes"),
+        "{}",
+        text(&output).0
+    );
     let output = hoist(&["exec", "--primary", "--", "exit", "3"]);
     assert_eq!(output.status.code(), Some(3), "{:?}", text(&output));
     assert!(

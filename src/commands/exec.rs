@@ -42,10 +42,9 @@ pub async fn run(
     } else {
         let secrets = Secrets::for_config(config)?;
         let mut env = HashMap::new();
-        for (_, role) in &targets {
-            if !env.contains_key(role) {
-                env.insert(role.clone(), secrets.container_env(&config.role_env(role))?);
-            }
+        for (host, role) in &targets {
+            let values = secrets.container_env(&config.host_env(role, host))?;
+            env.insert((host.clone(), role.clone()), values);
         }
         env
     };
@@ -56,7 +55,10 @@ pub async fn run(
     let several = targets.len() > 1;
     let runs = futures_util::future::join_all(targets.iter().map(|(host, role)| {
         let server = fleet.server(host);
-        let env = env.get(role).cloned().unwrap_or_default();
+        let env = env
+            .get(&(host.clone(), role.clone()))
+            .cloned()
+            .unwrap_or_default();
         async move {
             let server = server.with_context(|| format!("`{host}` is not connected"))?;
             let prefix = several.then(|| format!("[{host}] "));

@@ -375,6 +375,8 @@ mod tests {
             "servers.web.labels",
             "servers.web.env.clear",
             "servers.web.env.secret",
+            "servers.web.tags",
+            "env.tags.canary",
             "servers.web-staging.hosts",
             "servers",
             "proxy.image",

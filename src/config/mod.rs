@@ -77,6 +77,9 @@ pub struct Config {
     pub builder: BuilderConfig,
     pub boot: BootConfig,
     pub accessories: BTreeMap<String, AccessoryConfig>,
+    /// `[env.tags.<tag>]`: env for the hosts a role tags so.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env_tags: BTreeMap<String, EnvConfig>,
     /// `[loadbalancer]`: hoist-proxy on its own host in front of every web host.
     pub loadbalancer: Option<LoadBalancerConfig>,
     /// `[backup]`'s own keys (the bucket keys are resolved into each accessory's backup).
@@ -121,6 +124,9 @@ pub struct RoleConfig {
     pub labels: BTreeMap<String, String>,
     /// This role's own `[servers.<role>.env]`; [`Config::role_env`] merges it with `[env]`.
     pub env: EnvConfig,
+    /// Host → its tags: `[env.tags.<tag>]` goes over the role's env on that host.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, Vec<String>>,
     /// Volumes, options, logging, stop timeout and readiness delay: the root's with the
     /// role's over them.
     #[serde(flatten)]
@@ -318,6 +324,19 @@ impl Config {
         env
     }
 
+    /// [`Config::role_env`] on `host`, with the env of each tag the role gives that host over
+    /// it, in the order the tags are listed.
+    pub fn host_env(&self, role: &str, host: &str) -> EnvConfig {
+        let mut env = self.role_env(role);
+        let tags = self.roles.get(role).and_then(|role| role.tags.get(host));
+        for tag in tags.into_iter().flatten() {
+            if let Some(tagged) = self.env_tags.get(tag) {
+                merge_env(&mut env, tagged);
+            }
+        }
+        env
+    }
+
     /// Every secret the configuration names, each name once (at its first mention): registry
     /// password, `[env]`, roles' env, builder secrets, accessories' env, backup keys.
     pub fn secret_refs(&self) -> Vec<&SecretRef> {
@@ -328,6 +347,7 @@ impl Config {
             .iter()
             .chain(&self.env.secret)
             .chain(self.roles.values().flat_map(|role| &role.env.secret))
+            .chain(self.env_tags.values().flat_map(|env| &env.secret))
             .chain(&self.builder.secrets)
             .chain(&self.proxy.acme.eab_hmac_key)
             .chain(self.accessories.values().flat_map(|acc| &acc.env.secret))
@@ -550,6 +570,52 @@ env = { secret = ["DB_PASSWORD"] }
         let toml = config.to_toml();
         assert!(toml.contains("password = \"TOKEN\""), "{toml}");
         assert!(toml.contains("[servers.web]"), "{toml}");
+    }
+
+    #[test]
+    fn tagged_hosts_get_their_tags_env_over_the_roles() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = "service = \"a\"\nimage = \"r/a\"\n[servers.web]\nhosts = [\"h1\", \"h2\"]\n";
+        write(
+            dir.path(),
+            "deploy.toml",
+            &format!(
+                "{base}tags = {{ h2 = [\"canary\", \"eu\"] }}\n[env]\nclear = {{ A = \"all\" }}\n\
+                 [env.tags.canary]\nclear = {{ A = \"canary\", C = \"1\" }}\nsecret = [\"KEY\"]\n\
+                 [env.tags.eu]\nclear = {{ REGION = \"eu\" }}\n"
+            ),
+        );
+        let config = load(Some(&dir.path().join("deploy.toml")), None).expect("loads");
+        let plain = config.host_env("web", "h1");
+        assert_eq!(plain.clear.get("A").map(String::as_str), Some("all"));
+        assert!(!plain.clear.contains_key("C") && plain.secret.is_empty());
+        let tagged = config.host_env("web", "h2");
+        assert_eq!(tagged.clear["A"], "canary");
+        assert_eq!(
+            (tagged.clear["C"].as_str(), tagged.clear["REGION"].as_str()),
+            ("1", "eu")
+        );
+        assert_eq!(tagged.secret[0].name, "KEY");
+        assert!(config.secret_refs().iter().any(|s| s.name == "KEY"));
+
+        let refused = |text: &str, expected: &str| {
+            write(dir.path(), "deploy.toml", text);
+            let err = load(Some(&dir.path().join("deploy.toml")), None).expect_err("refused");
+            let text = format!("{err:#}");
+            assert!(text.contains(expected), "{text}");
+        };
+        refused(
+            &format!("{base}tags = {{ h2 = [\"nope\"] }}\n"),
+            "`h2` is tagged `nope`, and there is no `[env.tags.nope]`",
+        );
+        refused(
+            &format!("{base}tags = {{ h9 = [\"x\"] }}\n[env.tags.x]\nclear = {{ X = \"1\" }}\n"),
+            "tags `h9`, which is not among its hosts",
+        );
+        refused(
+            &format!("{base}[servers.web.env.tags.x]\nclear = {{ X = \"1\" }}\n"),
+            "tags are only for the top-level `[env]`",
+        );
     }
 
     #[test]

@@ -230,7 +230,29 @@ pub fn resolve(
         acme,
     };
 
-    let env = resolve_env("env", schema.env, &fail, &secret)?;
+    let mut root_env = schema.env;
+    let tag_schemas = root_env.as_mut().and_then(|env| env.tags.take());
+    let env = resolve_env("env", root_env, &fail, &secret)?;
+    let mut env_tags = BTreeMap::new();
+    for (tag, tagged) in tag_schemas.unwrap_or_default() {
+        let path = format!("env.tags.{}", tag.0);
+        env_tags.insert(tag.0, resolve_env(&path, Some(tagged), &fail, &secret)?);
+    }
+    for (name, role) in &roles {
+        for (host, tags) in &role.tags {
+            if let Some(unknown) = tags.iter().find(|tag| !env_tags.contains_key(*tag)) {
+                return Err(fail(
+                    &format!("servers.{name}.tags"),
+                    format!(
+                        "`{host}` is tagged `{unknown}`, and there is no `[env.tags.{unknown}]`"
+                    ),
+                    Some(format!(
+                        "add `[env.tags.{unknown}]` with its `clear` or `secret` env"
+                    )),
+                ));
+            }
+        }
+    }
     for (name, role) in &roles {
         check_env_overlap(&format!("servers.{name}.env"), &env, &role.env, &fail)?;
     }
@@ -396,6 +418,7 @@ pub fn resolve(
         builder,
         boot,
         accessories,
+        env_tags,
         loadbalancer,
         backup: AgentConfig {
             image: backup_defaults
@@ -526,6 +549,17 @@ fn resolve_role(
     secret: &MakeSecret<'_>,
 ) -> Result<RoleConfig, ConfigError> {
     let container = super::container::merge(root, role.container());
+    let mut tags = BTreeMap::new();
+    for (host, names) in role.tags.clone().unwrap_or_default() {
+        if !role.hosts.iter().flatten().any(|known| known.0 == host) {
+            return Err(fail(
+                &format!("servers.{name}.tags"),
+                format!("`servers.{name}.tags` tags `{host}`, which is not among its hosts"),
+                Some("tag a host of this role, written as in its `hosts`".to_string()),
+            ));
+        }
+        tags.insert(host, names.into_iter().map(|tag| tag.0).collect::<Vec<_>>());
+    }
     let path = format!("servers.{name}");
     let hosts = hosts_list(&format!("{path}.hosts"), role.hosts, fail)?.ok_or_else(|| {
         fail(
@@ -556,6 +590,7 @@ fn resolve_role(
         cmd: role.cmd.map(|cmd| cmd.0),
         labels,
         env: resolve_env(&format!("{path}.env"), role.env, fail, secret)?,
+        tags,
         container,
     })
 }
@@ -672,6 +707,15 @@ fn resolve_env(
     let Some(env) = env else {
         return Ok(EnvConfig::default());
     };
+    if env.tags.is_some() {
+        return Err(fail(
+            &format!("{path}.tags"),
+            format!("`{path}.tags`: tags are only for the top-level `[env]`"),
+            Some(
+                "move it to `[env.tags.<tag>]`, and tag hosts under `[servers.<role>] tags`".into(),
+            ),
+        ));
+    }
     let resolved = EnvConfig {
         clear: env
             .clear

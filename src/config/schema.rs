@@ -77,6 +77,8 @@ pub struct RoleSchema {
     pub cmd: Option<NonEmpty>,
     pub labels: Option<BTreeMap<String, PlainValue>>,
     pub env: Option<EnvSchema>,
+    /// Host (as in `hosts`) → its tags, naming `[env.tags.<tag>]` tables.
+    pub tags: Option<BTreeMap<String, Vec<Name>>>,
     pub volumes: Option<Vec<Volume>>,
     pub options: Option<OptionsSchema>,
     pub logging: Option<LoggingSchema>,
@@ -102,6 +104,8 @@ impl RoleSchema {
 pub struct EnvSchema {
     pub clear: Option<BTreeMap<EnvName, PlainValue>>,
     pub secret: Option<Vec<EnvName>>,
+    /// `[env.tags.<tag>]`: over the role's env on the hosts with that tag (top level only).
+    pub tags: Option<BTreeMap<Name, EnvSchema>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

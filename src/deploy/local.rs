@@ -21,8 +21,9 @@ use crate::version;
 
 /// Everything secret or remote a release needs, resolved before the first connection.
 pub struct Prepared {
-    /// Role name → its containers' environment (secret values included).
-    pub env: BTreeMap<String, Vec<String>>,
+    /// (role, host) → the environment of that role's containers there (secret values
+    /// included; a host's `[env.tags]` over the role's).
+    pub env: BTreeMap<(String, String), Vec<String>>,
     pub app_credentials: Option<DockerCredentials>,
     pub proxy_credentials: Option<DockerCredentials>,
     /// `NAME=value` for `hoist-proxy deploy`'s environment (secrets it must not get as flags).
@@ -33,6 +34,16 @@ pub struct Prepared {
     pub performer: String,
 }
 
+impl Prepared {
+    /// The environment of `role`'s containers on `host`.
+    pub fn env_for(&self, role: &str, host: &str) -> Vec<String> {
+        self.env
+            .get(&(role.to_string(), host.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
 /// Resolve everything secret for the release's `roles`.
 pub fn prepare(
     config: &Config,
@@ -40,8 +51,19 @@ pub fn prepare(
     roles: &[(String, Vec<String>)],
 ) -> Result<Prepared> {
     let mut env = BTreeMap::new();
-    for (role, _) in roles {
-        env.insert(role.clone(), secrets.container_env(&config.role_env(role))?);
+    let primary = &config.primary_role;
+    let every_host: Vec<&String> = roles.iter().flat_map(|(_, hosts)| hosts).collect();
+    for (role, hosts) in roles {
+        // The primary role's on every host too: the release command may run on any of them.
+        let on: Vec<&String> = if role == primary {
+            every_host.clone()
+        } else {
+            hosts.iter().collect()
+        };
+        for host in on {
+            let values = secrets.container_env(&config.host_env(role, host))?;
+            env.insert((role.clone(), host.clone()), values);
+        }
     }
     Ok(Prepared {
         env,

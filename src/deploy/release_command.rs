@@ -29,7 +29,7 @@ impl Release<'_> {
             .find(|server| Some(&server.host) == primary.as_ref())
             .or_else(|| servers.first())
             .ok_or_else(|| anyhow!("no host to run the release command on"))?;
-        let env = self.prepared.env.get(role).cloned().unwrap_or_default();
+        let env = self.prepared.env_for(role, &server.host);
         let shown = command.join(" ");
         self.printer.status(
             "Release",

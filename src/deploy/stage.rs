@@ -379,7 +379,7 @@ impl Release<'_> {
             old.first().map(|c| c.version.clone())
         };
         // The definition first: a bad one fails before anything here changes.
-        let env = self.prepared.env.get(role).cloned().unwrap_or_default();
+        let env = self.prepared.env_for(role, &server.host);
         let body = app::definition(config, role, self.version, &server.host, &env)?;
         let mut replaced = None;
         if let Some(existing) = containers.iter().find(|c| c.name == name) {
