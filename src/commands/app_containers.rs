@@ -91,7 +91,10 @@ async fn stop_host(
     let roles = container::role_containers(config, server).await?;
     let mut stopped = Vec::new();
     for role in &roles {
-        if config.roles[&role.role].proxy {
+        if role.containers.is_empty() {
+            continue;
+        }
+        if config.roles[&role.role].proxy && role.live.is_some() {
             let service = service(config, &role.role);
             progress.step(format!("{service}: maintenance page"));
             let drain = format!(

@@ -42,22 +42,33 @@ pub async fn run(yes: bool, config: &Config, hosts: &[String], printer: &Printer
         return Ok(());
     }
 
-    // The files, the primary host's (with the lock) last.
+    // The files, the primary host's (with the lock) last; when the primary host is not among
+    // those removed from, its files and the lock stay, and the lock is released as usual.
     let primary = fleet::primary_host(config);
     let command = teardown::files_command(config)?;
     let mut servers = locked.servers();
     servers.sort_by_key(|server| Some(&server.host) == primary.as_ref());
+    let mut lock_removed = false;
     for server in servers {
-        let output = server.session.exec(&command).await?;
-        if output.status != Some(0) {
-            printer.warn(format!(
-                "could not remove hoist's files on `{}`: {}",
-                server.host,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
+        let removed = match server.session.exec(&command).await {
+            Ok(output) if output.status == Some(0) => Ok(()),
+            Ok(output) => Err(String::from_utf8_lossy(&output.stderr).trim().to_string()),
+            Err(err) => Err(format!("{err:#}")),
+        };
+        match removed {
+            Ok(()) => lock_removed |= Some(&server.host) == primary.as_ref(),
+            Err(why) => printer.warn(format!(
+                "could not remove hoist's files on `{}`: {why}",
+                server.host
+            )),
         }
     }
-    let took = locked.finish_released().await;
+    let took = if lock_removed {
+        locked.finish_released().await
+    } else {
+        let done = hosts.iter().map(|_| Ok(())).collect();
+        locked.finish(done, printer).await?
+    };
     printer.status(
         "Finished",
         format!(
