@@ -29,3 +29,15 @@ pub fn append_command(scope: &str, line: &str) -> Result<String> {
         path = quote(&path(scope))?,
     ))
 }
+
+/// Append `message` by `performer` to the log on the server of `session`, creating its directory;
+/// best effort, since what was done is done either way.
+pub async fn record(session: &crate::ssh::Session, scope: &str, performer: &str, message: &str) {
+    let (Ok(append), Ok(dir)) = (
+        append_command(scope, &line(performer, message)),
+        quote(&naming::state_dir(scope)),
+    ) else {
+        return;
+    };
+    let _ = session.exec(&format!("mkdir -p {dir} && {append}")).await;
+}

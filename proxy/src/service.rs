@@ -155,13 +155,15 @@ impl Service {
 
         // A request that loaded a balancer just before a deploy swapped it may find its targets
         // draining; the next load sees the new balancer.
-        let sticky = crate::cookies::find(request.headers(), STICKY_COOKIE).map(str::to_owned);
         let mut claimed = None;
         for _ in 0..3 {
             let balancer = self.balancer_for(&request);
-            let back = match &sticky {
-                Some(token) if balancer.options.sticky_sessions => balancer.claim_token(token),
-                _ => None,
+            // The sticky cookie is read only where the balancer keeps clients on targets.
+            let back = if balancer.options.sticky_sessions {
+                crate::cookies::find(request.headers(), STICKY_COOKIE)
+                    .and_then(|token| balancer.claim_token(token))
+            } else {
+                None
             };
             if let Some(guard) =
                 back.or_else(|| balancer.claim(&request, options.read_target_websockets))
@@ -207,6 +209,9 @@ impl Service {
         let read = is_read_method(request.method());
         let another = |tried: &[Arc<crate::target::Target>]| balancer.claim_other(read, tried);
         let sticky_sessions = target_options.sticky_sessions;
+        let sticky = sticky_sessions
+            .then(|| crate::cookies::find(request.headers(), STICKY_COOKIE).map(str::to_owned))
+            .flatten();
         let (result, guard) = forward(request, guard, context, another).await;
         let target = Some(Arc::clone(guard.target()));
         match result {

@@ -10,9 +10,8 @@ use anyhow::{Result, bail};
 use crate::cli::AppCommand;
 use crate::config::{Config, format_duration};
 use crate::container::proxy;
-use crate::docker;
 use crate::fleet::Locked;
-use crate::naming::{self, PROXY_CONTAINER};
+use crate::naming;
 use crate::printer::{self, Printer};
 use crate::remote::Server;
 use crate::reporter::Reporter;
@@ -187,21 +186,13 @@ async fn apply(
     });
     for service in &services {
         let command = change.command(service);
-        let args: Vec<&str> = command.iter().map(String::as_str).collect();
-        let output = docker::exec(&server.docker, PROXY_CONTAINER, &args).await?;
-        if output.exit_code != 0 {
+        let args: Vec<&str> = command.iter().skip(1).map(String::as_str).collect();
+        if let Err(err) = proxy::control(&server.docker, &args).await {
             progress.failed(format!("{service}: failed"));
-            let said = output.stderr.trim().trim_start_matches("Error: ");
-            bail!("`hoist-proxy {}` for `{service}` failed: {said}", args[1]);
+            return Err(err);
         }
     }
-    let line = crate::audit::line(performer, &change.audit(&services));
-    let append = crate::audit::append_command(scope, &line)?;
-    let dir = crate::ssh::quote(&naming::state_dir(scope))?;
-    let _ = server
-        .session
-        .exec(&format!("mkdir -p {dir} && {append}"))
-        .await;
+    crate::audit::record(&server.session, scope, performer, &change.audit(&services)).await;
     progress.done(match change {
         Change::Maintenance { .. } => format!("{}: maintenance", services.join(", ")),
         Change::Live => format!("{}: live", services.join(", ")),

@@ -14,9 +14,8 @@ use anyhow::{Context, Result};
 use crate::config::Config;
 use crate::container::{self, RoleContainers, app, proxy};
 use crate::deploy::state;
-use crate::docker;
 use crate::fleet::{self, Fleet, Locked};
-use crate::naming::{self, PROXY_CONTAINER};
+use crate::naming;
 use crate::printer::{self, Printer};
 use crate::remote::Server;
 use crate::reporter::Reporter;
@@ -101,7 +100,7 @@ async fn stop_host(
                 "--drain-timeout={}",
                 crate::config::format_duration(config.proxy.drain_timeout)
             );
-            proxy_command(server, &["hoist-proxy", "stop", &service, &drain]).await?;
+            proxy::control(&server.docker, &["stop", &service, &drain]).await?;
         }
         for running in role.containers.iter().filter(|c| c.running) {
             progress.step(format!("stopping {}", running.name));
@@ -109,13 +108,8 @@ async fn stop_host(
             stopped.push(running.name.clone());
         }
     }
-    audit(
-        server,
-        scope,
-        performer,
-        &format!("Stopped app: {}", list(&stopped)),
-    )
-    .await;
+    let message = format!("Stopped app: {}", list(&stopped));
+    crate::audit::record(&server.session, scope, performer, &message).await;
     progress.done(format!("stopped {}", list(&stopped)));
     Ok(())
 }
@@ -157,17 +151,12 @@ async fn start_host(
             proxy::deploy(&server.docker, config, &service, &live.id, proxy_env)
                 .await
                 .with_context(|| format!("hoist-proxy did not take `{}` back", live.name))?;
-            proxy_command(server, &["hoist-proxy", "resume", &service]).await?;
+            proxy::control(&server.docker, &["resume", &service]).await?;
         }
         started.push(format!("{} ({})", live.name, live.version));
     }
-    audit(
-        server,
-        scope,
-        performer,
-        &format!("Started app: {}", list(&started)),
-    )
-    .await;
+    let message = format!("Started app: {}", list(&started));
+    crate::audit::record(&server.session, scope, performer, &message).await;
     progress.done(format!("started {}", list(&started)));
     Ok(())
 }
@@ -196,30 +185,6 @@ fn list(names: &[String]) -> String {
     } else {
         names.join(", ")
     }
-}
-
-async fn proxy_command(server: &Server, args: &[&str]) -> Result<()> {
-    let output = docker::exec(&server.docker, PROXY_CONTAINER, args).await?;
-    if output.exit_code != 0 {
-        let said = output.stderr.trim().trim_start_matches("Error: ");
-        anyhow::bail!("`{}` failed: {said}", args.join(" "));
-    }
-    Ok(())
-}
-
-/// A line in the host's audit log, best effort: what was done is done either way.
-async fn audit(server: &Server, scope: &str, performer: &str, what: &str) {
-    let line = crate::audit::line(performer, what);
-    let (Ok(append), Ok(dir)) = (
-        crate::audit::append_command(scope, &line),
-        crate::ssh::quote(&naming::state_dir(scope)),
-    ) else {
-        return;
-    };
-    let _ = server
-        .session
-        .exec(&format!("mkdir -p {dir} && {append}"))
-        .await;
 }
 
 /// Every container of each role on every host: version, state, and which is live.

@@ -101,13 +101,7 @@ async fn prune_host(
     if !containers.is_empty() {
         let scope = naming::scope(&config.service, config.destination.as_deref());
         let message = format!("Pruned {}", containers.join(", "));
-        let append =
-            crate::audit::append_command(&scope, &crate::audit::line(performer, &message))?;
-        let dir = crate::ssh::quote(&naming::state_dir(&scope))?;
-        let _ = server
-            .session
-            .exec(&format!("mkdir -p {dir} && {append}"))
-            .await;
+        crate::audit::record(&server.session, &scope, performer, &message).await;
     }
     progress.done(format!(
         "removed {} and {}",

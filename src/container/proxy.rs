@@ -338,6 +338,19 @@ async fn wait_answering(docker: &Docker) -> Result<()> {
     }
 }
 
+/// Run a `hoist-proxy` control command (`args` after the program name: `stop web`, `remove web`)
+/// in the proxy container; its own error when it fails.
+pub async fn control(docker: &Docker, args: &[&str]) -> Result<()> {
+    let mut argv = vec!["hoist-proxy"];
+    argv.extend_from_slice(args);
+    let output = docker::exec(docker, PROXY_CONTAINER, &argv).await?;
+    if output.exit_code != 0 {
+        let said = output.stderr.trim().trim_start_matches("Error: ");
+        bail!("`{}` failed: {said}", argv.join(" "));
+    }
+    Ok(())
+}
+
 /// The services the proxy routes. Its JSON is the proof `hoist-proxy list` worked, so the exit
 /// status is not asked for (a round trip less on every deploy).
 pub async fn list(docker: &Docker) -> Result<Vec<ServiceSummary>> {

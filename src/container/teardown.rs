@@ -16,7 +16,7 @@ use bollard::query_parameters::{
 use super::proxy;
 use crate::config::Config;
 use crate::docker;
-use crate::naming::{self, LABEL_DESTINATION, LABEL_SERVICE, NETWORK, PROXY_CONTAINER};
+use crate::naming::{self, LABEL_DESTINATION, LABEL_SERVICE, NETWORK};
 
 /// What [`remove_app`] removed on one server.
 #[derive(Debug, Default)]
@@ -39,15 +39,7 @@ pub async fn remove_app(docker: &Docker, config: &Config) -> Result<Removed> {
     let routed = proxy::list(docker).await.ok();
     for service in routed.iter().flatten() {
         if ours.contains(&service.name) {
-            let args = ["hoist-proxy", "remove", service.name.as_str()];
-            let output = docker::exec(docker, PROXY_CONTAINER, &args).await?;
-            if output.exit_code != 0 {
-                anyhow::bail!(
-                    "`hoist-proxy remove {}` failed: {}",
-                    service.name,
-                    output.stderr.trim().trim_start_matches("Error: ")
-                );
-            }
+            proxy::control(docker, &["remove", service.name.as_str()]).await?;
         } else {
             removed.others.push(service.name.clone());
         }
