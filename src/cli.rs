@@ -165,6 +165,12 @@ pub struct ExecArgs {
     #[arg(long)]
     pub reuse: bool,
 
+    /// Interactive: stdin attached, and a TTY when hoist runs in a terminal (keys, Ctrl-C and
+    /// window size go to the command); on one host, the first selected (the primary host by
+    /// default)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
     /// Only on the primary host (the first host of the primary role)
     #[arg(short = 'p', long)]
     pub primary: bool,

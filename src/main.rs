@@ -23,6 +23,7 @@ mod sandbox;
 mod secrets;
 mod setup;
 mod ssh;
+mod terminal;
 mod version;
 
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! The commands of the day after, against two sandbox servers running the test app behind
 //! hoist-proxy: `hoist logs` (merged, `--grep`, `--since`, `-f` across a deploy), `hoist app
 //! maintenance` / `live` under load, `hoist exec` (one-off with the role's secrets, `--reuse`,
-//! `--primary`, the command's exit status), and `hoist audit` merging both hosts' logs.
+//! `--primary`, the command's exit status, `-i` on a terminal and from a pipe), and `hoist audit` merging both hosts' logs.
 
 mod support;
 
@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::load::Load;
+use support::pty::Pty;
 use support::sandbox::{
     Sandbox, assert_success, git, init_repository, testapp_dir, text, write_testapp_config,
 };
@@ -262,6 +263,76 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
         "{}",
         text(&output).1
     );
+
+    // `hoist exec -i` on a terminal: a one-off container's TTY, its size following the local
+    // terminal's, Ctrl-C reaching the command there, and the command's exit status.
+    let mut pty = Pty::spawn(
+        context.hoist_command(dir.path(), &["exec", "-i", "--", "shell"]),
+        30,
+        100,
+    );
+    let wait = Duration::from_secs(60);
+    pty.wait_for("testapp$ ", wait);
+    pty.type_keys("tty\r");
+    pty.wait_for("tty: yes", wait);
+    pty.type_keys("size\r");
+    pty.wait_for("size: 30x100", wait);
+    pty.resize(40, 120);
+    let resized = eventually(Duration::from_secs(20), || {
+        pty.type_keys("size\r");
+        let shown = pty.wait_for("testapp$ ", wait);
+        shown.ends_with("size: 40x120\r\ntestapp$ ")
+    });
+    assert!(
+        resized,
+        "the remote TTY follows the resize:\n{}",
+        pty.screen()
+    );
+    pty.type_keys("wait\r");
+    pty.wait_for("waiting", wait);
+    pty.type_keys("\u{3}");
+    pty.wait_for("interrupted", wait);
+    pty.type_keys("echo typed here\r");
+    pty.wait_for("typed here\r\n", wait);
+    pty.type_keys("exit 7\r");
+    let (status, stderr, screen) = pty.wait(wait);
+    assert_eq!(status.code(), Some(7), "{stderr}\n{screen}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    // `-i --reuse` in the live container; stdin not a terminal: no TTY, input to its end.
+    let mut piped = context.hoist_command(
+        dir.path(),
+        &["exec", "-i", "--reuse", "--", "/hoist-testapp", "shell"],
+    );
+    let mut child = piped
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hoist exec -i --reuse");
+    std::io::Write::write_all(
+        child.stdin.as_mut().expect("stdin"),
+        b"tty\necho from a pipe\nexit 4\n",
+    )
+    .expect("write the script");
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("hoist exec -i --reuse");
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("tty: no") && stdout.contains("from a pipe"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("on {} only", hosts[0])),
+        "one host of two: {stderr}"
+    );
+    for index in 0..2 {
+        let left = sandbox.ssh(
+            index,
+            "docker ps -a --filter label=dev.hoist.exec --format '{{.Names}}' | wc -l",
+        );
+        assert_eq!(text(&left).0.trim(), "0", "no one-off container left");
+    }
 
     // `hoist app maintenance`: every host answers 503 with the message; `live` brings it back.
     let output = hoist(&["app", "maintenance", "--message", "Back at five"]);

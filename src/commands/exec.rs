@@ -3,7 +3,8 @@
 //! Engine API's create body, never on a command line), on the `hoist` network, removed
 //! afterwards; with `--reuse`, in the live container itself. The primary role unless `--roles`
 //! says otherwise; every host of it unless `--primary`. Output is streamed, prefixed with the
-//! host when there are several; hoist exits with the command's status.
+//! host when there are several; hoist exits with the command's status. With `-i`, on one host
+//! (the first selected), attached to hoist's terminal (see `docker/attach.rs`).
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::ExecArgs;
 use crate::config::{Config, check_env_name};
 use crate::container::{self, oneoff};
-use crate::docker::{self, PrefixedOutput};
+use crate::docker::{self, PrefixedOutput, attach};
 use crate::fleet::{self, Fleet};
 use crate::printer::Printer;
 use crate::remote::Server;
@@ -36,7 +37,18 @@ pub async fn run(
         })?;
         check_env_name(name).map_err(|err| anyhow::anyhow!("`-e {pair}`: {err}"))?;
     }
-    let targets = targets(config, hosts, roles, args.primary)?;
+    let mut targets = targets(config, hosts, roles, args.primary)?;
+    if args.interactive && targets.len() > 1 {
+        printer.status(
+            "Interactive",
+            format!(
+                "on {} only, the first of {} hosts (pick another with --hosts)",
+                targets[0].0,
+                targets.len()
+            ),
+        );
+        targets.truncate(1);
+    }
     let env = if args.reuse {
         HashMap::new()
     } else {
@@ -62,11 +74,14 @@ pub async fn run(
         async move {
             let server = server.with_context(|| format!("`{host}` is not connected"))?;
             let prefix = several.then(|| format!("[{host}] "));
-            if args.reuse {
-                in_live_container(config, server, role, &args.env, &args.command, prefix).await
+            // The role's environment (none for `--reuse`: the container has it), then `-e`'s.
+            let mut env = env;
+            env.extend(args.env.iter().cloned());
+            if args.interactive {
+                interactive(config, server, role, args, &env).await
+            } else if args.reuse {
+                in_live_container(config, server, role, &env, &args.command, prefix).await
             } else {
-                let mut env = env;
-                env.extend(args.env.iter().cloned());
                 one_off(config, server, role, env, &args.command, prefix).await
             }
         }
@@ -179,18 +194,54 @@ async fn one_off(
     prefix: Option<String>,
 ) -> Result<i64> {
     let (_, version) = live(config, server, role).await?;
-    let mut output = PrefixedOutput::new(prefix);
-    let code = oneoff::run(
-        &server.docker,
+    let oneoff = oneoff::OneOff {
         config,
         role,
-        &version,
-        &server.host,
-        &env,
+        version: &version,
+        host: &server.host,
+        env: &env,
         command,
-        |stream, data| output.write(stream, data),
-    )
+    };
+    let mut output = PrefixedOutput::new(prefix);
+    let code = oneoff::run(&server.docker, oneoff, |stream, data| {
+        output.write(stream, data)
+    })
     .await;
     output.finish();
     code
+}
+
+/// `-i`: the command attached to hoist's terminal, in the live container (`--reuse`) or a
+/// one-off one, with `env` over the container's.
+async fn interactive(
+    config: &Config,
+    server: &Server,
+    role: &str,
+    args: &ExecArgs,
+    env: &[String],
+) -> Result<i64> {
+    let tty = crate::terminal::is_interactive();
+    let (name, version) = live(config, server, role).await?;
+    if !args.reuse {
+        let oneoff = oneoff::OneOff {
+            config,
+            role,
+            version: &version,
+            host: &server.host,
+            env,
+            command: &args.command,
+        };
+        return oneoff::run_interactive(&server.docker, oneoff, tty).await;
+    }
+    let command: Vec<&str> = args.command.iter().map(String::as_str).collect();
+    let exec = docker::create_interactive_exec(&server.docker, &name, &command, env, tty).await?;
+    let attached = attach::start_exec(&server.docker, exec.id(), tty, &exec.describe()).await?;
+    attach::converse(
+        &server.docker,
+        &attach::Process::Exec(exec.id().to_string()),
+        attached,
+        tty,
+    )
+    .await?;
+    docker::exec_exit_code(&server.docker, &exec).await
 }

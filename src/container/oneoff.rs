@@ -1,6 +1,8 @@
 //! One-off containers of an app version: a command run once with a role's environment, secrets
-//! included (in the create body, never on a command line), on the `hoist` network, its output
-//! streamed, the container removed once it exits. `hoist exec` and the release command use it.
+//! included (in the create body, never on a command line), and its container settings (volumes,
+//! resource options, logging), on the `hoist` network, never restarted; its output streamed, or
+//! attached to the local terminal (`hoist exec -i`); the container removed once it exits.
+//! `hoist exec` and the release command use it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,25 +13,68 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 
 use super::app;
 use crate::config::Config;
+use crate::docker::attach::{self, Process};
 use crate::docker::{self, ExecStream};
 use crate::naming;
 
 /// Label on one-off containers (not the app's labels: they are no version of a role).
 pub const LABEL: &str = "dev.hoist.exec";
 
-/// Run `command` in a one-off container of `role` at `version` on `host`, with `env`; hands
-/// its output to `sink` and returns its exit status.
-#[allow(clippy::too_many_arguments)]
+/// What a one-off container runs: `command` in `role` at `version` on `host`, with `env`.
+#[derive(Debug, Clone, Copy)]
+pub struct OneOff<'a> {
+    pub config: &'a Config,
+    pub role: &'a str,
+    pub version: &'a str,
+    pub host: &'a str,
+    pub env: &'a [String],
+    pub command: &'a [String],
+}
+
+/// Run `oneoff`, hand its output to `sink` and return its exit status.
 pub async fn run(
     docker: &Docker,
-    config: &Config,
-    role: &str,
-    version: &str,
-    host: &str,
-    env: &[String],
-    command: &[String],
+    oneoff: OneOff<'_>,
     mut sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<i64> {
+    let name = create(docker, oneoff, None).await?;
+    let ran = async {
+        app::start(docker, &name).await?;
+        let follow = docker::LogQuery {
+            follow: true,
+            ..docker::LogQuery::default()
+        };
+        docker::read_log(docker, &name, follow, false, &mut sink).await?;
+        exit_code(docker, &name).await
+    }
+    .await;
+    removed(docker, &name, ran).await
+}
+
+/// Run `oneoff` attached to hoist's stdin, stdout and stderr (a TTY with `tty`) and return
+/// its exit status.
+pub async fn run_interactive(docker: &Docker, oneoff: OneOff<'_>, tty: bool) -> Result<i64> {
+    let name = create(docker, oneoff, Some(tty)).await?;
+    let ran = async {
+        let attached = attach::attach_container(docker, &name).await?;
+        app::start(docker, &name).await?;
+        attach::converse(docker, &Process::Container(name.clone()), attached, tty).await?;
+        exit_code(docker, &name).await
+    }
+    .await;
+    removed(docker, &name, ran).await
+}
+
+/// Create the container; `interactive`: `Some(tty)` with stdin open (once) and attached.
+async fn create(docker: &Docker, oneoff: OneOff<'_>, interactive: Option<bool>) -> Result<String> {
+    let OneOff {
+        config,
+        role,
+        version,
+        host,
+        env,
+        command,
+    } = oneoff;
     let scope = naming::role_scope(&config.service, role, config.destination.as_deref());
     let name = format!("{scope}-exec-{}", naming::random_hex()?);
     let defined = app::definition(config, role, version, host, env)?;
@@ -38,38 +83,45 @@ pub async fn run(
         labels: Some(HashMap::from([(LABEL.to_string(), scope.clone())])),
         host_config: Some(HostConfig {
             network_mode: Some(naming::NETWORK.to_string()),
-            ..Default::default()
+            restart_policy: None,
+            ..defined.host_config.clone().unwrap_or_default()
         }),
+        tty: interactive,
+        open_stdin: interactive.map(|_| true),
+        stdin_once: interactive.map(|_| true),
+        attach_stdin: interactive.map(|_| true),
+        attach_stdout: interactive.map(|_| true),
+        attach_stderr: interactive.map(|_| true),
         ..defined
     };
     app::create(docker, &name, body).await?;
-    let ran = async {
-        app::start(docker, &name).await?;
-        let follow = docker::LogQuery {
-            follow: true,
-            ..docker::LogQuery::default()
-        };
-        docker::read_log(docker, &name, follow, false, &mut sink).await?;
-        // The log ends when the container stops; its status is then final.
-        for _ in 0..50 {
-            let state = docker
-                .inspect_container(&name, None)
-                .await
-                .with_context(|| format!("Failed to inspect `{name}`"))?
-                .state
-                .unwrap_or_default();
-            if !state.running.unwrap_or(false) {
-                return state
-                    .exit_code
-                    .with_context(|| format!("`{name}` has no exit status"));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    Ok(name)
+}
+
+/// The container's exit status once its output has ended (the engine may take a moment more
+/// to record it).
+async fn exit_code(docker: &Docker, name: &str) -> Result<i64> {
+    for _ in 0..50 {
+        let state = docker
+            .inspect_container(name, None)
+            .await
+            .with_context(|| format!("Failed to inspect `{name}`"))?
+            .state
+            .unwrap_or_default();
+        if !state.running.unwrap_or(false) {
+            return state
+                .exit_code
+                .with_context(|| format!("`{name}` has no exit status"));
         }
-        anyhow::bail!("`{name}` did not stop after its output ended")
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    .await;
-    let removed = docker::remove_container_force(docker, &name).await;
+    anyhow::bail!("`{name}` did not stop after its output ended")
+}
+
+/// Remove the container whatever happened; the run's error first, then the removal's.
+async fn removed(docker: &Docker, name: &str, ran: Result<i64>) -> Result<i64> {
+    let removal = docker::remove_container_force(docker, name).await;
     let code = ran?;
-    removed?;
+    removal?;
     Ok(code)
 }

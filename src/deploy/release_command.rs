@@ -41,14 +41,17 @@ impl Release<'_> {
         );
         let prefix = Some(format!("[{} release] ", server.host));
         let mut lines = LinePrefixer::new(prefix);
+        let oneoff = oneoff::OneOff {
+            config: self.config,
+            role,
+            version: self.version,
+            host: &server.host,
+            env: &env,
+            command,
+        };
         let code = oneoff::run(
             &server.docker,
-            self.config,
-            role,
-            self.version,
-            &server.host,
-            &env,
-            command,
+            oneoff,
             // All to stderr: stdout is for `--json`.
             |_, data| docker::write_output(ExecStream::Stderr, &lines.push(data)),
         )

@@ -3,6 +3,7 @@
 //! command in one and collect its output, check an image exists. Engines on servers are reached the
 //! same way through ssh_transport.rs; what to do with them lives in the callers.
 
+pub mod attach;
 mod pull;
 pub mod ssh_transport;
 
@@ -324,6 +325,29 @@ pub async fn create_exec(
     cmd: &[&str],
     env: &[String],
 ) -> Result<Exec> {
+    create_exec_with(docker, container, cmd, env, None).await
+}
+
+/// Create (not start) `cmd` in `container` with its stdin attached, and a TTY with `tty`, for
+/// [`attach::converse`].
+pub async fn create_interactive_exec(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    env: &[String],
+    tty: bool,
+) -> Result<Exec> {
+    create_exec_with(docker, container, cmd, env, Some(tty)).await
+}
+
+/// `interactive`: `None` for output only, `Some(tty)` for stdin attached too.
+async fn create_exec_with(
+    docker: &Docker,
+    container: &str,
+    cmd: &[&str],
+    env: &[String],
+    interactive: Option<bool>,
+) -> Result<Exec> {
     let command = cmd.join(" ");
     let created = docker
         .create_exec(
@@ -333,6 +357,8 @@ pub async fn create_exec(
                 env: (!env.is_empty()).then(|| env.to_vec()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
+                attach_stdin: interactive.map(|_| true),
+                tty: interactive,
                 ..Default::default()
             },
         )
@@ -343,6 +369,33 @@ pub async fn create_exec(
         container: container.to_string(),
         command,
     })
+}
+
+impl Exec {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The command and its container, for messages.
+    pub fn describe(&self) -> String {
+        format!("`{}` in `{}`", self.command, self.container)
+    }
+}
+
+/// The exit code of `exec` once it has stopped (its output has ended; the engine may take a
+/// moment more to record the exit).
+pub async fn exec_exit_code(docker: &Docker, exec: &Exec) -> Result<i64> {
+    for _ in 0..100 {
+        let inspected = docker
+            .inspect_exec(&exec.id)
+            .await
+            .with_context(|| format!("Failed to inspect {}", exec.describe()))?;
+        if !inspected.running.unwrap_or(false) {
+            return Ok(inspected.exit_code.unwrap_or(-1));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("{} still runs after its output ended", exec.describe())
 }
 
 /// Start `exec`, hand its output to `sink`, and return its exit code (-1 without `status`).

@@ -7,6 +7,7 @@
 
 pub mod load;
 pub mod pebble;
+pub mod pty;
 pub mod s3;
 pub mod sandbox;
 

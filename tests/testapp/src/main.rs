@@ -3,9 +3,9 @@
 //! the process settings (`PORT`, `APP_SHUTDOWN_TIMEOUT_MS`), wires signals to the server and
 //! owns the exit status; routes live in app.rs.
 //!
-//! `hoist-testapp env` prints its environment and `hoist-testapp exit N [MESSAGE]` prints MESSAGE to stderr and exits with N,
-//! instead
-//! of serving (for `hoist exec` tests).
+//! Instead of serving, for `hoist exec` tests: `hoist-testapp env` prints its environment,
+//! `exit N [MESSAGE]` prints MESSAGE to stderr and exits with N, `sleep MS` sleeps, and `shell`
+//! is an interactive interpreter (see shell.rs).
 //!
 //! Environment: `PORT` (default 3000), `APP_VERSION` (default `dev`), `APP_BROKEN` (non-empty
 //! makes `/up` answer 503), `APP_SHUTDOWN_TIMEOUT_MS` (default 30000: how long SIGTERM waits
@@ -16,6 +16,7 @@ mod connection;
 mod http;
 mod log;
 mod server;
+mod shell;
 mod shutdown;
 mod signals;
 
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
             std::thread::sleep(Duration::from_millis(ms));
             return ExitCode::SUCCESS;
         }
+        Some("shell") => return shell::run(),
         Some("exit") => {
             let code = args.next().and_then(|code| code.parse().ok()).unwrap_or(1);
             let message: Vec<String> = args.collect();
