@@ -44,6 +44,8 @@ pub const PROXY_VOLUME: &str = "hoist-proxy";
 pub const PROXY_STATE_DIR: &str = "/var/lib/hoist-proxy";
 /// The user hoist's proxy container runs as, the owner of [`PROXY_STATE_DIR`] in the image.
 pub const PROXY_USER: &str = "65532:65532";
+/// Its user (and group) id, for files hoist places in its volume.
+pub const PROXY_UID: u64 = 65532;
 
 /// `<service>[-<destination>]`: what the lock, the audit log and a destination's containers are
 /// scoped by, so staging and production of one app on a host stay apart.

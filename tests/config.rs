@@ -186,6 +186,47 @@ fn bad_configurations_name_file_line_column_key_and_fix() {
             ],
         },
         Case {
+            name: "a certificate without its key",
+            files: base(
+                "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\nssl_certificate = \"CERT\"\n",
+            ),
+            args: &["config"],
+            expected: &[
+                "deploy.toml:8:1: `ssl_certificate` needs `ssl_private_key`",
+                "hint: add `ssl_private_key = \"SSL_PRIVATE_KEY\"` under `[proxy]`",
+            ],
+        },
+        Case {
+            name: "a certificate without tls",
+            files: base("[proxy]\nssl_certificate = \"CERT\"\nssl_private_key = \"KEY\"\n"),
+            args: &["config"],
+            expected: &[
+                "deploy.toml:6:1: `ssl_certificate` only applies with `proxy.tls = true`",
+                "hint: set `tls = true` under `[proxy]`",
+            ],
+        },
+        Case {
+            name: "a certificate and acme",
+            files: base(
+                "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\nssl_certificate = \"CERT\"\n\
+                 ssl_private_key = \"KEY\"\n[proxy.acme]\ndirectory = \"letsencrypt-staging\"\n",
+            ),
+            args: &["config"],
+            expected: &[
+                "`[proxy.acme]` and `ssl_certificate` exclude each other",
+                "hint: remove `[proxy.acme]`, or `ssl_certificate` and `ssl_private_key`",
+            ],
+        },
+        Case {
+            name: "a certificate's secret undefined",
+            files: base(
+                "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\nssl_certificate = \"CERT\"\n\
+                 ssl_private_key = \"KEY\"\n",
+            ),
+            args: &["config"],
+            expected: &["error: Secret `CERT` is not defined (deploy.toml:8:1 names it)"],
+        },
+        Case {
             name: "error in the destination file points into it",
             files: vec![
                 ("deploy.toml", BASE.to_string()),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::config::Config;
+use crate::container::deploy_secrets::DeploySecrets;
 use crate::container::{self, RoleContainers, app, proxy};
 use crate::deploy::state;
 use crate::fleet::{self, Fleet, Locked};
@@ -43,9 +44,9 @@ pub async fn stop(config: &Config, hosts: &[String], printer: &Printer) -> Resul
 }
 
 pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
-    // The proxy's deploy environment (an EAB key) comes from the secrets: resolved first.
+    // What the proxy's deploy needs from the secrets (an EAB key, a certificate): resolved first.
     let secrets = Secrets::for_config(config)?;
-    let proxy_env = proxy::deploy_env(config, &secrets)?;
+    let proxy_secrets = DeploySecrets::for_config(config, &secrets)?;
     let app_hosts = fleet::app_hosts(config, hosts);
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let performer = version::performer(&config.root);
@@ -56,7 +57,7 @@ pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Resu
             server,
             &scope,
             &performer,
-            &proxy_env,
+            &proxy_secrets,
             &locked.reporter,
         )
     }))
@@ -120,7 +121,7 @@ async fn start_host(
     server: &Server,
     scope: &str,
     performer: &str,
-    proxy_env: &[String],
+    proxy_secrets: &DeploySecrets,
     reporter: &Reporter,
 ) -> Result<()> {
     let progress = reporter.host(&server.host);
@@ -148,7 +149,7 @@ async fn start_host(
         if config.roles[&role.role].proxy {
             let service = service(config, &role.role);
             progress.step(format!("{service}: health check"));
-            proxy::deploy(&server.docker, config, &service, &live.id, proxy_env)
+            proxy::deploy(&server.docker, config, &service, &live.id, proxy_secrets)
                 .await
                 .with_context(|| format!("hoist-proxy did not take `{}` back", live.name))?;
             proxy::control(&server.docker, &["resume", &service]).await?;

@@ -8,7 +8,8 @@ use anyhow::Result;
 
 use crate::cli::LbCommand;
 use crate::config::{Config, LoadBalancerConfig};
-use crate::container::{loadbalancer, proxy};
+use crate::container::deploy_secrets::DeploySecrets;
+use crate::container::loadbalancer;
 use crate::fleet::{self, Fleet};
 use crate::lock::LockInfo;
 use crate::printer::{self, Printer};
@@ -124,7 +125,7 @@ async fn rotate(
         ));
     }
     let secrets = Secrets::for_config(config)?;
-    let env = proxy::deploy_env(config, &secrets)?;
+    let deploy_secrets = DeploySecrets::for_config(config, &secrets)?;
     let (name, verb) = match change {
         Rotate::Drain => ("lb drain", "drained"),
         Rotate::Undrain => ("lb undrain", "undrained"),
@@ -143,7 +144,7 @@ async fn rotate(
         )
         .await?;
     let result = match fleet.server(&lb.host) {
-        Some(server) => rotate_on(server, config, host, change, &env, &reporter).await,
+        Some(server) => rotate_on(server, config, host, change, &deploy_secrets, &reporter).await,
         None => Err(anyhow::anyhow!("`{}` is not connected", lb.host)),
     };
     held.release(&fleet, printer).await;
@@ -166,7 +167,7 @@ async fn rotate_on(
     config: &Config,
     host: &str,
     change: Rotate,
-    env: &[String],
+    deploy_secrets: &DeploySecrets,
     reporter: &Reporter,
 ) -> Result<Vec<String>> {
     let mut drained = loadbalancer::drained(&server.session, config).await?;
@@ -186,7 +187,7 @@ async fn rotate_on(
         Rotate::Drain => format!("taking {host} out of rotation"),
         Rotate::Undrain => format!("putting {host} back once it is healthy"),
     });
-    match loadbalancer::sync(server, config, &hosts, env).await {
+    match loadbalancer::sync(server, config, &hosts, deploy_secrets).await {
         Ok(()) => progress.done(format!("sends to {}", hosts.join(", "))),
         Err(err) => {
             progress.failed("the load balancer kept its web hosts");

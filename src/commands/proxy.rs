@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::cli::ProxyCommand;
 use crate::config::Config;
+use crate::container::deploy_secrets::DeploySecrets;
 use crate::container::{self, handover, loadbalancer, proxy};
 use crate::deploy;
 use crate::docker;
@@ -194,9 +195,9 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
     let hooks = Hooks::for_config(config, *printer, vars, started);
     let lock_info = LockInfo::new(&performer, "proxy reboot", None)?;
     let web_hosts = loadbalancer::web_hosts(config);
-    let lb_env = match &config.loadbalancer {
-        Some(_) => proxy::deploy_env(config, &Secrets::for_config(config)?)?,
-        None => Vec::new(),
+    let lb_secrets = match &config.loadbalancer {
+        Some(_) => DeploySecrets::for_config(config, &Secrets::for_config(config)?)?,
+        None => DeploySecrets::default(),
     };
 
     let reporter = Reporter::new(*printer);
@@ -274,7 +275,7 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
                 .collect();
             let balanced = match lb_server {
                 Some(lb) if !out.is_empty() => {
-                    rotate_lb(lb, config, &out, &lb_env, &reporter, true).await?
+                    rotate_lb(lb, config, &out, &lb_secrets, &reporter, true).await?
                 }
                 _ => false,
             };
@@ -285,7 +286,7 @@ async fn reboot(config: &Config, hosts: &[String], printer: &Printer) -> Result<
             )
             .await;
             if let Some(lb) = lb_server.filter(|_| balanced) {
-                rotate_lb(lb, config, &[], &lb_env, &reporter, false).await?;
+                rotate_lb(lb, config, &[], &lb_secrets, &reporter, false).await?;
             }
             let (mut rebooted, mut failed) = (proxy_servers[..done].to_vec(), Vec::new());
             let mut first = None;
@@ -339,7 +340,7 @@ async fn rotate_lb(
     lb: &Server,
     config: &Config,
     out: &[String],
-    env: &[String],
+    secrets: &DeploySecrets,
     reporter: &Reporter,
     leaving: bool,
 ) -> Result<bool> {
@@ -349,7 +350,7 @@ async fn rotate_lb(
     } else {
         "putting the web hosts back in rotation".to_string()
     });
-    match loadbalancer::sync_without(lb, config, out, env).await {
+    match loadbalancer::sync_without(lb, config, out, secrets).await {
         Ok(balanced) => {
             progress.done(match (balanced, leaving) {
                 (false, _) => "routes nothing for this app yet".to_string(),

@@ -406,6 +406,8 @@ mod tests {
             "proxy.acme.challenge",
             "proxy.acme.eab_kid",
             "proxy.acme.eab_hmac_key",
+            "proxy.ssl_certificate",
+            "proxy.ssl_private_key",
             "env.clear",
             "env.secret",
             "ssh.user",

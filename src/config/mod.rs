@@ -161,6 +161,15 @@ pub struct ProxyConfig {
     /// Request and response headers shown in the proxy's request log (`[proxy.logging]`).
     pub log_request_headers: Vec<String>,
     pub log_response_headers: Vec<String>,
+    /// The app's own certificate (`ssl_certificate` / `ssl_private_key`), instead of ACME.
+    pub certificate: Option<CertificateSecrets>,
+}
+
+/// The secrets holding a custom certificate chain and its private key, both PEM.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateSecrets {
+    pub certificate: SecretRef,
+    pub private_key: SecretRef,
 }
 
 /// Where `proxy.tls` certificates come from.
@@ -350,6 +359,12 @@ impl Config {
             .chain(self.env_tags.values().flat_map(|env| &env.secret))
             .chain(&self.builder.secrets)
             .chain(&self.proxy.acme.eab_hmac_key)
+            .chain(
+                self.proxy
+                    .certificate
+                    .iter()
+                    .flat_map(|pair| [&pair.certificate, &pair.private_key]),
+            )
             .chain(self.accessories.values().flat_map(|acc| &acc.env.secret))
             .chain(
                 self.accessories

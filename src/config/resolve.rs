@@ -16,9 +16,9 @@ use super::options::{Arch, HostKeyChecking};
 use super::schema::{AccessorySchema, AcmeSchema, EnvSchema, FileSchema, RoleSchema};
 use super::values::{DurationValue, Host};
 use super::{
-    AccessoryConfig, AcmeConfig, AcmeDirectory, BootConfig, BufferingConfig, BuilderConfig, Config,
-    DeployConfig, EnvConfig, HealthcheckConfig, ProxyConfig, RegistryConfig, RoleConfig, SecretRef,
-    SetupConfig, SshConfig,
+    AccessoryConfig, AcmeConfig, AcmeDirectory, BootConfig, BufferingConfig, BuilderConfig,
+    CertificateSecrets, Config, DeployConfig, EnvConfig, HealthcheckConfig, ProxyConfig,
+    RegistryConfig, RoleConfig, SecretRef, SetupConfig, SshConfig,
 };
 
 /// Default of `retain_containers`.
@@ -155,6 +155,14 @@ pub fn resolve(
     let healthcheck = proxy.healthcheck.unwrap_or_default();
     let buffering = proxy.buffering.unwrap_or_default();
     let proxy_logging = proxy.logging.unwrap_or_default();
+    let certificate = resolve_certificate(
+        proxy.ssl_certificate,
+        proxy.ssl_private_key,
+        tls,
+        proxy.acme.is_some(),
+        &fail,
+        &secret,
+    )?;
     let acme = resolve_acme(proxy.acme, tls, &root, &fail, &secret)?;
     let proxy = ProxyConfig {
         image: proxy
@@ -218,6 +226,7 @@ pub fn resolve(
             .into_iter()
             .map(|name| name.0)
             .collect(),
+        certificate,
         buffering: BufferingConfig {
             requests: buffering.requests.unwrap_or(true),
             responses: buffering.responses.unwrap_or(true),
@@ -453,6 +462,60 @@ pub fn resolve(
 
 pub(super) type Fail<'a> = dyn Fn(&str, String, Option<String>) -> ConfigError + 'a;
 pub(super) type MakeSecret<'a> = dyn Fn(String, String) -> SecretRef + 'a;
+
+/// `ssl_certificate` / `ssl_private_key`: both or neither, only with `tls = true`, and instead
+/// of `[proxy.acme]` (a custom certificate is never renewed by ACME).
+fn resolve_certificate(
+    certificate: Option<super::values::EnvName>,
+    private_key: Option<super::values::EnvName>,
+    tls: bool,
+    acme: bool,
+    fail: &Fail,
+    secret: &MakeSecret,
+) -> Result<Option<CertificateSecrets>, ConfigError> {
+    let (certificate, private_key) = match (certificate, private_key) {
+        (None, None) => return Ok(None),
+        (Some(certificate), Some(private_key)) => (certificate, private_key),
+        (Some(_), None) => {
+            return Err(fail(
+                "proxy.ssl_certificate",
+                "`ssl_certificate` needs `ssl_private_key`, the name of the secret holding the \
+                 certificate's private key"
+                    .to_string(),
+                Some("add `ssl_private_key = \"SSL_PRIVATE_KEY\"` under `[proxy]`".to_string()),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(fail(
+                "proxy.ssl_private_key",
+                "`ssl_private_key` needs `ssl_certificate`, the name of the secret holding the \
+                 certificate chain"
+                    .to_string(),
+                Some("add `ssl_certificate = \"SSL_CERTIFICATE\"` under `[proxy]`".to_string()),
+            ));
+        }
+    };
+    if !tls {
+        return Err(fail(
+            "proxy.ssl_certificate",
+            "`ssl_certificate` only applies with `proxy.tls = true`".to_string(),
+            Some("set `tls = true` under `[proxy]`".to_string()),
+        ));
+    }
+    if acme {
+        return Err(fail(
+            "proxy.acme",
+            "`[proxy.acme]` and `ssl_certificate` exclude each other: with your own \
+             certificate, nothing is asked of an ACME CA"
+                .to_string(),
+            Some("remove `[proxy.acme]`, or `ssl_certificate` and `ssl_private_key`".to_string()),
+        ));
+    }
+    Ok(Some(CertificateSecrets {
+        certificate: secret("proxy.ssl_certificate".to_string(), certificate.0),
+        private_key: secret("proxy.ssl_private_key".to_string(), private_key.0),
+    }))
+}
 
 /// `[proxy.acme]`: only with `tls = true`; a directory is a known name or an https URL; an EAB
 /// key id and its HMAC key come together.

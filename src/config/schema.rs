@@ -126,6 +126,10 @@ pub struct ProxySchema {
     pub buffering: Option<BufferingSchema>,
     pub acme: Option<AcmeSchema>,
     pub logging: Option<ProxyLoggingSchema>,
+    /// The NAME of the secret holding the app's own certificate chain (PEM), instead of ACME.
+    pub ssl_certificate: Option<EnvName>,
+    /// The NAME of the secret holding that certificate's private key (PEM).
+    pub ssl_private_key: Option<EnvName>,
 }
 
 /// `[proxy.logging]`: headers the proxy's request log shows for this app.

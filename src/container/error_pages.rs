@@ -58,7 +58,7 @@ pub(super) fn for_service(
 
 #[cfg(test)]
 mod tests {
-    use super::super::proxy::deploy_args_with_pages;
+    use super::super::proxy::deploy_args_with;
     use super::super::proxy::tests::{config_with, parse};
     use super::*;
 
@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].path, format!("{target}/503.html"));
         let args =
-            deploy_args_with_pages(&config, "a-web", "0123456789ab", Some(&target)).expect("args");
+            deploy_args_with(&config, "a-web", "0123456789ab", Some(&target), None).expect("args");
         assert_eq!(parse(&args).error_pages, Some(target.clone().into()));
         // Another page: another directory.
         std::fs::write(dir.path().join("pages/502.html"), "broken").expect("page");

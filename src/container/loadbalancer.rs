@@ -9,6 +9,7 @@
 
 use anyhow::{Context, Result, bail};
 
+use super::deploy_secrets::{Certificate, DeploySecrets};
 use super::proxy::{self, Refused};
 use crate::config::Config;
 use crate::docker;
@@ -65,9 +66,13 @@ pub fn rotation(config: &Config, drained: &[String]) -> Vec<String> {
 /// `hoist-proxy deploy <scope>-lb` over `hosts`: `[proxy]`'s routes, TLS, timeouts and
 /// buffering, health checks at the app's health path with its first host as Host (the web
 /// proxies route by it), the path kept whole (the web proxies strip prefixes).
-fn deploy_args(config: &Config, hosts: &[String]) -> Result<Vec<String>> {
+fn deploy_args(
+    config: &Config,
+    hosts: &[String],
+    certificate: Option<&Certificate>,
+) -> Result<Vec<String>> {
     let targets: Vec<String> = hosts.iter().map(|host| target(config, host)).collect();
-    let mut args = proxy::service_args(config, &service(config), &targets, true)?;
+    let mut args = proxy::service_args(config, &service(config), &targets, true, certificate)?;
     let proxy = &config.proxy;
     args.strip_path_prefix = false;
     args.health_check_host = proxy.hosts.first().cloned();
@@ -121,13 +126,13 @@ pub async fn write_drained(session: &Session, config: &Config, hosts: &[String])
 }
 
 /// Point the LB's service at `hosts`: the LB health-checks them off to the side, swaps, and
-/// drains what it sent to the hosts left out. `env` is the deploy's (the EAB HMAC key). A
-/// [`Refused`] error leaves the previous target set serving.
+/// drains what it sent to the hosts left out. `secrets` are the deploy's (the EAB HMAC key, a
+/// custom certificate). A [`Refused`] error leaves the previous target set serving.
 pub async fn sync(
     server: &Server,
     config: &Config,
     hosts: &[String],
-    env: &[String],
+    secrets: &DeploySecrets,
 ) -> Result<()> {
     if hosts.is_empty() {
         bail!("the load balancer needs at least one web host in rotation");
@@ -135,9 +140,12 @@ pub async fn sync(
     if config.proxy.tls {
         proxy::upload_ca_root(&server.docker, config).await?;
     }
-    let args = deploy_args(config, hosts)?;
+    if let Some(certificate) = &secrets.certificate {
+        certificate.upload(&server.docker).await?;
+    }
+    let args = deploy_args(config, hosts, secrets.certificate.as_ref())?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let exec = docker::create_exec(&server.docker, PROXY_CONTAINER, &args, env).await?;
+    let exec = docker::create_exec(&server.docker, PROXY_CONTAINER, &args, &secrets.env).await?;
     proxy::run_deploy(&server.docker, &exec)
         .await
         .with_context(|| format!("on the load balancer `{}`", server.host))
@@ -149,7 +157,7 @@ pub async fn sync_without(
     server: &Server,
     config: &Config,
     out: &[String],
-    env: &[String],
+    secrets: &DeploySecrets,
 ) -> Result<bool> {
     let name = service(config);
     if !proxy::list(&server.docker)
@@ -161,7 +169,7 @@ pub async fn sync_without(
     }
     let mut drained = drained(&server.session, config).await?;
     drained.extend(out.iter().cloned());
-    sync(server, config, &rotation(config, &drained), env).await?;
+    sync(server, config, &rotation(config, &drained), secrets).await?;
     Ok(true)
 }
 
@@ -256,10 +264,10 @@ mod tests {
 
     #[test]
     fn sticky_sessions_are_asked_of_the_lb_only_when_configured() {
-        let plain = parse(&deploy_args(&config(""), &["10.0.0.3".into()]).expect("argv"));
+        let plain = parse(&deploy_args(&config(""), &["10.0.0.3".into()], None).expect("argv"));
         assert!(!plain.sticky_sessions);
         let sticky = config("sticky = true\n");
-        let args = parse(&deploy_args(&sticky, &web_hosts(&sticky)).expect("argv"));
+        let args = parse(&deploy_args(&sticky, &web_hosts(&sticky), None).expect("argv"));
         assert!(args.sticky_sessions);
     }
 
@@ -271,7 +279,7 @@ mod tests {
         );
         assert_eq!(web_hosts(&config), ["10.0.0.3", "10.0.0.4"]);
         assert_eq!(rotation(&config, &["10.0.0.3".to_string()]), ["10.0.0.4"]);
-        let args = parse(&deploy_args(&config, &web_hosts(&config)).expect("argv"));
+        let args = parse(&deploy_args(&config, &web_hosts(&config), None).expect("argv"));
         assert_eq!(args.service, "a-lb");
         assert_eq!(args.target, ["10.0.0.3:80", "[fd00::4]:80"]);
         assert!(args.tls);
@@ -285,6 +293,32 @@ mod tests {
             ["192.0.2.0/24"],
             "the LB trusts what the user listed"
         );
+    }
+
+    #[test]
+    fn a_custom_certificate_is_served_by_the_lb_not_the_web_proxies() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config(
+            "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n\
+             ssl_certificate = \"CERT\"\nssl_private_key = \"KEY\"\n",
+        );
+        std::fs::create_dir_all(dir.path().join(".hoist")).expect("mkdir");
+        std::fs::write(dir.path().join(".hoist/secrets"), "CERT=chain\nKEY=key\n")
+            .expect("secrets");
+        let secrets = crate::secrets::Secrets::load(dir.path(), None).expect("secrets");
+        let deploy = DeploySecrets::for_config(&config, &secrets).expect("resolve");
+        let certificate = deploy.certificate.as_ref().expect("a certificate");
+        let lb =
+            parse(&deploy_args(&config, &web_hosts(&config), Some(certificate)).expect("argv"));
+        assert_eq!(
+            lb.tls_certificate_path,
+            Some(certificate.certificate_path().into())
+        );
+        let web = parse(
+            &proxy::deploy_args_with(&config, "a-web", "0123456789ab", None, Some(certificate))
+                .expect("argv"),
+        );
+        assert!(!web.tls && web.tls_certificate_path.is_none(), "{web:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod accessory;
 pub mod app;
 pub mod backup;
+pub mod deploy_secrets;
 pub mod error_pages;
 pub mod handover;
 pub mod loadbalancer;

@@ -15,6 +15,7 @@ use bollard::query_parameters::CreateContainerOptionsBuilder;
 use hoist_proxy::cli::DeployArgs;
 use hoist_proxy::router::ServiceSummary;
 
+use super::deploy_secrets::{Certificate, DeploySecrets};
 use crate::config::{AcmeDirectory, Config, format_duration};
 use crate::docker;
 use crate::naming::{
@@ -22,7 +23,6 @@ use crate::naming::{
     PROXY_STATE_DIR, PROXY_USER, PROXY_VOLUME,
 };
 use crate::report::hinted;
-use crate::secrets::Secrets;
 use hoist_proxy::paths::STATE_DIR_ENV;
 
 /// How long a freshly started proxy has to answer its control socket.
@@ -384,15 +384,16 @@ pub struct Refused(pub String);
 /// Switch `service` to the container `id`: the proxy health-checks it, swaps, drains the old
 /// target, then returns. [`Refused`] with the proxy's message (probed URL and last probe error)
 /// when it said no; any other error means the answer was lost and the outcome is unknown.
-/// `env` holds what must not be on the command line (`NAME=value`: the EAB HMAC key).
+/// `secrets` holds what must not be on the command line (the EAB HMAC key, a custom
+/// certificate); they apply where this proxy terminates TLS (no load balancer).
 pub async fn deploy(
     docker: &Docker,
     config: &Config,
     service: &str,
     id: &str,
-    env: &[String],
+    secrets: &DeploySecrets,
 ) -> Result<()> {
-    let exec = prepare_deploy(docker, config, service, id, env).await?;
+    let exec = prepare_deploy(docker, config, service, id, secrets).await?;
     run_deploy(docker, &exec).await
 }
 
@@ -403,17 +404,29 @@ pub async fn prepare_deploy(
     config: &Config,
     service: &str,
     id: &str,
-    env: &[String],
+    secrets: &DeploySecrets,
 ) -> Result<docker::Exec> {
     let pages = super::error_pages::for_service(config, service)?;
-    let args = deploy_args_with_pages(config, service, id, pages.as_ref().map(|p| p.0.as_str()))?;
-    if config.proxy.tls && config.loadbalancer.is_none() {
+    let edge = config.loadbalancer.is_none();
+    let certificate = secrets.certificate.as_ref().filter(|_| edge);
+    let args = deploy_args_with(
+        config,
+        service,
+        id,
+        pages.as_ref().map(|p| p.0.as_str()),
+        certificate,
+    )?;
+    if config.proxy.tls && edge {
         upload_ca_root(docker, config).await?;
+    }
+    if let Some(certificate) = certificate {
+        certificate.upload(docker).await?;
     }
     if let Some((_, files)) = &pages {
         docker::upload_files(docker, PROXY_CONTAINER, files, &[]).await?;
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let env = if edge { secrets.env.as_slice() } else { &[] };
     docker::create_exec(docker, PROXY_CONTAINER, &args, env).await
 }
 
@@ -499,42 +512,29 @@ fn probe_args(config: &Config, id: &str) -> Vec<String> {
     args
 }
 
-/// The environment of `hoist-proxy deploy`: the EAB HMAC key of `[proxy.acme]`, if any.
-pub fn deploy_env(config: &Config, secrets: &Secrets) -> Result<Vec<String>> {
-    let mut env = Vec::new();
-    if config.proxy.tls
-        && let Some(reference) = &config.proxy.acme.eab_hmac_key
-    {
-        let key = secrets.resolve(reference)?;
-        env.push(format!(
-            "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY={}",
-            key.expose()
-        ));
-    }
-    Ok(env)
-}
-
 /// `hoist-proxy deploy SERVICE --target ID:PORT …` from `[proxy]`: hoist-proxy's own typed
 /// flags ([`DeployArgs`]), filled here and written out by the proxy crate, so no flag name or
 /// value syntax is spelled twice. Behind a load balancer the web proxy serves plain HTTP (the
 /// LB terminates TLS) and trusts forwarded headers from the LB alone.
 #[cfg(test)]
 pub(super) fn deploy_args(config: &Config, service: &str, id: &str) -> Result<Vec<String>> {
-    deploy_args_with_pages(config, service, id, None)
+    deploy_args_with(config, service, id, None, None)
 }
 
 /// [`deploy_args`] with the error pages directory (in the proxy's volume) the service answers
-/// with.
-pub(super) fn deploy_args_with_pages(
+/// with, and the custom certificate it serves.
+pub(super) fn deploy_args_with(
     config: &Config,
     service: &str,
     id: &str,
     error_pages: Option<&str>,
+    certificate: Option<&Certificate>,
 ) -> Result<Vec<String>> {
     let proxy = &config.proxy;
     let short_id = &id[..id.len().min(12)];
     let target = format!("{short_id}:{}", proxy.app_port);
-    let mut args = service_args(config, service, &[target], config.loadbalancer.is_none())?;
+    let edge = config.loadbalancer.is_none();
+    let mut args = service_args(config, service, &[target], edge, certificate)?;
     args.strip_path_prefix = proxy.strip_path_prefix;
     // The app's own health check port and Host (the LB probes web hosts on port 80).
     args.health_check_port = proxy.healthcheck.port.unwrap_or(0);
@@ -553,12 +553,14 @@ pub const CA_ROOT_PATH: &str = "/var/lib/hoist-proxy/acme-ca-root.pem";
 
 /// The flags every service hoist deploys shares, on a web host or the load balancer: the app's
 /// hosts and paths, timeouts, health checks, forwarded headers and buffering from `[proxy]`,
-/// and with `edge` (where TLS is terminated) `proxy.tls` with `[proxy.acme]`.
+/// and with `edge` (where TLS is terminated) `proxy.tls` with `[proxy.acme]` or the custom
+/// `certificate`'s files (uploaded by the caller).
 pub(super) fn service_args(
     config: &Config,
     service: &str,
     targets: &[String],
     edge: bool,
+    certificate: Option<&Certificate>,
 ) -> Result<DeployArgs> {
     let proxy = &config.proxy;
     let mut args = DeployArgs::new(service, targets)?;
@@ -577,6 +579,10 @@ pub(super) fn service_args(
         args.tls_acme_eab_kid = acme.eab_kid.clone();
         if acme.ca_root.is_some() {
             args.tls_acme_ca_root = Some(CA_ROOT_PATH.into());
+        }
+        if let Some(certificate) = certificate {
+            args.tls_certificate_path = Some(certificate.certificate_path().into());
+            args.tls_private_key_path = Some(certificate.private_key_path().into());
         }
     }
     args.deploy_timeout = proxy.deploy_timeout;
@@ -631,6 +637,7 @@ pub async fn upload_ca_root(docker: &Docker, config: &Config) -> Result<()> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::secrets::Secrets;
 
     pub(in crate::container) fn config_with(dir: &std::path::Path, proxy: &str) -> Config {
         std::fs::write(
@@ -678,8 +685,12 @@ pub(super) mod tests {
         )
         .expect("write");
         let secrets = Secrets::load(dir.path(), None).expect("secrets");
-        let env = deploy_env(&config, &secrets).expect("env");
-        assert_eq!(env, ["HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY=c2VjcmV0LWhtYWM"]);
+        let deploy = DeploySecrets::for_config(&config, &secrets).expect("secrets");
+        assert_eq!(
+            deploy.env,
+            ["HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY=c2VjcmV0LWhtYWM"]
+        );
+        assert!(deploy.certificate.is_none());
         assert!(!args.iter().any(|arg| arg.contains("c2VjcmV0LWhtYWM")));
     }
 

@@ -36,7 +36,7 @@ impl Release<'_> {
         let synced = async {
             let drained = loadbalancer::drained(&server.session, self.config).await?;
             let hosts = loadbalancer::rotation(self.config, &drained);
-            loadbalancer::sync(server, self.config, &hosts, &self.prepared.lb_env).await?;
+            loadbalancer::sync(server, self.config, &hosts, &self.prepared.lb_secrets).await?;
             Ok::<_, anyhow::Error>((hosts, drained))
         }
         .await;

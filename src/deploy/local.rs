@@ -11,7 +11,7 @@ use bollard::auth::DockerCredentials;
 use super::Timings;
 use crate::build;
 use crate::config::Config;
-use crate::container::proxy;
+use crate::container::deploy_secrets::DeploySecrets;
 use crate::docker;
 use crate::printer::Printer;
 use crate::registry;
@@ -26,11 +26,11 @@ pub struct Prepared {
     pub env: BTreeMap<(String, String), Vec<String>>,
     pub app_credentials: Option<DockerCredentials>,
     pub proxy_credentials: Option<DockerCredentials>,
-    /// `NAME=value` for `hoist-proxy deploy`'s environment (secrets it must not get as flags).
+    /// What `hoist-proxy deploy` must not get as flags (the EAB key, a custom certificate).
     /// Empty behind a load balancer: TLS is terminated there.
-    pub proxy_env: Vec<String>,
+    pub proxy_secrets: DeploySecrets,
     /// The same for the load balancer's `hoist-proxy deploy`.
-    pub lb_env: Vec<String>,
+    pub lb_secrets: DeploySecrets,
     pub performer: String,
 }
 
@@ -69,13 +69,13 @@ pub fn prepare(
         env,
         app_credentials: registry::credentials_for(config, secrets, &config.image)?,
         proxy_credentials: registry::credentials_for(config, secrets, &config.proxy.image)?,
-        proxy_env: match config.loadbalancer {
-            Some(_) => Vec::new(),
-            None => proxy::deploy_env(config, secrets)?,
+        proxy_secrets: match config.loadbalancer {
+            Some(_) => DeploySecrets::default(),
+            None => DeploySecrets::for_config(config, secrets)?,
         },
-        lb_env: match config.loadbalancer {
-            Some(_) => proxy::deploy_env(config, secrets)?,
-            None => Vec::new(),
+        lb_secrets: match config.loadbalancer {
+            Some(_) => DeploySecrets::for_config(config, secrets)?,
+            None => DeploySecrets::default(),
         },
         performer: version::performer(&config.root),
     })

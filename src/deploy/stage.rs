@@ -429,7 +429,7 @@ impl Release<'_> {
         staged.push(unit);
         let (started, exec) = tokio::join!(
             self.interruptible(app::start(docker, &name)),
-            proxy::prepare_deploy(docker, config, &service, &id, &self.prepared.proxy_env)
+            proxy::prepare_deploy(docker, config, &service, &id, &self.prepared.proxy_secrets)
         );
         if let Some(last) = staged.last_mut() {
             last.deploy_exec = exec.ok();

@@ -49,7 +49,7 @@ impl Release<'_> {
                         self.config,
                         &unit.service,
                         &unit.id,
-                        &self.prepared.proxy_env,
+                        &self.prepared.proxy_secrets,
                     )
                     .await
                 }
@@ -137,7 +137,7 @@ impl Release<'_> {
                 self.config,
                 &unit.service,
                 live_id,
-                &self.prepared.proxy_env,
+                &self.prepared.proxy_secrets,
             )
             .await?;
         }

@@ -40,6 +40,8 @@ pub struct FileSpec {
     pub path: String,
     pub contents: Vec<u8>,
     pub mode: u32,
+    /// Owner (user and group id); root by default.
+    pub owner: u64,
 }
 
 /// The path and size only: a file's contents may be a secret.
@@ -59,11 +61,17 @@ impl FileSpec {
             path: path.into(),
             contents: contents.into(),
             mode,
+            owner: 0,
         }
+    }
+
+    /// The same file owned by user and group `id`.
+    pub fn owned_by(self, id: u64) -> Self {
+        Self { owner: id, ..self }
     }
 }
 
-/// A tar archive holding `files`, owned by root. Missing parent directories are created 0755 by
+/// A tar archive holding `files`, each with its owner (root unless said). Missing parent directories are created 0755 by
 /// the engine when it unpacks; `private_dirs` (absolute) are created 0700 instead.
 pub fn tar_files(files: &[FileSpec], private_dirs: &[&str]) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
@@ -84,6 +92,8 @@ pub fn tar_files(files: &[FileSpec], private_dirs: &[&str]) -> Result<Vec<u8>> {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_mode(file.mode);
+        header.set_uid(file.owner);
+        header.set_gid(file.owner);
         header.set_size(file.contents.len() as u64);
         builder
             .append_data(
