@@ -186,6 +186,21 @@ fn bad_configurations_name_file_line_column_key_and_fix() {
             ],
         },
         Case {
+            name: "asset_path on a role without the proxy",
+            files: base("[servers.jobs]\nhosts = [\"203.0.113.11\"]\nasset_path = \"/assets\"\n"),
+            args: &["config"],
+            expected: &[
+                "`servers.jobs.asset_path`: asset bridging serves old and new assets through the proxy",
+                "hint: remove it, or set `proxy = true` under `[servers.jobs]`",
+            ],
+        },
+        Case {
+            name: "asset_path not absolute",
+            files: vec![("deploy.toml", format!("asset_path = \"public\"\n{BASE}"))],
+            args: &["config"],
+            expected: &["invalid path `public`: expected an absolute directory of the image"],
+        },
+        Case {
             name: "a certificate without its key",
             files: base(
                 "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\nssl_certificate = \"CERT\"\n",

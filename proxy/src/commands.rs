@@ -50,7 +50,11 @@ pub async fn run(command: Command, paths: &ProxyPaths) -> anyhow::Result<()> {
             service: args.service,
         },
         Command::Status(_) => ControlRequest::Status,
-        Command::Run(_) | Command::Listen(_) | Command::Probe(_) | Command::Version => {
+        Command::Run(_)
+        | Command::Listen(_)
+        | Command::Probe(_)
+        | Command::MergeAssets(_)
+        | Command::Version => {
             anyhow::bail!("not a control command")
         }
     };

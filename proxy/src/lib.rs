@@ -17,8 +17,10 @@
 //! - [`error_pages`], [`logging`], [`metrics`]: what users and operators see; [`memory`]: the
 //!   allocator's arenas and trimming;
 //! - [`tls`]: certificates (custom and ACME) and the HTTPS configuration;
-//! - [`options`]: the service settings shared by the CLI, the control channel and the state.
+//! - [`options`]: the service settings shared by the CLI, the control channel and the state;
+//! - [`assets`]: `merge-assets`, a helper for hoist's asset bridging, not part of serving.
 
+pub mod assets;
 pub mod authority;
 pub mod balancer;
 pub mod body;

@@ -73,6 +73,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?
                 .block_on(hoist_proxy::listeners::serve_owner(listeners, &socket))
         }
+        Command::MergeAssets(args) => {
+            let merged =
+                hoist_proxy::assets::merge(&args.first, &args.second).map_err(|error| {
+                    anyhow::anyhow!(
+                        "cannot merge {} and {}: {error}",
+                        args.first.display(),
+                        args.second.display()
+                    )
+                })?;
+            println!(
+                "copied {} entries into {} and {} into {}",
+                merged.into_first,
+                args.first.display(),
+                merged.into_second,
+                args.second.display()
+            );
+            Ok(())
+        }
         Command::Probe(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

@@ -26,6 +26,7 @@ pub struct ContainerSchema {
     pub logging: Option<LoggingSchema>,
     pub stop_timeout: Option<DurationValue>,
     pub readiness_delay: Option<DurationValue>,
+    pub asset_path: Option<AssetPath>,
 }
 
 /// `options`: resource limits and the like, as `docker run` names them.
@@ -212,6 +213,10 @@ pub struct ContainerSettings {
     pub stop_timeout: Duration,
     #[serde(serialize_with = "super::serialize_duration")]
     pub readiness_delay: Duration,
+    /// Where the image keeps its static assets, bridged between versions (roles behind the
+    /// proxy only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asset_path: Option<String>,
 }
 
 impl Default for ContainerSettings {
@@ -223,6 +228,7 @@ impl Default for ContainerSettings {
             log_options: BTreeMap::new(),
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             readiness_delay: DEFAULT_READINESS_DELAY,
+            asset_path: None,
         }
     }
 }
@@ -272,6 +278,29 @@ pub fn merge(root: &ContainerSchema, role: ContainerSchema) -> ContainerSettings
             .readiness_delay
             .or(root.readiness_delay)
             .map_or(DEFAULT_READINESS_DELAY, |delay| delay.0),
+        asset_path: role.asset_path.or(root.asset_path).map(|path| path.0),
+    }
+}
+
+/// `asset_path`: an absolute path in the image (`"/rails/public/assets"`), without `:` (it
+/// becomes a volume mount).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetPath(pub String);
+
+impl<'de> Deserialize<'de> for AssetPath {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bad = !text.starts_with('/')
+            || text == "/"
+            || text.contains(':')
+            || text.chars().any(char::is_whitespace);
+        if bad {
+            return Err(serde::de::Error::custom(format!(
+                "invalid path `{text}`: expected an absolute directory of the image other than \
+                 `/`, without `:` or spaces, such as `/rails/public/assets`"
+            )));
+        }
+        Ok(AssetPath(text.trim_end_matches('/').to_string()))
     }
 }
 

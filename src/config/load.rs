@@ -456,11 +456,13 @@ mod tests {
             "logging.options",
             "stop_timeout",
             "readiness_delay",
+            "asset_path",
             "servers.web.volumes",
             "servers.web.options.cpus",
             "servers.web.logging",
             "servers.web.stop_timeout",
             "servers.web.readiness_delay",
+            "servers.web.asset_path",
         ];
 
         /// A TOML value of any type, with strings shaped like what the keys expect (durations,

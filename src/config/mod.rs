@@ -475,6 +475,14 @@ mod tests {
         assert_eq!(config.builder.context, dir.path());
         assert_eq!(config.hooks_path, dir.path().join("hooks"));
         assert!(config.roles["web"].proxy && !config.roles["jobs"].proxy);
+        assert_eq!(
+            config.roles["web"].container.asset_path.as_deref(),
+            Some("/rails/public/assets")
+        );
+        assert_eq!(
+            config.roles["jobs"].container.asset_path, None,
+            "a root asset_path is for the roles behind the proxy"
+        );
         let lb = config.loadbalancer.as_ref().expect("[loadbalancer]");
         assert_eq!(lb.private_address.to_string(), "10.0.0.2");
         assert_eq!(lb.web_address("203.0.113.11"), "10.0.0.11");

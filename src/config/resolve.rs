@@ -120,6 +120,7 @@ pub fn resolve(
         logging: schema.logging,
         stop_timeout: schema.stop_timeout,
         readiness_delay: schema.readiness_delay,
+        asset_path: schema.asset_path,
     };
     let servers = schema.servers.unwrap_or_default();
     if servers.is_empty() {
@@ -611,7 +612,24 @@ fn resolve_role(
     fail: &Fail<'_>,
     secret: &MakeSecret<'_>,
 ) -> Result<RoleConfig, ConfigError> {
-    let container = super::container::merge(root, role.container());
+    let proxy = role.proxy.unwrap_or(name == "web");
+    if role.asset_path.is_some() && !proxy {
+        return Err(fail(
+            &format!("servers.{name}.asset_path"),
+            format!(
+                "`servers.{name}.asset_path`: asset bridging serves old and new assets through \
+                 the proxy, and `{name}` does not run behind it"
+            ),
+            Some(format!(
+                "remove it, or set `proxy = true` under `[servers.{name}]`"
+            )),
+        ));
+    }
+    let mut container = super::container::merge(root, role.container());
+    // A root `asset_path` applies to the roles behind the proxy.
+    if !proxy {
+        container.asset_path = None;
+    }
     let mut tags = BTreeMap::new();
     for (host, names) in role.tags.clone().unwrap_or_default() {
         if !role.hosts.iter().flatten().any(|known| known.0 == host) {
@@ -649,7 +667,7 @@ fn resolve_role(
     }
     Ok(RoleConfig {
         hosts,
-        proxy: role.proxy.unwrap_or(name == "web"),
+        proxy,
         cmd: role.cmd.map(|cmd| cmd.0),
         labels,
         env: resolve_env(&format!("{path}.env"), role.env, fail, secret)?,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::container::{ContainerSchema, LoggingSchema, OptionsSchema};
+use super::container::{AssetPath, ContainerSchema, LoggingSchema, OptionsSchema};
 use super::options::{ArchList, BootLimit, HostKeyChecking, JumpHost, PublishedPort, Volume};
 use super::values::{
     DurationValue, EnvName, HeaderNameValue, Host, Image, Name, NonEmpty, PathPrefixes, PlainValue,
@@ -44,6 +44,7 @@ pub struct FileSchema {
     pub logging: Option<LoggingSchema>,
     pub stop_timeout: Option<DurationValue>,
     pub readiness_delay: Option<DurationValue>,
+    pub asset_path: Option<AssetPath>,
 }
 
 /// `[deploy]`: what a deploy does besides switching.
@@ -84,6 +85,7 @@ pub struct RoleSchema {
     pub logging: Option<LoggingSchema>,
     pub stop_timeout: Option<DurationValue>,
     pub readiness_delay: Option<DurationValue>,
+    pub asset_path: Option<AssetPath>,
 }
 
 impl RoleSchema {
@@ -95,6 +97,7 @@ impl RoleSchema {
             logging: self.logging.clone(),
             stop_timeout: self.stop_timeout,
             readiness_delay: self.readiness_delay,
+            asset_path: self.asset_path.clone(),
         }
     }
 }

@@ -196,6 +196,26 @@ pub async fn start(docker: &Docker, name: &str) -> Result<()> {
         .with_context(|| format!("Failed to start container `{name}`"))
 }
 
+/// The container's exit status once its output has ended (the engine may take a moment more
+/// to record it).
+pub async fn exit_code(docker: &Docker, name: &str) -> Result<i64> {
+    for _ in 0..50 {
+        let state = docker
+            .inspect_container(name, None)
+            .await
+            .with_context(|| format!("Failed to inspect `{name}`"))?
+            .state
+            .unwrap_or_default();
+        if !state.running.unwrap_or(false) {
+            return state
+                .exit_code
+                .with_context(|| format!("`{name}` has no exit status"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("`{name}` did not stop after its output ended")
+}
+
 /// Whether `name` runs and Docker does not call it unhealthy (a role without the proxy, watched
 /// as a canary); the reason when not.
 pub async fn still_ready(docker: &Docker, name: &str) -> Result<()> {

@@ -6,6 +6,7 @@
 
 pub mod accessory;
 pub mod app;
+pub mod assets;
 pub mod backup;
 pub mod deploy_secrets;
 pub mod error_pages;

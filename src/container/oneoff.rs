@@ -4,12 +4,10 @@
 //! attached to the local terminal (`hoist exec -i`); the container removed once it exits.
 //! `hoist exec` and the release command use it.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
+use std::collections::HashMap;
 
 use super::app;
 use crate::config::Config;
@@ -45,7 +43,7 @@ pub async fn run(
             ..docker::LogQuery::default()
         };
         docker::read_log(docker, &name, follow, false, &mut sink).await?;
-        exit_code(docker, &name).await
+        app::exit_code(docker, &name).await
     }
     .await;
     removed(docker, &name, ran).await
@@ -59,7 +57,7 @@ pub async fn run_interactive(docker: &Docker, oneoff: OneOff<'_>, tty: bool) -> 
         let attached = attach::attach_container(docker, &name).await?;
         app::start(docker, &name).await?;
         attach::converse(docker, &Process::Container(name.clone()), attached, tty).await?;
-        exit_code(docker, &name).await
+        app::exit_code(docker, &name).await
     }
     .await;
     removed(docker, &name, ran).await
@@ -96,26 +94,6 @@ async fn create(docker: &Docker, oneoff: OneOff<'_>, interactive: Option<bool>) 
     };
     app::create(docker, &name, body).await?;
     Ok(name)
-}
-
-/// The container's exit status once its output has ended (the engine may take a moment more
-/// to record it).
-async fn exit_code(docker: &Docker, name: &str) -> Result<i64> {
-    for _ in 0..50 {
-        let state = docker
-            .inspect_container(name, None)
-            .await
-            .with_context(|| format!("Failed to inspect `{name}`"))?
-            .state
-            .unwrap_or_default();
-        if !state.running.unwrap_or(false) {
-            return state
-                .exit_code
-                .with_context(|| format!("`{name}` has no exit status"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    anyhow::bail!("`{name}` did not stop after its output ended")
 }
 
 /// Remove the container whatever happened; the run's error first, then the removal's.

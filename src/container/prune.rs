@@ -1,6 +1,6 @@
 //! Retention on one server: keep the newest `retain_containers` stopped containers of a role
-//! (the versions `hoist rollback` can return to) and remove older ones, then their images once
-//! no container uses them.
+//! (the versions `hoist rollback` can return to) and remove older ones, then their images and
+//! asset volumes once no container uses them.
 
 use std::collections::HashSet;
 
@@ -16,6 +16,8 @@ use crate::config::Config;
 pub struct Pruned {
     pub containers: Vec<String>,
     pub images: Vec<String>,
+    /// Asset volumes (`asset_path`) no container uses any more.
+    pub asset_volumes: Vec<String>,
 }
 
 /// Remove stopped containers of `role` beyond the newest `config.retain_containers`, and the
@@ -53,6 +55,10 @@ pub async fn prune(
             Ok(_) => pruned.images.push(image),
             Err(err) => tracing::debug!(%image, error = %err, "image kept"),
         }
+    }
+    if !old.is_empty() && super::assets::path(config, role).is_some() {
+        let scope = crate::naming::role_scope(&config.service, role, config.destination.as_deref());
+        pruned.asset_volumes = super::assets::prune(docker, &scope, false).await?;
     }
     Ok(pruned)
 }

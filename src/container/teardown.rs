@@ -63,6 +63,12 @@ pub async fn remove_app(docker: &Docker, config: &Config) -> Result<Removed> {
             }
         }
     }
+    for role in config.roles.keys() {
+        let scope = naming::role_scope(&config.service, role, config.destination.as_deref());
+        removed
+            .volumes
+            .extend(super::assets::prune(docker, &scope, true).await?);
+    }
     removed.images = remove_images(docker, &config.image).await;
     if config.accessories.values().any(|a| a.backup.is_some()) {
         removed.images += remove_images(docker, &config.backup.image).await;

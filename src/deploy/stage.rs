@@ -14,7 +14,7 @@ use super::plan::Unit;
 use super::release::{Interrupted, Release};
 use super::state::{Phase, Record};
 use super::{Kind, short};
-use crate::container::{self, app, handover, owner, proxy};
+use crate::container::{self, app, assets, handover, owner, proxy};
 use crate::docker;
 use crate::naming;
 use crate::remote::Server;
@@ -380,7 +380,18 @@ impl Release<'_> {
         };
         // The definition first: a bad one fails before anything here changes.
         let env = self.prepared.env_for(role, &server.host);
-        let body = app::definition(config, role, self.version, &server.host, &env)?;
+        let mut body = app::definition(config, role, self.version, &server.host, &env)?;
+        // Asset bridging: this version's assets volume, filled from the image as it starts.
+        let bridged = behind_proxy && assets::path(config, role).is_some();
+        if bridged {
+            let mount = self
+                .interruptible(assets::prepare(docker, config, role, self.version))
+                .await?;
+            if let Some(host_config) = body.host_config.as_mut() {
+                host_config.binds.get_or_insert_with(Vec::new).push(mount);
+            }
+        }
+        let bridge_from = live_version.clone().filter(|_| bridged);
         let mut replaced = None;
         if let Some(existing) = containers.iter().find(|c| c.name == name) {
             if old.iter().any(|c| c.id == existing.id) {
@@ -434,7 +445,13 @@ impl Release<'_> {
         if let Some(last) = staged.last_mut() {
             last.deploy_exec = exec.ok();
         }
-        started
+        started?;
+        // Before any switch: each version's volume gets the other's assets.
+        if let Some(old) = bridge_from {
+            self.interruptible(assets::bridge(docker, config, role, &old, self.version))
+                .await?;
+        }
+        Ok(())
     }
 
     /// The release record this release writes on a host where `survey` was read.

@@ -110,6 +110,10 @@ pub enum Command {
     #[command(after_help = FLAG_SYNTAX)]
     Probe(ProbeArgs),
 
+    /// Give each of two directories the files only the other has (hoist's asset bridging:
+    /// run in a one-off container with two versions' asset volumes; needs no running proxy)
+    MergeAssets(MergeAssetsArgs),
+
     /// Print the hoist-proxy version
     Version,
 }
@@ -131,6 +135,7 @@ impl Command {
             Command::Rollout(RolloutCommand::Set(_)) => "rollout set",
             Command::Rollout(RolloutCommand::Stop(_)) => "rollout stop",
             Command::Probe(_) => "probe",
+            Command::MergeAssets(_) => "merge-assets",
             Command::Version => "version",
         }
     }
@@ -150,6 +155,14 @@ pub struct ListenArgs {
     /// directory]
     #[arg(long, value_name = "PATH")]
     pub listeners_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeAssetsArgs {
+    /// One directory (the old version's assets)
+    pub first: std::path::PathBuf,
+    /// The other (the new version's)
+    pub second: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

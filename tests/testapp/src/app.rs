@@ -1,8 +1,9 @@
 //! The test application itself: the settings it reads from the environment and what each
 //! path answers (`/up`, `/version`, `/`, `/slow`, `/stream`, `/headers`, `/bytes`, and
-//! `POST /upload`). It maps a parsed request (and a digest of its body) to a response; framing
+//! `POST /upload`, `/assets/NAME`). It maps a parsed request (and a digest of its body) to a response; framing
 //! and sockets live in http.rs and connection.rs.
 
+use std::path::Path;
 use std::time::Duration;
 use std::{env, fs, thread};
 
@@ -210,6 +211,7 @@ impl App {
                     allow: None,
                 }
             }
+            path if path.starts_with("/assets/") => asset(&path["/assets/".len()..]),
             _ => Response::text(404, "not found\n"),
         }
     }
@@ -262,6 +264,22 @@ fn number_param(query: &str, name: &str, default: u64, max: u64) -> Result<u64, 
             .parse::<u64>()
             .map(|number| number.min(max))
             .map_err(|_| format!("invalid {name}={value:?}: expected a whole number\n")),
+    }
+}
+
+/// `/assets/NAME`: the file NAME of the image's `/assets` directory (asset bridging tests), or
+/// 404. Plain names only: no directories, nothing hidden.
+fn asset(name: &str) -> Response {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Response::text(404, "not found\n");
+    }
+    match fs::read(Path::new("/assets").join(name)) {
+        Ok(body) => Response {
+            status: 200,
+            body: Body::Full(body),
+            allow: None,
+        },
+        Err(_) => Response::text(404, "not found\n"),
     }
 }
 
