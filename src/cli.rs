@@ -303,6 +303,9 @@ pub enum ProxyCommand {
     },
     /// Show hoist-proxy logs
     Logs {
+        /// Keep following the logs of every server as lines arrive (until Ctrl-C)
+        #[arg(short = 'f', long)]
+        follow: bool,
         /// Lines from the end of each server's log
         #[arg(short = 'n', long, default_value_t = 200, value_name = "N")]
         lines: usize,

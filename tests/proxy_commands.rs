@@ -1,9 +1,11 @@
 //! `hoist proxy boot|reboot|stop|start|remove|details|logs` end to end against one sandbox
 //! server: hoist-proxy built from the repo's Dockerfile and pushed to the sandbox registry (with
 //! a password), booted, inspected, rebooted (handed over) with its routes kept, stopped and
-//! started, its logs read, and removed.
+//! started, its logs read (and followed), and removed.
 
 mod support;
+
+use std::time::Duration;
 
 use serde_json::Value;
 use support::TestContext;
@@ -179,6 +181,17 @@ async fn proxy_boots_once_shows_its_routes_reboots_keeping_them_and_prints_its_l
     assert!(
         stdout.contains("Server started") || stderr.contains("Server started"),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    // `-f`: request lines as they are logged.
+    let followed = support::follow_until(
+        context.hoist_command(dir.path(), &["proxy", "logs", "-f", "-n", "0"]),
+        Duration::from_secs(15),
+        || drop(support::http_get(&format!("{host}:80"), "/followed-path")),
+        "/followed-path",
+    );
+    assert!(
+        followed,
+        "proxy logs -f shows a request logged after it started"
     );
 
     // Remove: refused while another app's service routes through the proxy, and nothing goes;

@@ -502,29 +502,12 @@ async fn a_command_secret_reaches_the_accessory_environment_and_nothing_else() {
     assert_success(&last, "accessory logs -n 1");
     let (out, _) = text(&last);
     assert_eq!(out.lines().count(), 1, "{out}");
-    let mut follower = context
-        .hoist_command(app.path(), &["accessory", "logs", "edge", "-f", "-n", "0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start hoist accessory logs -f");
-    let (lines, arrived) = std::sync::mpsc::channel();
-    let stdout = follower.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let followed = support::eventually(Duration::from_secs(15), || {
-        let _ = support::http_get(&format!("{host}:8080"), "/followed-path");
-        std::iter::from_fn(|| arrived.recv_timeout(Duration::from_millis(500)).ok())
-            .any(|line| line.contains("/followed-path"))
-    });
-    let _ = follower.kill();
-    let _ = follower.wait();
+    let followed = support::follow_until(
+        context.hoist_command(app.path(), &["accessory", "logs", "edge", "-f", "-n", "0"]),
+        Duration::from_secs(15),
+        || drop(support::http_get(&format!("{host}:8080"), "/followed-path")),
+        "/followed-path",
+    );
     assert!(followed, "logs -f shows a line logged after it started");
 
     // details lists it; a second boot is refused with a hint; remove removes it.

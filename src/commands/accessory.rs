@@ -10,7 +10,7 @@ use crate::cli::AccessoryCommand;
 use crate::config::{AccessoryConfig, Config};
 use crate::container::accessory::{self, Prepared, boot, remove};
 use crate::container::backup;
-use crate::docker::{self, LogQuery, PrefixedOutput};
+use crate::docker;
 use crate::fleet::Fleet;
 use crate::naming::accessory_container;
 use crate::printer::{self, Printer};
@@ -54,7 +54,10 @@ pub async fn run(command: AccessoryCommand, config: &Config, printer: &Printer) 
     let result = async {
         match &command {
             AccessoryCommand::Logs { follow, lines, .. } => {
-                return logs(servers, &container, *lines, *follow).await;
+                let servers: Vec<&Server> = servers.iter().collect();
+                let prefixed = servers.len() > 1;
+                return super::logs::of_container(&servers, &container, *lines, *follow, prefixed)
+                    .await;
             }
             AccessoryCommand::Details { .. } => return details(servers, &container, printer).await,
             _ => {}
@@ -148,28 +151,6 @@ async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) 
 
 /// The last `lines` lines of the accessory's log on every host, each line prefixed with its host
 /// when there are several; with `follow`, read on as lines arrive, from every host at once.
-async fn logs(servers: &[Server], container: &str, lines: usize, follow: bool) -> Result<()> {
-    let several = servers.len() > 1;
-    let reads = servers.iter().map(|server| async move {
-        let mut output = PrefixedOutput::new(several.then(|| server.host.clone()));
-        let query = LogQuery {
-            tail: Some(lines),
-            since: None,
-            follow,
-        };
-        let read = docker::read_log(&server.docker, container, query, false, |stream, data| {
-            output.write(stream, data)
-        })
-        .await;
-        output.finish();
-        read.with_context(|| format!("on `{}`", server.host))
-    });
-    for read in futures_util::future::join_all(reads).await {
-        read?;
-    }
-    Ok(())
-}
-
 /// One row per host: the container's state, image, published ports and start time.
 async fn details(servers: &[Server], container: &str, printer: &Printer) -> Result<()> {
     let statuses = futures_util::future::join_all(servers.iter().map(|server| async move {

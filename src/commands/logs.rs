@@ -28,6 +28,37 @@ const DEFAULT_LINES: usize = 100;
 /// How often `-f` looks for containers that started.
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
 
+/// The last `lines` of one container's log on each of `servers` (`follow`: then what it
+/// writes, until Ctrl-C), read side by side, each line prefixed with its host when `prefixed`:
+/// `hoist proxy logs`, `hoist accessory logs`.
+pub(super) async fn of_container(
+    servers: &[&Server],
+    container: &str,
+    lines: usize,
+    follow: bool,
+    prefixed: bool,
+) -> Result<()> {
+    let reads = servers.iter().map(|server| async move {
+        let prefix = prefixed.then(|| format!("[{}] ", server.host));
+        let mut output = docker::PrefixedOutput::new(prefix);
+        let query = LogQuery {
+            tail: Some(lines),
+            since: None,
+            follow,
+        };
+        let read = docker::read_log(&server.docker, container, query, false, |stream, data| {
+            output.write(stream, data)
+        })
+        .await;
+        output.finish();
+        read.with_context(|| format!("on `{}`", server.host))
+    });
+    for read in futures_util::future::join_all(reads).await {
+        read?;
+    }
+    Ok(())
+}
+
 /// What to read and how to show it.
 struct Query {
     tail: Option<usize>,

@@ -48,7 +48,7 @@ pub async fn run(
         ProxyCommand::Remove { force } => remove(config, &hosts, force, printer).await,
         ProxyCommand::Reboot => reboot(config, &hosts, printer).await,
         ProxyCommand::Details => details(config, &hosts, printer).await,
-        ProxyCommand::Logs { lines } => logs(config, &hosts, lines, printer).await,
+        ProxyCommand::Logs { lines, follow } => logs(config, &hosts, lines, follow, printer).await,
     }
 }
 
@@ -608,14 +608,31 @@ fn render_services(rows: &[HostProxy]) -> String {
 
 /// `logs`: the last `lines` lines of each host's proxy, stdout and stderr as they were, each line
 /// prefixed with `[host]` when there are several hosts.
-async fn logs(config: &Config, hosts: &[String], lines: usize, printer: &Printer) -> Result<()> {
+async fn logs(
+    config: &Config,
+    hosts: &[String],
+    lines: usize,
+    follow: bool,
+    printer: &Printer,
+) -> Result<()> {
     let reporter = Reporter::new(*printer);
     let (fleet, unreachable) = Fleet::connect_reachable(config, hosts, &reporter).await?;
-    let several = hosts.len() > 1;
     let mut results = Vec::new();
+    let mut running = Vec::new();
     for server in &fleet.servers {
-        results.push(host_logs(server, lines, several).await);
+        match proxy::inspect(&server.docker).await {
+            Ok(Some(_)) => running.push(server),
+            Ok(None) => results.push(Err(hinted(
+                format!("hoist-proxy is missing on `{}`", server.host),
+                BOOT_HINT,
+            ))),
+            Err(err) => results.push(Err(err)),
+        }
     }
+    // With several hosts each line says where it comes from, even if some have no proxy.
+    let prefixed = hosts.len() > 1;
+    results
+        .push(super::logs::of_container(&running, PROXY_CONTAINER, lines, follow, prefixed).await);
     fleet.close().await;
     if !unreachable.is_empty() {
         for result in results.into_iter().filter_map(Result::err) {
@@ -624,23 +641,6 @@ async fn logs(config: &Config, hosts: &[String], lines: usize, printer: &Printer
         return Err(fleet::unreachable_error(unreachable, hosts.len(), printer));
     }
     first_error(results, printer)
-}
-
-async fn host_logs(server: &Server, lines: usize, prefixed: bool) -> Result<()> {
-    if proxy::inspect(&server.docker).await?.is_none() {
-        return Err(hinted(
-            format!("hoist-proxy is missing on `{}`", server.host),
-            BOOT_HINT,
-        ));
-    }
-    let prefix = prefixed.then(|| format!("[{}] ", server.host));
-    let mut output = docker::PrefixedOutput::new(prefix);
-    let read = docker::logs(&server.docker, PROXY_CONTAINER, lines, |stream, data| {
-        output.write(stream, data)
-    })
-    .await;
-    output.finish();
-    read.with_context(|| format!("on `{}`", server.host))
 }
 
 /// The hosts among `hosts` where a role runs behind the proxy; none is an error.

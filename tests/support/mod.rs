@@ -470,6 +470,39 @@ pub fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
 }
 
 /// Poll `check` until it returns true or `timeout` passes.
+/// Start `command` (a `logs -f`), and within `timeout` keep calling `trigger` until a line of
+/// its stdout contains `wanted`; whether one did. The command is killed either way.
+pub fn follow_until(
+    mut command: Command,
+    timeout: Duration,
+    mut trigger: impl FnMut(),
+    wanted: &str,
+) -> bool {
+    let mut follower = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the follower");
+    let (lines, arrived) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let followed = eventually(timeout, || {
+        trigger();
+        std::iter::from_fn(|| arrived.recv_timeout(Duration::from_millis(500)).ok())
+            .any(|line| line.contains(wanted))
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    followed
+}
+
 pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
