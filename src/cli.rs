@@ -44,6 +44,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_delimiter = ',', value_name = "ROLES")]
     pub roles: Vec<String>,
 
+    /// Only the primary host (the first host of the primary role)
+    #[arg(short = 'p', long, global = true)]
+    pub primary: bool,
+
     /// Show each remote step (-vv for debug logs)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -171,10 +175,6 @@ pub struct ExecArgs {
     #[arg(short = 'i', long)]
     pub interactive: bool,
 
-    /// Only on the primary host (the first host of the primary role)
-    #[arg(short = 'p', long)]
-    pub primary: bool,
-
     /// Extra environment for the command, `NAME=value` (repeatable)
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
@@ -272,6 +272,13 @@ pub enum AppCommand {
     Start,
     /// List the app's containers on each host: version, state, which one is live
     Details,
+    /// Remove the app's containers (every version), routes, asset volumes and images;
+    /// accessories, hoist-proxy and the lock stay, and `hoist deploy` starts afresh
+    Remove {
+        /// Don't ask for confirmation
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
     /// Answer every request with the maintenance page (503), on every proxy host
     Maintenance {
         /// Message shown on the maintenance page

@@ -1,7 +1,9 @@
 //! The commands of the day after, against two sandbox servers running the test app behind
 //! hoist-proxy: `hoist logs` (merged, `--grep`, `--since`, `-f` across a deploy), `hoist app
 //! maintenance` / `live` under load, `hoist exec` (one-off with the role's secrets, `--reuse`,
-//! `--primary`, the command's exit status, `-i` on a terminal and from a pipe), and `hoist audit` merging both hosts' logs.
+//! `--primary`, the command's exit status, `-i` on a terminal and from a pipe), `hoist audit`
+//! merging both hosts' logs, `app stop|start|details`, the release command, `prune`, `app
+//! remove` and `remove`.
 
 mod support;
 
@@ -539,6 +541,30 @@ async fn logs_maintenance_exec_and_audit_on_two_hosts() {
         "{}",
         what_is_left(1)
     );
+    // `hoist app remove`: confirmed, every version goes with its route; the accessory and the
+    // proxy stay, and a deploy starts afresh.
+    let output = hoist(&["app", "remove"]);
+    assert_eq!(output.status.code(), Some(1), "{:?}", text(&output));
+    assert!(text(&output).1.contains("--yes"), "{}", text(&output).1);
+    assert_eq!(containers(0), 2, "nothing went unconfirmed");
+    assert_success(
+        &hoist(&["app", "remove", "--yes"]),
+        "hoist app remove --yes",
+    );
+    for index in 0..2 {
+        assert_eq!(containers(index), 0, "no version left on host {index}");
+        let (status, _) = http_get(&address(index), "/version").expect("GET after app remove");
+        assert_eq!(status, 404, "no route left on host {index}");
+    }
+    let cache = sandbox.ssh(1, "docker ps -q --filter name=^hello-cache$");
+    assert!(!text(&cache).0.trim().is_empty(), "the accessory stays");
+    commit("v4 with the cache");
+    assert_success(&hoist(&["deploy"]), "hoist deploy after app remove");
+    for index in 0..2 {
+        let (_, body) = http_get(&address(index), "/version").expect("GET");
+        assert_eq!(body.trim(), "v4");
+    }
+
     // Without a terminal to confirm on, --yes is needed, and nothing goes.
     let output = hoist(&["remove"]);
     assert_eq!(output.status.code(), Some(1), "{:?}", text(&output));

@@ -1,7 +1,7 @@
 //! `hoist app maintenance|live`: put the app's services on every proxy host into maintenance
 //! (hoist-proxy `stop`: requests get 503 with the maintenance page and the message; the proxy
 //! keeps health-checking the targets) and back (`resume`), under the deploy lock, with a line in
-//! each host's audit log. `stop`, `start` and `details` live in app_containers.rs.
+//! each host's audit log. `stop`, `start`, `details` and `remove` live in app_containers.rs.
 
 use std::time::Duration;
 
@@ -38,6 +38,9 @@ pub async fn run(
         AppCommand::Stop => super::app_containers::stop(config, hosts, printer).await,
         AppCommand::Start => super::app_containers::start(config, hosts, printer).await,
         AppCommand::Details => super::app_containers::details(config, hosts, printer).await,
+        AppCommand::Remove { yes } => {
+            super::app_containers::remove(yes, config, hosts, printer).await
+        }
     }
 }
 

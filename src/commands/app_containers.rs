@@ -5,7 +5,9 @@
 //! without the proxy, the newest container of the version the host's release record names),
 //! waits until it is ready, has the proxy health-check it as a deploy would, and resumes the
 //! service. Both hold the deploy lock and write a line to each host's audit log. `details` lists
-//! every container of each role with its version and state, the live one marked.
+//! every container of each role with its version and state, the live one marked. `remove`
+//! (confirmed, under the lock) takes every version off the app hosts with the routes, asset
+//! volumes, images and release records, leaving accessories, the proxy and the audit log.
 
 use std::time::Duration;
 
@@ -64,6 +66,56 @@ pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Resu
     .await;
     let took = locked.finish(results, printer).await?;
     finished(config, "started", app_hosts.len(), took, printer);
+    Ok(())
+}
+
+pub async fn remove(yes: bool, config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    let app_hosts = fleet::app_hosts(config, hosts);
+    if !yes {
+        let what = format!(
+            "This removes every version of {} from {} ({}): containers, routes, asset volumes \
+             and images (accessories and hoist-proxy stay).",
+            config.service,
+            printer::plural(app_hosts.len(), "host"),
+            app_hosts.join(", ")
+        );
+        super::remove::confirm("hoist app remove", &what, &config.service)?;
+    }
+    let scope = naming::scope(&config.service, config.destination.as_deref());
+    let performer = version::performer(&config.root);
+    let locked = Locked::begin(config, &app_hosts, "app remove", HINT, printer).await?;
+    let results = futures_util::future::join_all(
+        locked
+            .servers()
+            .iter()
+            .map(|server| remove_host(config, server, &scope, &performer, &locked.reporter)),
+    )
+    .await;
+    let took = locked.finish(results, printer).await?;
+    finished(config, "removed", app_hosts.len(), took, printer);
+    Ok(())
+}
+
+/// Every version of the app off one host, and its release record (nothing is deployed there).
+async fn remove_host(
+    config: &Config,
+    server: &Server,
+    scope: &str,
+    performer: &str,
+    reporter: &Reporter,
+) -> Result<()> {
+    let progress = reporter.host(&server.host);
+    progress.step(format!("removing {}", config.service));
+    let removed = container::teardown::remove_versions(&server.docker, config).await?;
+    let record = crate::ssh::quote(&state::path(scope))?;
+    server.session.exec(&format!("rm -f {record}")).await?;
+    let message = format!("Removed app: {}", list(&removed.containers));
+    crate::audit::record(&server.session, scope, performer, &message).await;
+    progress.done(format!(
+        "removed {} and {}",
+        printer::plural(removed.containers.len(), "container"),
+        printer::plural(removed.images, "image")
+    ));
     Ok(())
 }
 

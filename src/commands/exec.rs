@@ -2,7 +2,7 @@
 //! live version's image with the role's environment, secrets included (they travel in the
 //! Engine API's create body, never on a command line), on the `hoist` network, removed
 //! afterwards; with `--reuse`, in the live container itself. The primary role unless `--roles`
-//! says otherwise; every host of it unless `--primary`. Output is streamed, prefixed with the
+//! says otherwise; every selected host of it (`-p` selects the primary host alone). Output is streamed, prefixed with the
 //! host when there are several; hoist exits with the command's status. With `-i`, on one host
 //! (the first selected), attached to hoist's terminal (see `docker/attach.rs`).
 
@@ -14,7 +14,7 @@ use crate::cli::ExecArgs;
 use crate::config::{Config, check_env_name};
 use crate::container::{self, oneoff};
 use crate::docker::{self, PrefixedOutput, attach};
-use crate::fleet::{self, Fleet};
+use crate::fleet::Fleet;
 use crate::printer::Printer;
 use crate::remote::Server;
 use crate::report::{CommandExited, hinted};
@@ -37,7 +37,7 @@ pub async fn run(
         })?;
         check_env_name(name).map_err(|err| anyhow::anyhow!("`-e {pair}`: {err}"))?;
     }
-    let mut targets = targets(config, hosts, roles, args.primary)?;
+    let mut targets = targets(config, hosts, roles)?;
     if args.interactive && targets.len() > 1 {
         printer.status(
             "Interactive",
@@ -104,21 +104,12 @@ pub async fn run(
 }
 
 /// (host, role) pairs to run on: each host once, with the first of `roles` it runs.
-fn targets(
-    config: &Config,
-    hosts: &[String],
-    roles: &[String],
-    primary: bool,
-) -> Result<Vec<(String, String)>> {
+fn targets(config: &Config, hosts: &[String], roles: &[String]) -> Result<Vec<(String, String)>> {
     let roles: Vec<String> = if roles.is_empty() {
         vec![config.primary_role.clone()]
     } else {
         roles.to_vec()
     };
-    if primary {
-        let host = fleet::primary_host(config).context("The configuration has no app hosts")?;
-        return Ok(vec![(host, config.primary_role.clone())]);
-    }
     let mut targets: Vec<(String, String)> = Vec::new();
     for role in &roles {
         let Some(role_config) = config.roles.get(role) else {

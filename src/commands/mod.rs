@@ -211,6 +211,7 @@ fn merge_global(given: GlobalArgs, alias: GlobalArgs) -> GlobalArgs {
         } else {
             given.roles
         },
+        primary: given.primary || alias.primary,
         verbose: given.verbose.max(alias.verbose),
         quiet: given.quiet || alias.quiet,
         json: given.json || alias.json,
@@ -247,7 +248,8 @@ fn check_aliases(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The hosts a command works on: every configured host, narrowed by `--roles` and `--hosts`.
+/// The hosts a command works on: every configured host, narrowed by `--roles` and `--hosts`,
+/// and to the primary host with `--primary`.
 fn select_hosts(config: &Config, global: &GlobalArgs) -> Result<Vec<String>> {
     let mut hosts = config.hosts();
     if !global.roles.is_empty() {
@@ -274,6 +276,23 @@ fn select_hosts(config: &Config, global: &GlobalArgs) -> Result<Vec<String>> {
             }
         }
         hosts.retain(|host| global.hosts.contains(host));
+    }
+    if global.primary {
+        let Some(primary) = crate::fleet::primary_host(config) else {
+            return Err(hinted(
+                "`--primary`: the configuration has no app host",
+                "add hosts to the primary role",
+            ));
+        };
+        if !hosts.contains(&primary) {
+            return Err(hinted(
+                format!(
+                    "`--primary`: the primary host `{primary}` is not among the selected hosts"
+                ),
+                "drop `--hosts`/`--roles`, or `--primary`",
+            ));
+        }
+        hosts = vec![primary];
     }
     Ok(hosts)
 }

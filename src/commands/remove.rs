@@ -20,7 +20,14 @@ use crate::reporter::Reporter;
 
 pub async fn run(yes: bool, config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
     if !yes {
-        confirm(config, hosts)?;
+        let what = format!(
+            "This removes {} from {} ({}): its containers, accessories and their volumes (data \
+             included), images and routes.",
+            config.service,
+            printer::plural(hosts.len(), "host"),
+            hosts.join(", ")
+        );
+        confirm("hoist remove", &what, &config.service)?;
     }
     let locked = Locked::begin(
         config,
@@ -81,23 +88,17 @@ pub async fn run(yes: bool, config: &Config, hosts: &[String], printer: &Printer
     Ok(())
 }
 
-/// Ask for the service's name on a terminal; without one, `--yes` is needed.
-fn confirm(config: &Config, hosts: &[String]) -> Result<()> {
-    let service = &config.service;
+/// Say `what` will go and ask for the service's name on a terminal; without one, `--yes` is
+/// needed.
+pub(super) fn confirm(command: &str, what: &str, service: &str) -> Result<()> {
     if !std::io::stdin().is_terminal() {
         return Err(hinted(
-            "`hoist remove` asks for confirmation, and there is no terminal to ask on",
+            format!("`{command}` asks for confirmation, and there is no terminal to ask on"),
             "pass `--yes` to remove it without asking",
         ));
     }
     let mut err = std::io::stderr().lock();
-    let _ = write!(
-        err,
-        "This removes {service} from {} ({}): its containers, accessories and their volumes \
-         (data included), images and routes.\nType `{service}` to go on: ",
-        printer::plural(hosts.len(), "host"),
-        hosts.join(", ")
-    );
+    let _ = write!(err, "{what}\nType `{service}` to go on: ");
     let _ = err.flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

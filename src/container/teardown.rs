@@ -2,7 +2,8 @@
 //! labelled with its service (app versions, one-off execs, accessories, the backup agent), the
 //! named volumes its accessories and backup agent mount, the images of its repository, then
 //! hoist-proxy and the `hoist` network when no other app uses them. The files under
-//! `~/.hoist/<scope>` go last, with the lock (see [`files_command`]).
+//! `~/.hoist/<scope>` go last, with the lock (see [`files_command`]). For `hoist app remove`,
+//! only the app's versions ([`remove_versions`]): accessories, the proxy and the files stay.
 
 use std::collections::HashMap;
 
@@ -35,15 +36,7 @@ pub struct Removed {
 /// Everything of `config`'s app on this server but its files (see the module doc).
 pub async fn remove_app(docker: &Docker, config: &Config) -> Result<Removed> {
     let mut removed = Removed::default();
-    let ours = proxy::service_names(config);
-    let routed = proxy::list(docker).await.ok();
-    for service in routed.iter().flatten() {
-        if ours.contains(&service.name) {
-            proxy::control(docker, &["remove", service.name.as_str()]).await?;
-        } else {
-            removed.others.push(service.name.clone());
-        }
-    }
+    let routed = remove_routes(docker, config, &mut removed).await?;
 
     for name in containers(docker, config).await? {
         docker::remove_container_force(docker, &name).await?;
@@ -87,6 +80,70 @@ pub async fn remove_app(docker: &Docker, config: &Config) -> Result<Removed> {
         let _ = docker.remove_network(NETWORK).await;
     }
     Ok(removed)
+}
+
+/// The app's versions on this server, for `hoist app remove`: its routes, every container of
+/// its roles (all versions) and its one-off execs, their asset volumes, the images of its
+/// repository. Accessories, hoist-proxy and hoist's files stay: the next deploy starts afresh.
+pub async fn remove_versions(docker: &Docker, config: &Config) -> Result<Removed> {
+    let mut removed = Removed::default();
+    remove_routes(docker, config, &mut removed).await?;
+    for role in config.roles.keys() {
+        let scope = naming::role_scope(&config.service, role, config.destination.as_deref());
+        let mut names: Vec<String> = super::app::list(docker, config, role)
+            .await?
+            .into_iter()
+            .map(|container| container.name)
+            .collect();
+        names.extend(labelled(docker, super::oneoff::LABEL, &scope).await?);
+        for name in names {
+            docker::remove_container_force(docker, &name).await?;
+            removed.containers.push(name);
+        }
+        removed
+            .volumes
+            .extend(super::assets::prune(docker, &scope, true).await?);
+    }
+    removed.images = remove_images(docker, &config.image).await;
+    Ok(removed)
+}
+
+/// Remove the app's services from hoist-proxy; the proxy's services (None when it did not
+/// answer), other apps' noted in `removed`.
+async fn remove_routes(
+    docker: &Docker,
+    config: &Config,
+    removed: &mut Removed,
+) -> Result<Option<Vec<hoist_proxy::router::ServiceSummary>>> {
+    let ours = proxy::service_names(config);
+    let routed = proxy::list(docker).await.ok();
+    for service in routed.iter().flatten() {
+        if ours.contains(&service.name) {
+            proxy::control(docker, &["remove", service.name.as_str()]).await?;
+        } else {
+            removed.others.push(service.name.clone());
+        }
+    }
+    Ok(routed)
+}
+
+/// Names of the containers labelled `label=value`, stopped ones included.
+async fn labelled(docker: &Docker, label: &str, value: &str) -> Result<Vec<String>> {
+    let filters = docker::label_filter(label, value);
+    let listed = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("Failed to list containers")?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|summary| summary.names?.into_iter().next())
+        .map(|name| name.trim_start_matches('/').to_string())
+        .collect())
 }
 
 /// A shell command removing the app's files on a server (`~/.hoist/<scope>`: the release
