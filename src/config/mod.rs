@@ -11,6 +11,7 @@ mod load;
 mod loadbalancer;
 mod locate;
 mod options;
+mod proxy;
 mod resolve;
 mod schema;
 mod usage;

@@ -102,8 +102,8 @@ impl DeploySecrets {
 
 #[cfg(test)]
 mod tests {
-    use super::super::proxy::deploy_args_with;
-    use super::super::proxy::tests::{config_with, parse};
+    use super::super::proxy_args::deploy_args_with;
+    use super::super::proxy_args::tests::{config_with, parse};
     use super::*;
 
     #[test]

@@ -58,8 +58,8 @@ pub(super) fn for_service(
 
 #[cfg(test)]
 mod tests {
-    use super::super::proxy::deploy_args_with;
-    use super::super::proxy::tests::{config_with, parse};
+    use super::super::proxy_args::deploy_args_with;
+    use super::super::proxy_args::tests::{config_with, parse};
     use super::*;
 
     #[test]

@@ -72,7 +72,8 @@ fn deploy_args(
     certificate: Option<&Certificate>,
 ) -> Result<Vec<String>> {
     let targets: Vec<String> = hosts.iter().map(|host| target(config, host)).collect();
-    let mut args = proxy::service_args(config, &service(config), &targets, true, certificate)?;
+    let mut args =
+        super::proxy_args::service_args(config, &service(config), &targets, true, certificate)?;
     let proxy = &config.proxy;
     args.strip_path_prefix = false;
     args.health_check_host = proxy.hosts.first().cloned();
@@ -244,7 +245,7 @@ pub fn refused(err: &anyhow::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::proxy::tests::parse;
+    use super::super::proxy_args::tests::parse;
     use super::*;
 
     fn config(extra: &str) -> Config {
@@ -315,8 +316,14 @@ mod tests {
             Some(certificate.certificate_path().into())
         );
         let web = parse(
-            &proxy::deploy_args_with(&config, "a-web", "0123456789ab", None, Some(certificate))
-                .expect("argv"),
+            &super::super::proxy_args::deploy_args_with(
+                &config,
+                "a-web",
+                "0123456789ab",
+                None,
+                Some(certificate),
+            )
+            .expect("argv"),
         );
         assert!(!web.tls && web.tls_certificate_path.is_none(), "{web:?}");
     }
@@ -353,7 +360,9 @@ mod tests {
     #[test]
     fn behind_the_lb_web_proxies_serve_plain_http_and_trust_only_the_lb() {
         let config = config("[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n");
-        let args = parse(&proxy::deploy_args(&config, "a-web", "0123456789ab").expect("argv"));
+        let args = parse(
+            &super::super::proxy_args::deploy_args(&config, "a-web", "0123456789ab").expect("argv"),
+        );
         assert!(!args.tls);
         let trusted: Vec<String> = args.trusted_proxies.iter().map(|p| p.to_string()).collect();
         assert_eq!(trusted, ["10.0.0.2/32"]);

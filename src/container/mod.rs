@@ -15,6 +15,7 @@ pub mod loadbalancer;
 pub mod oneoff;
 pub mod owner;
 pub mod proxy;
+pub mod proxy_args;
 pub mod prune;
 pub mod teardown;
 
