@@ -350,11 +350,11 @@ pub type RequestBody = http_body_util::Either<IdleTimeout<Incoming>, Buffered>;
 pub enum ResponseContent {
     Empty,
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(crate::upstream::UpstreamBody),
     Buffered(Buffered),
     /// The buffered beginning of a response, then the rest streamed from the target (the disk
     /// budget ran out while buffering it).
-    Partial(Box<(Buffered, Incoming)>),
+    Partial(Box<(Buffered, crate::upstream::UpstreamBody)>),
 }
 
 impl Body for ResponseContent {

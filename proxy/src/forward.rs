@@ -12,9 +12,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use crate::body::{BufferError, Buffered, IdleTimeout, RequestBody, ResponseContent};
 use crate::budget::BufferBudget;
@@ -22,31 +20,6 @@ use crate::forwarded::{self, Arrival};
 use crate::metrics::Metrics;
 use crate::options::TargetOptions;
 use crate::target::RequestGuard;
-
-/// The client every target is reached through. Its pool is keyed by `host:port`, so connections
-/// to a target survive a redeploy that keeps it.
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
-
-/// Builds the upstream client: keep-alive pool of 100 idle connections per target (as
-/// kamal-proxy), idle ones closed after 90 s.
-pub fn upstream_client() -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(100)
-        .set_host(false)
-        .build(connector)
-}
-
-thread_local! {
-    /// One upstream client per serving thread: its pooled connections are driven by that
-    /// thread's runtime, so a request never wakes another thread.
-    static CLIENT: UpstreamClient = upstream_client();
-}
 
 /// A second copy of a request body that can be sent again: none (a body with nothing in it),
 /// or one buffered whole in memory.
@@ -248,7 +221,7 @@ async fn forward_to(
         }
         let mut upstream = Request::new(this_body);
         *upstream.method_mut() = parts.method.clone();
-        *upstream.uri_mut() = upstream_uri(&target.authority, context.path, query.as_deref())
+        *upstream.uri_mut() = upstream_uri(context.path, query.as_deref())
             .map_err(|error| ForwardError::BadRequest(error.to_string()))?;
         *upstream.version_mut() = Version::HTTP_11;
         *upstream.headers_mut() = headers;
@@ -258,13 +231,13 @@ async fn forward_to(
         let cancelled = target.request_cancelled();
         // A failure, and the answer to pass on when the request cannot go elsewhere.
         let (detail, answer) = tokio::select! {
-            result = tokio::time::timeout(options.target_timeout, CLIENT.with(|client| client.request(upstream))) => match result {
+            result = tokio::time::timeout(options.target_timeout, crate::upstream::send(&target.authority, upstream)) => match result {
                 Ok(Ok(response)) => match unserved(&response, &parts.method) {
                     Some(detail) if spare.is_some() => (detail, Some(response)),
                     _ => break response,
                 },
                 Ok(Err(error)) => {
-                    let detail = innermost_cause(&error);
+                    let detail = error.detail();
                     if error.is_connect() && context.retries > 0 && target.set_healthy(false) {
                         tracing::info!(
                             target_address = %target.address,
@@ -432,11 +405,7 @@ fn is_upgrade<B>(request: &Request<B>) -> bool {
 }
 
 /// `http://<target><path>?<query>`, the query copied byte for byte.
-fn upstream_uri(
-    authority: &http::uri::Authority,
-    path: &str,
-    query: Option<&str>,
-) -> Result<Uri, http::Error> {
+fn upstream_uri(path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
     let path_and_query = match query {
         Some(query) => {
             let mut value = String::with_capacity(path.len() + query.len() + 1);
@@ -447,11 +416,8 @@ fn upstream_uri(
         }
         None => path.to_owned(),
     };
-    Uri::builder()
-        .scheme("http")
-        .authority(authority.clone())
-        .path_and_query(path_and_query)
-        .build()
+    // Origin form (`/path?query`): the request line a target expects from a proxy in front.
+    Uri::builder().path_and_query(path_and_query).build()
 }
 
 /// Removes hop-by-hop headers: `Connection` and the names it lists, `Keep-Alive`,
@@ -566,10 +532,9 @@ mod tests {
     }
 
     #[test]
-    fn query_is_copied_verbatim() {
-        let authority = "web:3000".parse().unwrap();
-        let uri = upstream_uri(&authority, "/a", Some("x=1;y=%zz&&z")).unwrap();
-        assert_eq!(uri.to_string(), "http://web:3000/a?x=1;y=%zz&&z");
+    fn query_is_copied_verbatim_in_an_origin_form_target() {
+        let uri = upstream_uri("/a", Some("x=1;y=%zz&&z")).unwrap();
+        assert_eq!(uri.to_string(), "/a?x=1;y=%zz&&z");
     }
 
     #[test]

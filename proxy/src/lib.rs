@@ -11,7 +11,8 @@
 //! - [`router`]: the services and every change to them; [`state`]: the state file;
 //! - [`service`]: what a service does with a request; [`pause`], [`rollout`]: its modes and split;
 //! - [`balancer`], [`target`], [`health`]: targets, their choice, drains and health checks;
-//! - [`forward`], [`body`], [`response`], [`cookies`]: the upstream hop, bodies, responses;
+//! - [`forward`], [`upstream`], [`body`], [`response`], [`cookies`]: the upstream hop and its
+//!   connection pool, bodies, responses;
 //!   [`budget`]: the proxy-wide budget of buffered bytes; [`forwarded`]: trusted peers and the
 //!   X-Forwarded-* headers;
 //! - [`error_pages`], [`logging`], [`metrics`]: what users and operators see; [`memory`]: the
@@ -55,3 +56,4 @@ pub mod service;
 pub mod state;
 pub mod target;
 pub mod tls;
+pub mod upstream;
