@@ -240,11 +240,93 @@ impl RequestLine<'_> {
         }
         LINE.with_borrow_mut(|line| {
             line.clear();
-            if serde_json::to_writer(&mut *line, self).is_ok() {
-                line.push(b'\n');
-                emit(line);
-            }
+            self.write_json(line);
+            line.push(b'\n');
+            emit(line);
         });
+    }
+
+    /// The line as JSON, as its `Serialize` would write it, without serde's machinery on the
+    /// request path: keys are written as they are, numbers with itoa, only values escaped.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut numbers = itoa::Buffer::new();
+        let _ = write!(out, "{{\"time\":\"{}\"", self.time);
+        let texts = [
+            ("level", self.level),
+            ("msg", self.msg),
+            ("host", self.host),
+        ];
+        for (key, value) in texts {
+            text_field(out, key, value);
+        }
+        raw_field(out, "port", numbers.format(self.port).as_bytes());
+        text_field(out, "path", self.path);
+        text_field(out, "request_id", self.request_id);
+        raw_field(out, "status", numbers.format(self.status).as_bytes());
+        text_field(out, "service", self.service);
+        text_field(out, "target", self.target);
+        raw_field(out, "duration", numbers.format(self.duration).as_bytes());
+        text_field(out, "method", self.method);
+        let length = numbers.format(self.req_content_length);
+        raw_field(out, "req_content_length", length.as_bytes());
+        text_field(out, "req_content_type", self.req_content_type);
+        let length = numbers.format(self.resp_content_length);
+        raw_field(out, "resp_content_length", length.as_bytes());
+        text_field(out, "resp_content_type", self.resp_content_type);
+        let _ = write!(out, ",\"client_addr\":\"{}\"", self.client_addr);
+        raw_field(
+            out,
+            "client_port",
+            numbers.format(self.client_port).as_bytes(),
+        );
+        match &self.remote_addr {
+            Address::Text(text) => text_field(out, "remote_addr", text),
+            Address::Ip(ip) => {
+                let _ = write!(out, ",\"remote_addr\":\"{ip}\"");
+            }
+        }
+        text_field(out, "user_agent", self.user_agent);
+        text_field(out, "proto", self.proto);
+        text_field(out, "scheme", self.scheme);
+        text_field(out, "query", self.query);
+        for (key, value) in &self.extra {
+            out.push(b',');
+            json_string(out, key);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+        out.push(b'}');
+    }
+}
+
+/// `,"key":<value>` for a value already JSON (a number); `key` needs no escaping.
+fn raw_field(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(value);
+}
+
+/// `,"key":"<value escaped>"`; `key` needs no escaping.
+fn text_field(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_string(out, value);
+}
+
+/// `value` as a JSON string: copied as is when nothing in it needs escaping (the usual case),
+/// else escaped by serde_json.
+fn json_string(out: &mut Vec<u8>, value: &str) {
+    if value
+        .bytes()
+        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, value);
     }
 }
 
@@ -271,6 +353,59 @@ fn serialize_display<S: serde::Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_lines_are_the_json_serde_would_write() {
+        let mut extra = Map::new();
+        extra.insert(
+            "req_x-tricky".into(),
+            Value::from("a \"quoted\" \\ value\n"),
+        );
+        let line = RequestLine {
+            time: now_rfc3339(),
+            level: "INFO",
+            msg: "Request",
+            host: "app.test:8080",
+            port: 80,
+            path: "/caf\u{e9}/\"x\"",
+            request_id: "0123",
+            status: 503,
+            service: "web",
+            target: "10.0.0.3:3000",
+            duration: u64::MAX,
+            method: "GET",
+            req_content_length: -1,
+            req_content_type: "",
+            resp_content_length: 12,
+            resp_content_type: "text/plain",
+            client_addr: "2001:db8::1".parse().unwrap(),
+            client_port: 65535,
+            remote_addr: Address::Text("198.51.100.7\u{7}"),
+            user_agent: "curl/8\t",
+            proto: "HTTP/1.1",
+            scheme: "http",
+            query: "a=1&b=\\",
+            extra,
+        };
+        let mut written = Vec::new();
+        line.write_json(&mut written);
+        // Byte for byte: the same keys in the same order (kamal-proxy's), the same escapes.
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            serde_json::to_string(&line).unwrap()
+        );
+        let ip = RequestLine {
+            remote_addr: Address::Ip("192.0.2.1".parse().unwrap()),
+            extra: Map::new(),
+            ..line
+        };
+        let mut written = Vec::new();
+        ip.write_json(&mut written);
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            serde_json::to_string(&ip).unwrap()
+        );
+    }
 
     #[test]
     fn the_queue_drops_whole_lines_beyond_its_limit() {
