@@ -29,19 +29,32 @@ use crate::version;
 const HINT: &str = "`hoist app details` shows what runs where; `hoist app start` starts it again";
 
 pub async fn stop(config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
+    on_app_hosts(config, hosts, "app stop", "stopped", printer, stop_host).await
+}
+
+/// `per_host` on every app host among `hosts` at once, under the deploy lock (`command` names
+/// it), then `<service> <verb> on N hosts in T`.
+async fn on_app_hosts(
+    config: &Config,
+    hosts: &[String],
+    command: &str,
+    verb: &str,
+    printer: &Printer,
+    per_host: impl AsyncFn(&Config, &Server, &str, &str, &Reporter) -> Result<()>,
+) -> Result<()> {
     let app_hosts = fleet::app_hosts(config, hosts);
     let scope = naming::scope(&config.service, config.destination.as_deref());
     let performer = version::performer(&config.root);
-    let locked = Locked::begin(config, &app_hosts, "app stop", HINT, printer).await?;
+    let locked = Locked::begin(config, &app_hosts, command, HINT, printer).await?;
     let results = futures_util::future::join_all(
         locked
             .servers()
             .iter()
-            .map(|server| stop_host(config, server, &scope, &performer, &locked.reporter)),
+            .map(|server| per_host(config, server, &scope, &performer, &locked.reporter)),
     )
     .await;
     let took = locked.finish(results, printer).await?;
-    finished(config, "stopped", app_hosts.len(), took, printer);
+    finished(config, verb, app_hosts.len(), took, printer);
     Ok(())
 }
 
@@ -49,24 +62,14 @@ pub async fn start(config: &Config, hosts: &[String], printer: &Printer) -> Resu
     // What the proxy's deploy needs from the secrets (an EAB key, a certificate): resolved first.
     let secrets = Secrets::for_config(config)?;
     let proxy_secrets = DeploySecrets::for_config(config, &secrets)?;
-    let app_hosts = fleet::app_hosts(config, hosts);
-    let scope = naming::scope(&config.service, config.destination.as_deref());
-    let performer = version::performer(&config.root);
-    let locked = Locked::begin(config, &app_hosts, "app start", HINT, printer).await?;
-    let results = futures_util::future::join_all(locked.servers().iter().map(|server| {
-        start_host(
-            config,
-            server,
-            &scope,
-            &performer,
-            &proxy_secrets,
-            &locked.reporter,
-        )
-    }))
-    .await;
-    let took = locked.finish(results, printer).await?;
-    finished(config, "started", app_hosts.len(), took, printer);
-    Ok(())
+    let start = async |config: &Config,
+                       server: &Server,
+                       scope: &str,
+                       performer: &str,
+                       reporter: &Reporter| {
+        start_host(config, server, scope, performer, &proxy_secrets, reporter).await
+    };
+    on_app_hosts(config, hosts, "app start", "started", printer, start).await
 }
 
 pub async fn remove(yes: bool, config: &Config, hosts: &[String], printer: &Printer) -> Result<()> {
@@ -81,19 +84,7 @@ pub async fn remove(yes: bool, config: &Config, hosts: &[String], printer: &Prin
         );
         super::remove::confirm("hoist app remove", &what, &config.service)?;
     }
-    let scope = naming::scope(&config.service, config.destination.as_deref());
-    let performer = version::performer(&config.root);
-    let locked = Locked::begin(config, &app_hosts, "app remove", HINT, printer).await?;
-    let results = futures_util::future::join_all(
-        locked
-            .servers()
-            .iter()
-            .map(|server| remove_host(config, server, &scope, &performer, &locked.reporter)),
-    )
-    .await;
-    let took = locked.finish(results, printer).await?;
-    finished(config, "removed", app_hosts.len(), took, printer);
-    Ok(())
+    on_app_hosts(config, hosts, "app remove", "removed", printer, remove_host).await
 }
 
 /// Every version of the app off one host, and its release record (nothing is deployed there).

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use bollard::Docker;
-use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -211,14 +210,7 @@ async fn containers(config: &Config, docker: &Docker) -> Result<Vec<ContainerDet
         labels.push(format!("{LABEL_DESTINATION}={destination}"));
     }
     let filters = HashMap::from([("label".to_string(), labels)]);
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await?;
+    let list = docker::list_containers(docker, &filters).await?;
     let mut containers: Vec<ContainerDetails> = list
         .into_iter()
         .map(|summary| {

@@ -11,9 +11,7 @@ use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, HostConfig, HostConfigLogConfig,
     ResourcesUlimits,
 };
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RenameContainerOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RenameContainerOptionsBuilder};
 
 use crate::config::Config;
 use crate::docker::{ignore_not_found, remove_container_force};
@@ -44,15 +42,7 @@ pub async fn list(docker: &Docker, config: &Config, role: &str) -> Result<Vec<Ap
             format!("{LABEL_ROLE}={role}"),
         ],
     )]);
-    let listed = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .context("Failed to list containers")?;
+    let listed = crate::docker::list_containers(docker, &filters).await?;
     let wanted_destination = config.destination.clone().unwrap_or_default();
     let mut containers: Vec<AppContainer> = listed
         .into_iter()

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
-    RemoveVolumeOptions,
+    ListImagesOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptions,
 };
 
 use super::proxy;
@@ -130,15 +129,7 @@ async fn remove_routes(
 /// Names of the containers labelled `label=value`, stopped ones included.
 async fn labelled(docker: &Docker, label: &str, value: &str) -> Result<Vec<String>> {
     let filters = docker::label_filter(label, value);
-    let listed = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .context("Failed to list containers")?;
+    let listed = docker::list_containers(docker, &filters).await?;
     Ok(listed
         .into_iter()
         .filter_map(|summary| summary.names?.into_iter().next())
@@ -160,15 +151,7 @@ pub fn files_command(config: &Config) -> Result<String> {
 /// which serves every destination, carries none).
 async fn containers(docker: &Docker, config: &Config) -> Result<Vec<String>> {
     let filters = docker::label_filter(LABEL_SERVICE, &config.service);
-    let listed = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .context("Failed to list containers")?;
+    let listed = docker::list_containers(docker, &filters).await?;
     let destination = config.destination.clone().unwrap_or_default();
     Ok(listed
         .into_iter()

@@ -502,6 +502,22 @@ pub async fn remove_container_force(docker: &Docker, container: &str) -> Result<
     .with_context(|| format!("Failed to remove container `{container}`"))
 }
 
+/// Every container `filters` (Docker's list filters) match, running or not.
+pub async fn list_containers(
+    docker: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+) -> Result<Vec<bollard::models::ContainerSummary>> {
+    docker
+        .list_containers(Some(
+            bollard::query_parameters::ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(filters)
+                .build(),
+        ))
+        .await
+        .context("Failed to list containers")
+}
+
 /// A `label=value` filter for list calls.
 pub fn label_filter(label: &str, value: &str) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![format!("{label}={value}")])])

@@ -20,8 +20,8 @@ use anyhow::{Context, Result};
 use bollard::Docker;
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveImageOptions,
+    ListImagesOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveImageOptions,
 };
 use futures_util::future::join_all;
 
@@ -508,15 +508,7 @@ async fn fill_status(docker: &Docker, info: &mut SandboxInfo) -> Result<()> {
 /// Every container labelled with the sandbox's name, running or not.
 async fn labelled_containers(docker: &Docker, name: &str) -> Result<Vec<ContainerSummary>> {
     let filters = docker::label_filter(SANDBOX_LABEL, name);
-    docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .context("Failed to list containers")
+    docker::list_containers(docker, &filters).await
 }
 
 async fn container_states(docker: &Docker, name: &str) -> Result<HashMap<String, String>> {
