@@ -149,8 +149,6 @@ async fn exec(docker: &Docker, container: &str, host: &str, command: &[String]) 
     Ok(())
 }
 
-/// The last `lines` lines of the accessory's log on every host, each line prefixed with its host
-/// when there are several; with `follow`, read on as lines arrive, from every host at once.
 /// One row per host: the container's state, image, published ports and start time.
 async fn details(servers: &[Server], container: &str, printer: &Printer) -> Result<()> {
     let statuses = futures_util::future::join_all(servers.iter().map(|server| async move {

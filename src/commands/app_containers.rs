@@ -9,8 +9,6 @@
 //! (confirmed, under the lock) takes every version off the app hosts with the routes, asset
 //! volumes, images and release records, leaving accessories, the proxy and the audit log.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 
 use crate::config::Config;
@@ -54,7 +52,15 @@ async fn on_app_hosts(
     )
     .await;
     let took = locked.finish(results, printer).await?;
-    finished(config, verb, app_hosts.len(), took, printer);
+    printer.status(
+        "Finished",
+        format!(
+            "{} {verb} on {} in {:.1}s",
+            config.service,
+            printer::plural(app_hosts.len(), "host"),
+            took.as_secs_f64()
+        ),
+    );
     Ok(())
 }
 
@@ -108,18 +114,6 @@ async fn remove_host(
         printer::plural(removed.images, "image")
     ));
     Ok(())
-}
-
-fn finished(config: &Config, verb: &str, hosts: usize, took: Duration, printer: &Printer) {
-    printer.status(
-        "Finished",
-        format!(
-            "{} {verb} on {} in {:.1}s",
-            config.service,
-            printer::plural(hosts, "host"),
-            took.as_secs_f64()
-        ),
-    );
 }
 
 /// Each proxied service stopped in the proxy, then every running container of each role.

@@ -2,9 +2,10 @@
 //! live version's image with the role's environment, secrets included (they travel in the
 //! Engine API's create body, never on a command line), on the `hoist` network, removed
 //! afterwards; with `--reuse`, in the live container itself. The primary role unless `--roles`
-//! says otherwise; every selected host of it (`-p` selects the primary host alone). Output is streamed, prefixed with the
-//! host when there are several; hoist exits with the command's status. With `-i`, on one host
-//! (the first selected), attached to hoist's terminal (see `docker/attach.rs`).
+//! says otherwise; every selected host of it (`-p` selects the primary host alone). Output is
+//! streamed, prefixed with the host when there are several; hoist exits with the command's
+//! status. With `-i`, on one host (the first selected), attached to hoist's terminal (see
+//! `docker/attach.rs`).
 
 use std::collections::HashMap;
 

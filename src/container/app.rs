@@ -186,6 +186,35 @@ pub async fn start(docker: &Docker, name: &str) -> Result<()> {
         .with_context(|| format!("Failed to start container `{name}`"))
 }
 
+/// Start the created container `name`, hand its output to `sink` until it exits, and return its
+/// exit status; the container is removed whatever happened (see [`removed_after`]).
+pub async fn run_to_end(
+    docker: &Docker,
+    name: &str,
+    mut sink: impl FnMut(crate::docker::ExecStream, &[u8]),
+) -> Result<i64> {
+    let ran = async {
+        start(docker, name).await?;
+        let follow = crate::docker::LogQuery {
+            follow: true,
+            ..crate::docker::LogQuery::default()
+        };
+        crate::docker::read_log(docker, name, follow, false, &mut sink).await?;
+        exit_code(docker, name).await
+    }
+    .await;
+    removed_after(docker, name, ran).await
+}
+
+/// Remove the container `name` after a run that ended with `ran`: the run's error first, then
+/// the removal's.
+pub async fn removed_after(docker: &Docker, name: &str, ran: Result<i64>) -> Result<i64> {
+    let removal = remove_container_force(docker, name).await;
+    let code = ran?;
+    removal?;
+    Ok(code)
+}
+
 /// The container's exit status once its output has ended (the engine may take a moment more
 /// to record it).
 pub async fn exit_code(docker: &Docker, name: &str) -> Result<i64> {

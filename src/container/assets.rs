@@ -106,34 +106,18 @@ pub async fn bridge(
         ..Default::default()
     };
     app::create(docker, &name, body).await?;
-    let ran = async {
-        app::start(docker, &name).await?;
-        let mut said = Vec::new();
-        let follow = docker::LogQuery {
-            follow: true,
-            ..docker::LogQuery::default()
-        };
-        docker::read_log(
-            docker,
-            &name,
-            follow,
-            false,
-            |_: ExecStream, data: &[u8]| said.extend_from_slice(data),
-        )
-        .await?;
-        let code = app::exit_code(docker, &name).await?;
-        if code != 0 {
-            bail!(
-                "merging the assets of {old} and {new} failed ({code}): {}",
-                String::from_utf8_lossy(&said).trim()
-            );
-        }
-        Ok(())
+    let mut said = Vec::new();
+    let code = app::run_to_end(docker, &name, |_: ExecStream, data: &[u8]| {
+        said.extend_from_slice(data)
+    })
+    .await?;
+    if code != 0 {
+        bail!(
+            "merging the assets of {old} and {new} failed ({code}): {}",
+            String::from_utf8_lossy(&said).trim()
+        );
     }
-    .await;
-    let removed = docker::remove_container_force(docker, &name).await;
-    ran?;
-    removed
+    Ok(())
 }
 
 /// Remove the asset volumes of `scope` no container uses; `all`: every one of them (the

@@ -4,15 +4,16 @@
 //! attached to the local terminal (`hoist exec -i`); the container removed once it exits.
 //! `hoist exec` and the release command use it.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use std::collections::HashMap;
 
 use super::app;
 use crate::config::Config;
+use crate::docker::ExecStream;
 use crate::docker::attach::{self, Process};
-use crate::docker::{self, ExecStream};
 use crate::naming;
 
 /// Label on one-off containers (not the app's labels: they are no version of a role).
@@ -33,20 +34,10 @@ pub struct OneOff<'a> {
 pub async fn run(
     docker: &Docker,
     oneoff: OneOff<'_>,
-    mut sink: impl FnMut(ExecStream, &[u8]),
+    sink: impl FnMut(ExecStream, &[u8]),
 ) -> Result<i64> {
     let name = create(docker, oneoff, None).await?;
-    let ran = async {
-        app::start(docker, &name).await?;
-        let follow = docker::LogQuery {
-            follow: true,
-            ..docker::LogQuery::default()
-        };
-        docker::read_log(docker, &name, follow, false, &mut sink).await?;
-        app::exit_code(docker, &name).await
-    }
-    .await;
-    removed(docker, &name, ran).await
+    app::run_to_end(docker, &name, sink).await
 }
 
 /// Run `oneoff` attached to hoist's stdin, stdout and stderr (a TTY with `tty`) and return
@@ -60,7 +51,7 @@ pub async fn run_interactive(docker: &Docker, oneoff: OneOff<'_>, tty: bool) -> 
         app::exit_code(docker, &name).await
     }
     .await;
-    removed(docker, &name, ran).await
+    app::removed_after(docker, &name, ran).await
 }
 
 /// Create the container; `interactive`: `Some(tty)` with stdin open (once) and attached.
@@ -94,12 +85,4 @@ async fn create(docker: &Docker, oneoff: OneOff<'_>, interactive: Option<bool>) 
     };
     app::create(docker, &name, body).await?;
     Ok(name)
-}
-
-/// Remove the container whatever happened; the run's error first, then the removal's.
-async fn removed(docker: &Docker, name: &str, ran: Result<i64>) -> Result<i64> {
-    let removal = docker::remove_container_force(docker, name).await;
-    let code = ran?;
-    removal?;
-    Ok(code)
 }

@@ -71,8 +71,9 @@ impl FileSpec {
     }
 }
 
-/// A tar archive holding `files`, each with its owner (root unless said). Missing parent directories are created 0755 by
-/// the engine when it unpacks; `private_dirs` (absolute) are created 0700 instead.
+/// A tar archive holding `files`, each with its owner (root unless said). Missing parent
+/// directories are created 0755 by the engine when it unpacks; `private_dirs` (absolute) are
+/// created 0700 instead.
 pub fn tar_files(files: &[FileSpec], private_dirs: &[&str]) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     for dir in private_dirs {
@@ -445,11 +446,7 @@ pub async fn start_exec(
     if !status {
         return Ok(-1);
     }
-    let inspected = docker
-        .inspect_exec(id)
-        .await
-        .with_context(|| format!("Failed to inspect `{command}` in `{container}`"))?;
-    Ok(inspected.exit_code.unwrap_or(-1))
+    exec_exit_code(docker, exec).await
 }
 
 /// Run an exec created with [`create_exec`] and collect its output and exit code.
