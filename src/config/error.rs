@@ -71,6 +71,18 @@ impl ConfigError {
     }
 }
 
+/// Keys a user may expect from Kamal or the docs of other tools that hoist does not build yet:
+/// the hint says what to do instead rather than guessing a neighbour's name.
+fn not_built(parent: &str, field: &str) -> Option<&'static str> {
+    match (parent, field) {
+        ("loadbalancer", "hosts") => Some(
+            "hoist runs one load balancer, `host = \"…\"`; several (behind DNS round-robin or a \
+             floating IP) are not built yet",
+        ),
+        _ => None,
+    }
+}
+
 /// A message and an optional hint for a serde error at `target`.
 pub fn describe_serde_error(message: &str, target: Option<&Target>) -> (String, Option<String>) {
     let path = target.map_or("", |target| target.path.as_str());
@@ -90,6 +102,7 @@ pub fn describe_serde_error(message: &str, target: Option<&Target>) -> (String, 
         };
         let known = backticked(expected);
         let hint = match did_you_mean(field, &known) {
+            _ if let Some(hint) = not_built(parent, field) => Some(hint.to_string()),
             Some(suggestion) => Some(format!("did you mean `{suggestion}`?")),
             None if known.is_empty() => None,
             None => Some(format!(
@@ -245,6 +258,16 @@ mod tests {
             Some(&at("sevice")),
         );
         assert_eq!(message, "unknown key `sevice` at the top level");
+    }
+
+    #[test]
+    fn a_key_not_built_yet_says_so_instead_of_suggesting_a_neighbour() {
+        let (message, hint) = describe_serde_error(
+            "unknown field `hosts`, expected one of `host`, `private_address`",
+            Some(&at("loadbalancer.hosts")),
+        );
+        assert_eq!(message, "unknown key `hosts` in `[loadbalancer]`");
+        assert!(hint.is_some_and(|hint| hint.contains("one load balancer")));
     }
 
     #[test]
