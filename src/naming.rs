@@ -40,6 +40,15 @@ pub fn backup_container(service: &str) -> String {
 /// The named volume holding hoist-proxy's state (routes, certificates), mounted at
 /// [`PROXY_STATE_DIR`].
 pub const PROXY_VOLUME: &str = "hoist-proxy";
+/// hoist-proxy's control socket as the server sees it: in [`PROXY_VOLUME`] under Docker's
+/// default data root. Where Docker keeps volumes elsewhere (or the SSH user may not enter
+/// `/var/lib/docker`), nothing answers there and hoist asks through `docker exec` instead.
+pub fn proxy_control_socket_on_host() -> String {
+    format!(
+        "/var/lib/docker/volumes/{PROXY_VOLUME}/_data/{}",
+        hoist_proxy::paths::SOCKET_FILE_NAME
+    )
+}
 /// Where hoist's proxy container keeps its state (the image's defaults are Kamal's).
 pub const PROXY_STATE_DIR: &str = "/var/lib/hoist-proxy";
 /// The user hoist's proxy container runs as, the owner of [`PROXY_STATE_DIR`] in the image.

@@ -11,6 +11,10 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use futures_util::stream;
 
+use hoist_proxy::control::{ControlRequest, ControlResponse};
+use russh::ChannelStream;
+use russh::client::Msg;
+
 use crate::config::Config;
 use crate::docker::ssh_transport;
 use crate::report::{self, HintExt};
@@ -30,16 +34,71 @@ const DOCKER_API_TIMEOUT: Duration = Duration::from_secs(120);
 /// Everything needed to reach servers, resolved once per command.
 pub struct Connector {
     ssh: SshClient,
+    /// Hosts where hoist-proxy runs (roles behind it, the load balancer): their connections
+    /// open channels to its control socket too.
+    proxied: Vec<String>,
 }
+
+/// Channels to hoist-proxy's control socket opened at connect, one per call (a release asks
+/// for the routes and the proxy's status at once).
+const CONTROL_CHANNELS: usize = 2;
 
 /// One reachable server.
 pub struct Server {
     pub host: String,
     pub session: Arc<Session>,
     pub docker: Docker,
-    /// Engine version, e.g. `20.10.24`.
-    pub docker_version: String,
     pub connect_time: Duration,
+    /// Open channels to hoist-proxy's control socket, each good for one call.
+    control: std::sync::Mutex<Vec<ChannelStream<Msg>>>,
+    /// Whether hoist-proxy runs here (a role behind it, or the load balancer).
+    proxied: bool,
+}
+
+impl Server {
+    /// A channel to this host's hoist-proxy control socket for one call: one opened at connect
+    /// if any is left, else a new one. `None` where the socket can't be reached that way (see
+    /// [`Server::proxy_call`]).
+    pub async fn control_channel(&self) -> Option<ChannelStream<Msg>> {
+        if !self.proxied {
+            return None;
+        }
+        let warm = self.control.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if warm.is_some() {
+            return warm;
+        }
+        self.session
+            .open_unix_socket(&crate::naming::proxy_control_socket_on_host())
+            .await
+            .ok()
+    }
+
+    /// A control call to this host's hoist-proxy over its control socket, without a `docker
+    /// exec` (two round trips and a process in the container). `None` when the socket can't be
+    /// reached that way (no proxy on this host, Docker's volumes elsewhere, an SSH user who may
+    /// not enter them) or the call fails: the caller asks through `docker exec`.
+    pub async fn proxy_call(&self, request: &ControlRequest) -> Option<ControlResponse> {
+        let channel = self.control_channel().await?;
+        match hoist_proxy::control::call_over(channel, request).await {
+            Ok(response) => Some(response),
+            Err(err) => {
+                tracing::debug!(host = %self.host, error = %err, "control socket call failed");
+                None
+            }
+        }
+    }
+
+    /// The engine's version, e.g. `20.10.24` (`unknown` if it would not say): one call, made
+    /// only by what shows it.
+    pub async fn docker_version(&self) -> String {
+        match ssh_transport::version(&self.docker).await {
+            Ok(report) => report.version.unwrap_or_else(|| "unknown".into()),
+            Err(err) => {
+                tracing::debug!(host = %self.host, error = %err, "no version report");
+                "unknown".into()
+            }
+        }
+    }
 }
 
 /// A host that could not be reached, and why.
@@ -69,10 +128,24 @@ impl Connector {
                 )),
                 credentials,
             },
+            proxied: config
+                .hosts()
+                .into_iter()
+                .filter(|host| {
+                    config
+                        .roles
+                        .values()
+                        .any(|role| role.proxy && role.hosts.contains(host))
+                        || config
+                            .loadbalancer
+                            .as_ref()
+                            .is_some_and(|lb| &lb.host == host)
+                })
+                .collect(),
         })
     }
 
-    /// Connect to every host (SSH, then the Docker engine, with API version negotiation).
+    /// Connect to every host (SSH, then channels to the Docker engine).
     /// Returns the servers reached, in the order of `hosts`, and those that were not.
     pub async fn connect_all(
         &self,
@@ -85,8 +158,7 @@ impl Connector {
             let result = self.connect(host, via).await;
             match &result {
                 Ok(server) => progress.done(format!(
-                    "connected (Docker {}) in {:.2}s",
-                    server.docker_version,
+                    "connected in {:.2}s",
                     server.connect_time.as_secs_f64()
                 )),
                 Err(unreachable) => {
@@ -190,7 +262,22 @@ impl Connector {
     async fn connect(&self, host: &str, via: Option<Arc<Session>>) -> Result<Server, Unreachable> {
         let started = Instant::now();
         let session = self.session(host, via).await?;
-        let (docker, docker_version) = connect_docker(&session).await.map_err(|error| {
+        let proxied = self.proxied.iter().any(|proxied| proxied == host);
+        let control = async {
+            if !proxied {
+                return Vec::new();
+            }
+            let socket = crate::naming::proxy_control_socket_on_host();
+            futures_util::future::join_all(
+                (0..CONTROL_CHANNELS).map(|_| session.open_unix_socket(&socket)),
+            )
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect()
+        };
+        let (docker, control) = tokio::join!(connect_docker(&session), control);
+        let docker = docker.map_err(|error| {
             let summary = format!("{:#}", error.root_cause());
             Unreachable {
                 host: host.to_string(),
@@ -202,24 +289,25 @@ impl Connector {
             host: host.to_string(),
             session,
             docker,
-            docker_version,
             connect_time: started.elapsed(),
+            control: std::sync::Mutex::new(control),
+            proxied,
         })
     }
 }
 
-/// The server's engine over the SSH session, with the API version agreed.
-async fn connect_docker(session: &Arc<Session>) -> Result<(Docker, String)> {
+/// The server's engine over the SSH session.
+async fn connect_docker(session: &Arc<Session>) -> Result<Docker> {
     let host = session.host().to_string();
-    let (docker, version) = ssh_transport::connect(session.clone(), DOCKER_API_TIMEOUT)
+    let docker = ssh_transport::connect(session.clone(), DOCKER_API_TIMEOUT)
         .await
         .with_context(|| format!("Failed to reach the Docker engine on `{host}`"))
         .hint(
             "check that Docker runs there (`hoist setup` installs it) and that the SSH user may \
              use `/var/run/docker.sock` (root or the docker group)",
         )?;
-    tracing::debug!(%host, api_version = %docker.client_version(), "Docker engine reached");
-    Ok((docker, version.version.unwrap_or_else(|| "unknown".into())))
+    tracing::debug!(%host, "Docker engine reached");
+    Ok(docker)
 }
 
 /// An SSH error as a report, with its hint.

@@ -265,11 +265,24 @@ pub async fn call(socket: &Path, request: &ControlRequest) -> Result<ControlResp
             path: socket.to_owned(),
             source,
         })?;
-    let (reader, mut writer) = stream.into_split();
+    call_over(stream, request).await
+}
+
+/// [`call`] over a connection to the control socket opened some other way (hoist opens one
+/// through SSH, as a `direct-streamlocal` channel).
+pub async fn call_over<S>(
+    stream: S,
+    request: &ControlRequest,
+) -> Result<ControlResponse, ClientError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (reader, mut writer) = tokio::io::split(stream);
     let mut bytes =
         serde_json::to_vec(request).map_err(|error| ClientError::Protocol(error.to_string()))?;
     bytes.push(b'\n');
     writer.write_all(&bytes).await?;
+    writer.flush().await?;
     let mut line = String::new();
     BufReader::new(reader).read_line(&mut line).await?;
     if line.is_empty() {

@@ -186,7 +186,7 @@ async fn start_host(
         if config.roles[&role.role].proxy {
             let service = service(config, &role.role);
             progress.step(format!("{service}: health check"));
-            proxy::deploy(&server.docker, config, &service, &live.id, proxy_secrets)
+            proxy::deploy(server, config, &service, &live.id, proxy_secrets)
                 .await
                 .with_context(|| format!("hoist-proxy did not take `{}` back", live.name))?;
             proxy::control(&server.docker, &["resume", &service]).await?;

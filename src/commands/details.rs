@@ -134,7 +134,7 @@ async fn gather(config: &Config, server: &Server) -> HostDetails {
         host: server.host.clone(),
         reachable: true,
         error: None,
-        docker_version: Some(server.docker_version.clone()),
+        docker_version: None,
         proxy: None,
         containers: Vec::new(),
         lock: None,
@@ -142,11 +142,13 @@ async fn gather(config: &Config, server: &Server) -> HostDetails {
         web_hosts: None,
     };
     let scope = naming::scope(&config.service, config.destination.as_deref());
-    let (listed, proxy_state, lock_state) = tokio::join!(
+    let (listed, proxy_state, lock_state, version) = tokio::join!(
         containers(config, &server.docker),
         proxy(&server.docker),
-        lock::read(&server.session, &scope)
+        lock::read(&server.session, &scope),
+        server.docker_version()
     );
+    details.docker_version = Some(version);
     match lock_state {
         Ok(lock) => details.lock = lock,
         Err(err) => details.error = Some(format!("reading the deploy lock: {err:#}")),

@@ -71,7 +71,8 @@ impl DeploySecrets {
         if let Some(reference) = &config.proxy.acme.eab_hmac_key {
             let key = secrets.resolve(reference)?;
             deploy.env.push(format!(
-                "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY={}",
+                "{}={}",
+                hoist_proxy::cli::EAB_HMAC_KEY_ENV,
                 key.expose()
             ));
         }

@@ -19,12 +19,13 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerUpdateBody, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::StopContainerOptionsBuilder;
-use hoist_proxy::control::{PROTOCOL, ProxyStatus};
+use hoist_proxy::control::{ControlRequest, ControlResponse, PROTOCOL, ProxyStatus};
 
 use super::{app, proxy};
 use crate::config::{Config, format_duration};
 use crate::docker;
 use crate::naming::{NEXT_PROXY_CONTAINER, OLD_PROXY_CONTAINER, PROXY_CONTAINER};
+use crate::remote::Server;
 use crate::report::hinted;
 
 /// How long a new proxy has to start, take over and answer.
@@ -207,6 +208,15 @@ pub async fn status(docker: &Docker, container: &str) -> Option<ProxyStatus> {
         .await
         .ok()?;
     serde_json::from_str(output.stdout.trim()).ok()
+}
+
+/// [`status`] of `server`'s `hoist-proxy`, through the control socket channel its connection
+/// opened when there is one, else through `docker exec`.
+pub async fn status_on(server: &Server) -> Option<ProxyStatus> {
+    match server.proxy_call(&ControlRequest::Status).await {
+        Some(ControlResponse::Status(status)) => Some(status),
+        _ => status(&server.docker, PROXY_CONTAINER).await,
+    }
 }
 
 /// What is wrong with the running proxy's control protocol (from its `status`), if anything:

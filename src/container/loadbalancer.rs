@@ -147,7 +147,7 @@ pub async fn sync(
     let args = deploy_args(config, hosts, secrets.certificate.as_ref())?;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let exec = docker::create_exec(&server.docker, PROXY_CONTAINER, &args, &secrets.env).await?;
-    proxy::run_deploy(&server.docker, &exec)
+    proxy::run_deploy(&server.docker, proxy::PreparedDeploy::Exec(exec))
         .await
         .with_context(|| format!("on the load balancer `{}`", server.host))
 }

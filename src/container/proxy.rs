@@ -12,7 +12,11 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::CreateContainerOptionsBuilder;
+use hoist_proxy::control::{ClientError, ControlRequest, ControlResponse};
+use hoist_proxy::options::DeployRequest;
 use hoist_proxy::router::ServiceSummary;
+use russh::ChannelStream;
+use russh::client::Msg;
 
 use super::deploy_secrets::DeploySecrets;
 use super::proxy_args::{CA_ROOT_PATH, deploy_args_with, probe_args};
@@ -22,6 +26,7 @@ use crate::naming::{
     self, NEXT_PROXY_CONTAINER, OLD_PROXY_CONTAINER, PORTS_CONTAINER, PROXY_CONTAINER,
     PROXY_STATE_DIR, PROXY_USER, PROXY_VOLUME,
 };
+use crate::remote::Server;
 use crate::report::hinted;
 use hoist_proxy::paths::STATE_DIR_ENV;
 
@@ -366,6 +371,15 @@ pub async fn list(docker: &Docker) -> Result<Vec<ServiceSummary>> {
     })
 }
 
+/// [`list`] on `server`, through the control socket channel its connection opened when there
+/// is one (a round trip), else through `docker exec`.
+pub async fn list_on(server: &Server) -> Result<Vec<ServiceSummary>> {
+    match server.proxy_call(&ControlRequest::List).await {
+        Some(ControlResponse::Services { services }) => Ok(services),
+        _ => list(&server.docker).await,
+    }
+}
+
 /// The container id (12 hex digits) `service` routes to, if the proxy knows the service.
 pub fn live_target(services: &[ServiceSummary], service: &str) -> Option<String> {
     services
@@ -387,25 +401,47 @@ pub struct Refused(pub String);
 /// `secrets` holds what must not be on the command line (the EAB HMAC key, a custom
 /// certificate); they apply where this proxy terminates TLS (no load balancer).
 pub async fn deploy(
-    docker: &Docker,
+    server: &Server,
     config: &Config,
     service: &str,
     id: &str,
     secrets: &DeploySecrets,
 ) -> Result<()> {
-    let exec = prepare_deploy(docker, config, service, id, secrets).await?;
-    run_deploy(docker, &exec).await
+    let prepared = prepare_deploy(server, config, service, id, secrets).await?;
+    run_deploy(&server.docker, prepared).await
 }
 
-/// The `hoist-proxy deploy` of [`deploy`], created in the proxy container but not run: a release
-/// creates it while the new container starts, and [`run_deploy`] runs it at the switch.
+/// A `hoist-proxy deploy` made ready while the new container starts, so that the switch is one
+/// round trip: the request, for a channel to the proxy's control socket already open, or
+/// (where that socket can't be reached) the command, created in the proxy container.
+pub enum PreparedDeploy {
+    Socket {
+        request: Box<DeployRequest>,
+        channel: ChannelStream<Msg>,
+    },
+    Exec(docker::Exec),
+}
+
+/// Which way, never what the request holds (the EAB key).
+impl std::fmt::Debug for PreparedDeploy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PreparedDeploy::Socket { .. } => f.write_str("PreparedDeploy::Socket"),
+            PreparedDeploy::Exec(exec) => write!(f, "PreparedDeploy::Exec({})", exec.describe()),
+        }
+    }
+}
+
+/// The `hoist-proxy deploy` of [`deploy`], made ready but not run: a release prepares it while
+/// the new container starts, and [`run_deploy`] runs it at the switch.
 pub async fn prepare_deploy(
-    docker: &Docker,
+    server: &Server,
     config: &Config,
     service: &str,
     id: &str,
     secrets: &DeploySecrets,
-) -> Result<docker::Exec> {
+) -> Result<PreparedDeploy> {
+    let docker = &server.docker;
     let pages = super::error_pages::for_service(config, service)?;
     let edge = config.loadbalancer.is_none();
     let certificate = secrets.certificate.as_ref().filter(|_| edge);
@@ -416,23 +452,64 @@ pub async fn prepare_deploy(
         pages.as_ref().map(|p| p.0.as_str()),
         certificate,
     )?;
-    if config.proxy.tls && edge {
-        upload_ca_root(docker, config).await?;
-    }
-    if let Some(certificate) = certificate {
-        certificate.upload(docker).await?;
-    }
-    if let Some((_, files)) = &pages {
-        docker::upload_files(docker, PROXY_CONTAINER, files, &[]).await?;
+    let env = if edge { secrets.env.as_slice() } else { &[] };
+    let (uploaded, channel) = tokio::join!(
+        async {
+            if config.proxy.tls && edge {
+                upload_ca_root(docker, config).await?;
+            }
+            if let Some(certificate) = certificate {
+                certificate.upload(docker).await?;
+            }
+            if let Some((_, files)) = &pages {
+                docker::upload_files(docker, PROXY_CONTAINER, files, &[]).await?;
+            }
+            anyhow::Ok(())
+        },
+        server.control_channel()
+    );
+    uploaded?;
+    if let Some(channel) = channel {
+        return Ok(PreparedDeploy::Socket {
+            request: Box::new(deploy_request(&args, env)?),
+            channel,
+        });
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env = if edge { secrets.env.as_slice() } else { &[] };
-    docker::create_exec(docker, PROXY_CONTAINER, &args, env).await
+    Ok(PreparedDeploy::Exec(
+        docker::create_exec(docker, PROXY_CONTAINER, &args, env).await?,
+    ))
+}
+
+/// The control request `hoist-proxy deploy …` (`args`, the program name first) would send with `env` (`NAME=value` lines:
+/// the EAB key) in its environment: parsed by hoist-proxy's own CLI, so both ways ask the same.
+fn deploy_request(args: &[String], env: &[String]) -> Result<DeployRequest> {
+    let cli = <hoist_proxy::cli::Cli as clap::Parser>::try_parse_from(args)?;
+    let hoist_proxy::cli::Command::Deploy(mut args) = cli.command else {
+        bail!("`hoist-proxy deploy` arguments parsed as another command");
+    };
+    let key = format!("{}=", hoist_proxy::cli::EAB_HMAC_KEY_ENV);
+    if let Some(value) = env.iter().find_map(|line| line.strip_prefix(&key)) {
+        args.tls_acme_eab_hmac_key = Some(value.to_string());
+    }
+    Ok(DeployRequest::from_args(&args)?)
 }
 
 /// Run a deploy made by [`prepare_deploy`]; errors as [`deploy`]'s.
-pub async fn run_deploy(docker: &Docker, exec: &docker::Exec) -> Result<()> {
-    let output = docker::run_created(docker, exec).await?;
+pub async fn run_deploy(docker: &Docker, prepared: PreparedDeploy) -> Result<()> {
+    let exec = match prepared {
+        PreparedDeploy::Socket { request, channel } => {
+            let request = ControlRequest::Deploy(request);
+            return match hoist_proxy::control::call_over(channel, &request).await {
+                Ok(_) => Ok(()),
+                Err(ClientError::Failed(message)) => Err(Refused(message).into()),
+                Err(err) => Err(anyhow::Error::new(err)
+                    .context("the answer of hoist-proxy's control socket was lost")),
+            };
+        }
+        PreparedDeploy::Exec(exec) => exec,
+    };
+    let output = docker::run_created(docker, &exec).await?;
     match refusal(output.exit_code, &output.stderr) {
         _ if output.exit_code == 0 => Ok(()),
         Some(message) => Err(Refused(message).into()),

@@ -6,6 +6,7 @@
 //! switched anywhere.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use hoist_proxy::router::ServiceSummary;
@@ -56,8 +57,8 @@ pub(super) struct Staged {
     pub old: Vec<app::AppContainer>,
     /// The live container renamed aside for a redeploy of its own version (its id).
     pub replaced: Option<String>,
-    /// `hoist-proxy deploy` of the new container, created ahead in the proxy container.
-    pub deploy_exec: Option<crate::docker::Exec>,
+    /// `hoist-proxy deploy` of the new container, made ready ahead (taken by the switch).
+    pub prepared_deploy: Arc<Mutex<Option<proxy::PreparedDeploy>>>,
 }
 
 impl Release<'_> {
@@ -71,12 +72,19 @@ impl Release<'_> {
         Ok(survey)
     }
 
+    /// A deploy pulls at once, as `docker pull` does: its version was just pushed or checked in
+    /// the registry, so it is rarely on the server yet, and asking first would cost a round trip
+    /// on every deploy. If the pull fails where the image is already present, that copy serves
+    /// (with a warning). A redeploy or rollback uses the copy it finds, pulling only without one
+    /// (never for a rollback).
     async fn pull(&self, server: &Server, image: &str) -> Result<()> {
         let progress = self.reporter.host(&server.host);
-        let present = docker::image_exists(&server.docker, image).await?;
-        if present {
-            progress.done(format!("{} already present", short(self.version)));
-            return Ok(());
+        if self.kind != Kind::Deploy {
+            let present = docker::image_exists(&server.docker, image).await?;
+            if present {
+                progress.done(format!("{} already present", short(self.version)));
+                return Ok(());
+            }
         }
         if self.kind == Kind::Rollback {
             progress.failed("image missing");
@@ -107,6 +115,20 @@ impl Release<'_> {
                 progress.done(format!("pulled {}", short(self.version)));
                 Ok(())
             }
+            Err(err)
+                if !interrupted(&err)
+                    && docker::image_exists(&server.docker, image)
+                        .await
+                        .unwrap_or(false) =>
+            {
+                self.printer.warn(format!(
+                    "{}: the pull of {image} failed ({:#}); the copy already there serves",
+                    server.host,
+                    err.root_cause()
+                ));
+                progress.done(format!("{} already present", short(self.version)));
+                Ok(())
+            }
             Err(err) => {
                 progress.failed("pull failed");
                 Err(err)
@@ -129,11 +151,11 @@ impl Release<'_> {
         // No proxy yet (or stopped) is not an error here: the proxy step deals with it.
         let (lists, services, record, container, network, status) = tokio::join!(
             lists,
-            proxy::list(&server.docker),
+            proxy::list_on(server),
             super::state::read(&server.session, &self.scope),
             proxy::inspect(&server.docker),
             server.docker.inspect_network(crate::naming::NETWORK, None),
-            handover::status(&server.docker, crate::naming::PROXY_CONTAINER)
+            handover::status_on(server)
         );
         let mut containers = BTreeMap::new();
         for (role, list) in roles.into_iter().zip(lists) {
@@ -418,7 +440,7 @@ impl Release<'_> {
             live_version,
             old,
             replaced,
-            deploy_exec: None,
+            prepared_deploy: Arc::default(),
         };
         let created = self.interruptible(app::create(docker, &name, body)).await;
         unit.id = match created {
@@ -433,17 +455,20 @@ impl Release<'_> {
             staged.push(unit);
             return Ok(());
         }
-        // The proxy's deploy command is created while the container starts (a round trip less
-        // at the switch); without it, the switch creates it then.
+        // The proxy's deploy is made ready while the container starts (a round trip less at the
+        // switch); without it, the switch prepares it then.
         let id = unit.id.clone();
         let service = unit.service.clone();
         staged.push(unit);
         let (started, exec) = tokio::join!(
             self.interruptible(app::start(docker, &name)),
-            proxy::prepare_deploy(docker, config, &service, &id, &self.prepared.proxy_secrets)
+            proxy::prepare_deploy(server, config, &service, &id, &self.prepared.proxy_secrets)
         );
         if let Some(last) = staged.last_mut() {
-            last.deploy_exec = exec.ok();
+            *last
+                .prepared_deploy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = exec.ok();
         }
         started?;
         // Before any switch: each version's volume gets the other's assets.

@@ -41,11 +41,16 @@ impl Release<'_> {
                 "{role}: health check on {}",
                 self.config.proxy.healthcheck.path
             ));
-            match &unit.deploy_exec {
-                Some(exec) => proxy::run_deploy(docker, exec).await,
+            let prepared = unit
+                .prepared_deploy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            match prepared {
+                Some(prepared) => proxy::run_deploy(docker, prepared).await,
                 None => {
                     proxy::deploy(
-                        docker,
+                        server,
                         self.config,
                         &unit.service,
                         &unit.id,
@@ -77,6 +82,7 @@ impl Release<'_> {
                 Ok(())
             }
             Err(err) if unit.behind_proxy && !err.is::<proxy::Refused>() => {
+                tracing::debug!(host = %server.host, error = format!("{err:#}"), "switch answer lost");
                 // The answer is lost (the proxy restarted, the exec was killed): what the proxy
                 // routes to decides, once it answers again.
                 progress.step(format!(
@@ -124,7 +130,6 @@ impl Release<'_> {
     /// running (a role without the proxy: the new container goes, the old one never stopped);
     /// the new container is removed. Returns what runs there now, for the report.
     pub(super) async fn revert(&self, server: &Server, unit: &Staged) -> Result<String> {
-        let docker = &server.docker;
         if unit.behind_proxy {
             let Some(live_id) = &unit.live_id else {
                 return Ok(format!(
@@ -133,7 +138,7 @@ impl Release<'_> {
                 ));
             };
             proxy::deploy(
-                docker,
+                server,
                 self.config,
                 &unit.service,
                 live_id,

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bollard::models::SystemVersion;
-use bollard::{API_DEFAULT_VERSION, BollardRequest, ClientVersion, Docker};
+use bollard::{API_DEFAULT_VERSION, BollardRequest, Docker};
 use hyper::Uri;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
@@ -21,73 +21,66 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::ssh::{Session, SshError};
 
-/// Channels opened beside the first call, for calls made at once later.
-const WARM_CHANNELS: usize = 5;
+/// Channels opened at connect, for the calls a release makes at once right after (it reads a
+/// host with several calls together, and an exec's start takes its channel for good).
+const WARM_CHANNELS: usize = 8;
 
 /// Where Docker listens on servers.
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
-/// A bollard client for the engine on `session`'s server, with the API version agreed, and the
-/// engine's version report. One `/version` call does both: bollard's `negotiate_version` would
-/// read it once to agree and the caller again for the report, a round trip more per server.
-pub async fn connect(
-    session: Arc<Session>,
-    timeout: Duration,
-) -> Result<(Docker, SystemVersion), bollard::errors::Error> {
+/// A bollard client for the engine on `session`'s server, once channels to its socket are open
+/// (which is what proves the engine is there and the SSH user may use it).
+///
+/// No `/version` call agrees on an API version first: bollard's request paths carry no version
+/// prefix (`Uri::parse` joins an absolute path, which drops it; the test below keeps that
+/// true), so the engine answers every call in its own API version, and the call would cost a
+/// round trip and the engine's own time (it asks containerd and runc for theirs). The version
+/// report is read when shown ([`version`]).
+pub async fn connect(session: Arc<Session>, timeout: Duration) -> anyhow::Result<Docker> {
+    let opened = futures_util::future::join_all(
+        (0..WARM_CHANNELS).map(|_| session.open_unix_socket(DOCKER_SOCKET)),
+    )
+    .await;
+    let mut warm = Vec::with_capacity(opened.len());
+    for channel in opened {
+        warm.push(channel?);
+    }
     let connector = Connector {
         session,
         socket: DOCKER_SOCKET,
+        warm: Arc::new(std::sync::Mutex::new(warm)),
     };
-    // One pool of channels, shared by the probing client and the negotiated one.
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(connector);
-    let docker_with = |version: &ClientVersion| {
-        let client = client.clone();
-        Docker::connect_with_custom_transport(
-            move |request: BollardRequest| {
-                let client = client.clone();
-                async move {
-                    client
-                        .request(request)
-                        .await
-                        .map_err(bollard::errors::Error::from)
+    let docker = Docker::connect_with_custom_transport(
+        move |request: BollardRequest| {
+            let client = client.clone();
+            async move {
+                // Method and path only: bodies and headers carry environments and registry
+                // credentials.
+                let (method, path) = (request.method().clone(), request.uri().path().to_string());
+                tracing::debug!(%method, path, "Docker request");
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(bollard::errors::Error::from);
+                if let Ok(response) = &response {
+                    tracing::debug!(%method, path, status = %response.status(), "Docker response");
                 }
-            },
-            Some("http://docker"),
-            timeout.as_secs().max(1),
-            version,
-        )
-    };
-    // Pings beside `/version` open more channels in the same round trip, kept in the pool: a
-    // release reads a host with several calls at once, and an exec's start takes its channel
-    // for good (the stream is hijacked), so later calls find channels open instead of opening
-    // them, a round trip each.
-    let probe = docker_with(API_DEFAULT_VERSION)?;
-    let pings = futures_util::future::join_all((0..WARM_CHANNELS).map(|_| probe.ping()));
-    let (report, _) = tokio::join!(probe.version(), pings);
-    let report = report?;
-    let server = report
-        .api_version
-        .as_deref()
-        .and_then(parse_api_version)
-        .ok_or(bollard::errors::Error::APIVersionParseError {})?;
-    // As `negotiate_version`: the lower of ours and the server's.
-    let agreed = if server < *API_DEFAULT_VERSION {
-        server
-    } else {
-        *API_DEFAULT_VERSION
-    };
-    Ok((docker_with(&agreed)?, report))
+                response
+            }
+        },
+        Some("http://docker"),
+        timeout.as_secs().max(1),
+        API_DEFAULT_VERSION,
+    )?;
+    Ok(docker)
 }
 
-/// "1.41" → 1.41.
-fn parse_api_version(text: &str) -> Option<ClientVersion> {
-    let (major, minor) = text.split_once('.')?;
-    Some(ClientVersion {
-        major_version: major.parse().ok()?,
-        minor_version: minor.parse().ok()?,
-    })
+/// The engine's version report (`/version`), for `hoist details`.
+pub async fn version(docker: &Docker) -> Result<SystemVersion, bollard::errors::Error> {
+    docker.version().await
 }
 
 /// Opens one SSH channel per HTTP connection hyper asks for.
@@ -95,6 +88,8 @@ fn parse_api_version(text: &str) -> Option<ClientVersion> {
 struct Connector {
     session: Arc<Session>,
     socket: &'static str,
+    /// Channels opened at connect, handed out before any new one is opened.
+    warm: Arc<std::sync::Mutex<Vec<ChannelStream<Msg>>>>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -107,6 +102,10 @@ impl tower_service::Service<Uri> for Connector {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
+        let warm = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(stream) = warm {
+            return Box::pin(async move { Ok(TokioIo::new(Stream(stream))) });
+        }
         let session = self.session.clone();
         let socket = self.socket;
         Box::pin(async move {
@@ -165,13 +164,35 @@ impl AsyncWrite for Stream {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_api_version;
+    use std::sync::{Arc, Mutex};
 
-    #[test]
-    fn api_versions_parse_as_major_and_minor() {
-        let version = parse_api_version("1.41").expect("parses");
-        assert_eq!((version.major_version, version.minor_version), (1, 41));
-        assert!(parse_api_version("1").is_none());
-        assert!(parse_api_version("x.41").is_none());
+    use bollard::{API_DEFAULT_VERSION, BollardRequest, Docker};
+
+    /// What [`super::connect`] relies on to skip version negotiation: bollard sends paths without
+    /// a `/v1.xx` prefix, so the engine answers in its own API version. Should bollard start
+    /// sending its (newer) version, older engines would refuse every call: negotiate again.
+    #[tokio::test]
+    async fn bollard_paths_carry_no_api_version() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let docker = Docker::connect_with_custom_transport(
+            move |request: BollardRequest| {
+                record
+                    .lock()
+                    .expect("not poisoned")
+                    .push(request.uri().path().to_string());
+                async { Err(bollard::errors::Error::RequestTimeoutError) }
+            },
+            Some("http://docker"),
+            5,
+            API_DEFAULT_VERSION,
+        )
+        .expect("a client");
+        let _ = docker.ping().await;
+        let _ = docker.inspect_container("web", None).await;
+        assert_eq!(
+            *seen.lock().expect("not poisoned"),
+            ["/_ping", "/containers/web/json"]
+        );
     }
 }

@@ -62,7 +62,8 @@ impl Session {
             source: Box::new(source),
         };
         tracing::debug!(host = %self.host, command, "remote exec");
-        let mut channel = self.handle.channel_open_session().await.map_err(protocol)?;
+        let started = std::time::Instant::now();
+        let mut channel = self.session_channel().await.map_err(protocol)?;
         channel.exec(true, command).await.map_err(protocol)?;
         let mut status = None;
         // Data may still arrive after the exit status: read until the channel closes.
@@ -74,6 +75,7 @@ impl Session {
                 _ => {}
             }
         }
+        tracing::debug!(host = %self.host, ?status, took = ?started.elapsed(), "remote exec finished");
         Ok(status)
     }
 }

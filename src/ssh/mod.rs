@@ -12,9 +12,9 @@ use std::net::ToSocketAddrs;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use russh::ChannelStream;
 use russh::client::{self, Handle, Msg};
 use russh::keys::PublicKeyOrCertificate;
+use russh::{Channel, ChannelStream};
 use tokio::net::TcpStream;
 
 pub use auth::Credentials;
@@ -38,12 +38,21 @@ pub struct SshOptions {
 /// An authenticated SSH connection to one server. Cheap to share (`Arc`): every operation opens
 /// its own channel.
 pub struct Session {
-    handle: Handle<ClientHandler>,
+    handle: Arc<Handle<ClientHandler>>,
     host: String,
     user: String,
+    /// Session channels opened ahead for the next remote commands: opening one is a round trip,
+    /// which a command then need not wait for (see [`Session::session_channel`]). A release
+    /// runs two commands at once on each host first (the lock, its record).
+    spare: Mutex<Vec<SpareChannel>>,
     /// The bastion this connection runs through; kept alive as long as this session.
     _via: Option<Arc<Session>>,
 }
+
+type SpareChannel = tokio::task::JoinHandle<Result<Channel<Msg>, russh::Error>>;
+
+/// How many session channels [`Session`] keeps opened ahead.
+const SPARE_CHANNELS: usize = 2;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,12 +170,17 @@ impl SshClient {
             .authenticate(&mut handle, user, host)
             .await?;
         tracing::debug!(%target, via = via.as_ref().map(|v| v.to_string()), "connected");
-        Ok(Session {
-            handle,
+        let session = Session {
+            handle: Arc::new(handle),
             host: host.to_string(),
             user: user.to_string(),
+            spare: Mutex::new(Vec::new()),
             _via: via,
-        })
+        };
+        for _ in 0..SPARE_CHANNELS {
+            session.open_spare();
+        }
+        Ok(session)
     }
 }
 
@@ -187,6 +201,32 @@ impl Session {
                 source: Box::new(source),
             })?;
         Ok(channel.into_stream())
+    }
+
+    /// A session channel for one remote command: a spare opened ahead when there is one (and a
+    /// new spare behind it), else a fresh one.
+    pub(crate) async fn session_channel(&self) -> Result<Channel<Msg>, russh::Error> {
+        let spare = {
+            let mut spares = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            (!spares.is_empty()).then(|| spares.remove(0))
+        };
+        self.open_spare();
+        if let Some(spare) = spare
+            && let Ok(Ok(channel)) = spare.await
+        {
+            return Ok(channel);
+        }
+        self.handle.channel_open_session().await
+    }
+
+    /// Start opening one more spare session channel, in the background.
+    fn open_spare(&self) {
+        let handle = self.handle.clone();
+        let opening = tokio::spawn(async move { handle.channel_open_session().await });
+        self.spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(opening);
     }
 
     /// Close the connection politely.

@@ -13,6 +13,9 @@ use clap::{ArgAction, Args};
 use super::{Cli, Command, parse_go_bool, parse_trusted_proxy};
 use crate::duration::{format_duration, parse_duration};
 
+/// Where `deploy` (and `run`) read the EAB HMAC key from, off the command line.
+pub const EAB_HMAC_KEY_ENV: &str = "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY";
+
 #[derive(Debug, Clone, PartialEq, Args)]
 pub struct DeployArgs {
     /// Name of the service to create or update
@@ -115,7 +118,7 @@ pub struct DeployArgs {
     #[arg(
         long,
         value_name = "KEY",
-        env = "HOIST_PROXY_TLS_ACME_EAB_HMAC_KEY",
+        env = EAB_HMAC_KEY_ENV,
         hide_env_values = true
     )]
     pub tls_acme_eab_hmac_key: Option<String>,

@@ -15,7 +15,7 @@ use crate::duration::parse_duration;
 mod deploy;
 mod run;
 
-pub use deploy::DeployArgs;
+pub use deploy::{DeployArgs, EAB_HMAC_KEY_ENV};
 pub use run::{ListenerArgs, RunArgs};
 
 /// How values are written, shown below the help of every command that takes flags.
