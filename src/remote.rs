@@ -57,15 +57,21 @@ pub struct Server {
 
 impl Server {
     /// A channel to this host's hoist-proxy control socket for one call: one opened at connect
-    /// if any is left, else a new one. `None` where the socket can't be reached that way (see
-    /// [`Server::proxy_call`]).
-    pub async fn control_channel(&self) -> Option<ChannelStream<Msg>> {
+    /// if any is left, else [`Server::open_control_channel`].
+    async fn control_channel(&self) -> Option<ChannelStream<Msg>> {
+        let warm = self.control.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match warm {
+            Some(channel) => Some(channel),
+            None => self.open_control_channel().await,
+        }
+    }
+
+    /// A new channel to this host's hoist-proxy control socket, connected to the proxy running
+    /// now (one opened at connect may belong to a proxy handed over since). `None` where the
+    /// socket can't be reached that way (see [`Server::proxy_call`]).
+    pub async fn open_control_channel(&self) -> Option<ChannelStream<Msg>> {
         if !self.proxied {
             return None;
-        }
-        let warm = self.control.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        if warm.is_some() {
-            return warm;
         }
         self.session
             .open_unix_socket(&crate::naming::proxy_control_socket_on_host())

@@ -466,7 +466,7 @@ pub async fn prepare_deploy(
             }
             anyhow::Ok(())
         },
-        server.control_channel()
+        server.open_control_channel()
     );
     uploaded?;
     if let Some(channel) = channel {
@@ -624,6 +624,42 @@ mod tests {
             Some("0123456789ab")
         );
         assert_eq!(live_target(&services, "other"), None);
+    }
+
+    #[test]
+    fn the_socket_deploy_asks_what_the_command_would_with_the_eab_key_from_the_environment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let acme = "[proxy]\ntls = true\nhosts = [\"a.example.com\"]\n[proxy.acme]\n\
+                    directory = \"https://acme.example/dir\"\neab_kid = \"kid-1\"\n\
+                    eab_hmac_key = \"EAB_KEY\"\n";
+        let config = config_with(dir.path(), acme);
+        let args =
+            deploy_args_with(&config, "a-web", "0123456789abcdef", None, None).expect("argv");
+        let env = [format!("{}=c2VjcmV0", hoist_proxy::cli::EAB_HMAC_KEY_ENV)];
+        let request = deploy_request(&args, &env).expect("request");
+        assert_eq!(request.service, "a-web");
+        assert_eq!(request.targets, ["0123456789ab:80"]);
+        assert_eq!(request.tls_acme_eab_hmac_key.as_deref(), Some("c2VjcmV0"));
+        // The command line's own parse gives the same request.
+        let cli = <hoist_proxy::cli::Cli as clap::Parser>::try_parse_from(&args).expect("parses");
+        let hoist_proxy::cli::Command::Deploy(parsed) = cli.command else {
+            panic!("not a deploy");
+        };
+        let mut from_cli = DeployRequest::from_args(&parsed).expect("request");
+        from_cli.tls_acme_eab_hmac_key = request.tls_acme_eab_hmac_key.clone();
+        assert_eq!(
+            serde_json::to_value(&from_cli).expect("json"),
+            serde_json::to_value(&request).expect("json")
+        );
+        // Without a key id the key is not sent, as the command would not.
+        let plain = config_with(dir.path(), "");
+        let args = deploy_args_with(&plain, "a-web", "0123456789abcdef", None, None).expect("argv");
+        assert_eq!(
+            deploy_request(&args, &env)
+                .expect("request")
+                .tls_acme_eab_hmac_key,
+            None
+        );
     }
 
     #[test]
