@@ -34,8 +34,8 @@ const DOCKER_API_TIMEOUT: Duration = Duration::from_secs(120);
 /// Everything needed to reach servers, resolved once per command.
 pub struct Connector {
     ssh: SshClient,
-    /// Hosts where hoist-proxy runs (roles behind it, the load balancer): their connections
-    /// open channels to its control socket too.
+    /// Hosts where hoist-proxy runs (roles behind it, the load balancer) and the SSH user is
+    /// root: their connections open channels to its control socket too.
     proxied: Vec<String>,
 }
 
@@ -134,20 +134,15 @@ impl Connector {
                 )),
                 credentials,
             },
-            proxied: config
-                .hosts()
-                .into_iter()
-                .filter(|host| {
-                    config
-                        .roles
-                        .values()
-                        .any(|role| role.proxy && role.hosts.contains(host))
-                        || config
-                            .loadbalancer
-                            .as_ref()
-                            .is_some_and(|lb| &lb.host == host)
-                })
-                .collect(),
+            // Only root may enter Docker's volumes (a docker-group user gets `docker exec`).
+            proxied: match ssh.user.as_str() {
+                "root" => config
+                    .hosts()
+                    .into_iter()
+                    .filter(|host| config.runs_proxy(host))
+                    .collect(),
+                _ => Vec::new(),
+            },
         })
     }
 

@@ -381,6 +381,18 @@ impl Config {
         refs
     }
 
+    /// Whether a role behind the proxy runs on `host`.
+    pub fn behind_proxy(&self, host: &str) -> bool {
+        self.roles
+            .values()
+            .any(|role| role.proxy && role.hosts.iter().any(|h| h == host))
+    }
+
+    /// Whether hoist-proxy runs on `host`: a role behind it, or the load balancer.
+    pub fn runs_proxy(&self, host: &str) -> bool {
+        self.behind_proxy(host) || self.loadbalancer.as_ref().is_some_and(|lb| lb.host == host)
+    }
+
     /// Every host: roles' (in role order), then accessories', then the load balancer; each
     /// once, in that order.
     pub fn hosts(&self) -> Vec<String> {

@@ -37,12 +37,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 pub fn hosts(config: &Config, hosts: &[String]) -> Vec<String> {
     hosts
         .iter()
-        .filter(|host| {
-            config
-                .roles
-                .values()
-                .any(|role| role.proxy && role.hosts.contains(host))
-        })
+        .filter(|host| config.behind_proxy(host))
         .cloned()
         .collect()
 }
