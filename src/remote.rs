@@ -1,4 +1,5 @@
-//! The servers one command works on: an SSH session and a Docker client per host, connected in
+//! The servers one command works on: an SSH session and a Docker client per host (and, where
+//! hoist-proxy runs and the user is root, channels to its control socket), connected in
 //! parallel (at most [`MAX_PARALLEL_CONNECTS`] at a time, through one shared jump host connection
 //! when `ssh.proxy_jump` is set). A host that can't be reached is reported with its reason, never
 //! retried silently and never left hanging past `ssh.connect_timeout`.

@@ -192,6 +192,17 @@ fn assert_secret_never_logged(app: &App, version: &str) {
         stderr.contains("DEBUG") && stderr.contains("Docker engine reached"),
         "RUST_LOG turned hoist's logs on:\n{stderr}"
     );
+    // The proxy's routes, status and the switch went through its control socket over SSH, not
+    // `docker exec` (two round trips and a process each).
+    let execs: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("Docker request") && line.contains("/hoist-proxy/exec"))
+        .collect();
+    assert!(
+        execs.is_empty(),
+        "docker exec into hoist-proxy:\n{}",
+        execs.join("\n")
+    );
     assert!(
         !stdout.contains(CANARY),
         "the secret is in stdout:\n{stdout}"

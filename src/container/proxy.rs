@@ -476,8 +476,9 @@ pub async fn prepare_deploy(
     ))
 }
 
-/// The control request `hoist-proxy deploy …` (`args`, the program name first) would send with `env` (`NAME=value` lines:
-/// the EAB key) in its environment: parsed by hoist-proxy's own CLI, so both ways ask the same.
+/// The control request `hoist-proxy deploy …` (`args`, the program name first) would send with
+/// `env` (`NAME=value` lines: the EAB key) in its environment: parsed by hoist-proxy's own CLI,
+/// so both ways ask the same.
 fn deploy_request(args: &[String], env: &[String]) -> Result<DeployRequest> {
     let cli = <hoist_proxy::cli::Cli as clap::Parser>::try_parse_from(args)?;
     let hoist_proxy::cli::Command::Deploy(mut args) = cli.command else {
